@@ -1,0 +1,30 @@
+# finsent: `make run` and `make test` set up .venv from the lock, then run.
+PYTHON ?= python3
+VENV ?= .venv
+DATA ?=
+PYTEST_ARGS ?=
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.finsent-installed
+
+.PHONY: run test venv clean
+
+venv: $(STAMP)
+
+# The lock holds every package `==`; --no-deps installs exactly it, with no
+# resolver backtracking. TFX 1.16 declares Python < 3.11 but runs on 3.11.
+$(STAMP): requirements/lock.txt setup.py
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip==24.3.1
+	$(BIN)/python -m pip install --ignore-requires-python --no-deps -r requirements/lock.txt
+	$(BIN)/python -m pip install --no-deps --no-build-isolation -e .
+	$(BIN)/python -m pip check
+	touch $@
+
+run: $(STAMP)
+	$(BIN)/finsent run $(if $(DATA),--data $(DATA))
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS) tests
+
+clean:
+	rm -rf tfx_pipeline_output tfx_metadata serving_model run_summary.json

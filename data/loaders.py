@@ -1,0 +1,286 @@
+"""Readers that turn the text formats users have into canonical records.
+
+A canonical record is `text`, `label` (one of `LABELS`) and the optional
+`source` and `published_at`. Every reader is strict: a row it cannot read
+raises `DataFormatError` naming the file and line, and no row is ever
+skipped, so a run trains on exactly what the files hold or not at all.
+
+Supported formats, detected from the file (see `detect_format`):
+
+* `csv`: the canonical CSV, header `text,label[,source][,published_at]`,
+  labels spelled `negative`/`neutral`/`positive`, UTF-8.
+* `twitter_fns`: Twitter Financial News Sentiment, header `text,label`,
+  labels `0` Bearish, `1` Bullish, `2` Neutral, UTF-8.
+* `jsonl`: one JSON object per line with the canonical keys, UTF-8.
+* `phrasebank`: Financial PhraseBank, `sentence@label` per line, latin-1.
+"""
+
+import collections
+import csv
+import dataclasses
+import glob
+import datetime
+import io
+import json
+import os
+from typing import Callable, Dict, Iterator, List, Optional
+
+LABELS = ('negative', 'neutral', 'positive')
+OPTIONAL_FIELDS = ('source', 'published_at')
+CANONICAL_FIELDS = ('text', 'label') + OPTIONAL_FIELDS
+TWITTER_FNS_LABELS = {'0': 'negative', '1': 'positive', '2': 'neutral'}
+
+
+class DataFormatError(ValueError):
+  """A row or file that cannot be read as labelled text; says where."""
+
+  def __init__(self, path: str, line: Optional[int], message: str):
+    where = f'{path}:{line}' if line is not None else path
+    super().__init__(f'{where}: {message}')
+    self.path = path
+    self.line = line
+
+
+@dataclasses.dataclass(frozen=True)
+class Record:
+  """One labelled text with its origin (file and first line) for errors."""
+  text: str
+  label: str
+  source: Optional[str] = None
+  published_at: Optional[str] = None
+
+
+def _decode(path: str, raw: bytes, encoding: str) -> str:
+  try:
+    return raw.decode(encoding)
+  except UnicodeDecodeError as e:
+    line = raw[:e.start].count(b'\n') + 1
+    raise DataFormatError(
+        path, line, f'bytes {raw[e.start:e.end]!r} at offset {e.start} are '
+        f'not valid {encoding}') from None
+
+
+def _read_text(path: str, encoding: str = 'utf-8') -> str:
+  with open(path, 'rb') as f:
+    raw = f.read()
+  if raw.startswith(b'\xef\xbb\xbf'):
+    raw = raw[3:]
+  return _decode(path, raw, encoding)
+
+
+def _check_record(path: str, line: int, text, label, source=None,
+                  published_at=None) -> Record:
+  """Validates one row's values and returns it as a Record."""
+  for name, value in (('text', text), ('source', source),
+                      ('published_at', published_at)):
+    if not isinstance(value, str) and (name == 'text' or value is not None):
+      raise DataFormatError(path, line, f'{name} must be a string, got '
+                            f'{type(value).__name__}')
+  if not text.strip():
+    raise DataFormatError(path, line, 'text is empty')
+  if label not in LABELS:
+    raise DataFormatError(
+        path, line, f'label {label!r} is not one of {", ".join(LABELS)}')
+  if published_at:
+    try:
+      datetime.datetime.fromisoformat(published_at.replace('Z', '+00:00'))
+    except ValueError:
+      raise DataFormatError(
+          path, line, f'published_at {published_at!r} is not an ISO-8601 '
+          'timestamp') from None
+  return Record(text=text, label=label, source=source or None,
+                published_at=published_at or None)
+
+
+def _csv_rows(path: str, content: str):
+  """Yields (line, header, row) for each data row, checking field counts."""
+  reader = csv.reader(io.StringIO(content, newline=''), strict=True)
+  header = None
+  line = 1
+  try:
+    for row in reader:
+      if header is None:
+        header = [h.strip() for h in row]
+        missing = [f for f in ('text', 'label') if f not in header]
+        if missing:
+          raise DataFormatError(
+              path, 1, f'header {",".join(header)!r} lacks column(s) '
+              f'{", ".join(missing)}')
+        unknown = [h for h in header if h not in CANONICAL_FIELDS]
+        if unknown:
+          raise DataFormatError(
+              path, 1, f'unknown column(s) {", ".join(unknown)}; expected '
+              f'{", ".join(CANONICAL_FIELDS)}')
+      elif row:
+        if len(row) != len(header):
+          raise DataFormatError(
+              path, line, f'row has {len(row)} fields, header has '
+              f'{len(header)}')
+        yield line, header, row
+      line = reader.line_num + 1
+  except csv.Error as e:
+    raise DataFormatError(path, line, f'malformed CSV: {e}') from None
+
+
+def read_csv(path: str) -> Iterator[Record]:
+  """Reads the canonical CSV format."""
+  for line, header, row in _csv_rows(path, _read_text(path)):
+    values = dict(zip(header, row))
+    yield _check_record(path, line, values['text'], values['label'],
+                        values.get('source'), values.get('published_at'))
+
+
+def read_twitter_fns(path: str) -> Iterator[Record]:
+  """Reads Twitter Financial News Sentiment (0 Bearish, 1 Bullish, 2 Neutral)."""
+  for line, header, row in _csv_rows(path, _read_text(path)):
+    values = dict(zip(header, row))
+    label = values['label'].strip()
+    if label not in TWITTER_FNS_LABELS:
+      raise DataFormatError(
+          path, line, f'label {label!r} is not a Twitter-FNS label '
+          '(0 Bearish, 1 Bullish, 2 Neutral)')
+    yield _check_record(path, line, values['text'], TWITTER_FNS_LABELS[label])
+
+
+def read_jsonl(path: str) -> Iterator[Record]:
+  """Reads one canonical JSON object per line."""
+  for line, text in enumerate(_read_text(path).splitlines(), start=1):
+    if not text.strip():
+      continue
+    try:
+      obj = json.loads(text)
+    except json.JSONDecodeError as e:
+      raise DataFormatError(path, line, f'invalid JSON: {e.msg}') from None
+    if not isinstance(obj, dict):
+      raise DataFormatError(path, line, 'expected a JSON object')
+    unknown = sorted(set(obj) - set(CANONICAL_FIELDS))
+    if unknown:
+      raise DataFormatError(path, line, f'unknown field(s) {", ".join(unknown)}')
+    for field in ('text', 'label'):
+      if field not in obj:
+        raise DataFormatError(path, line, f'missing field {field!r}')
+    yield _check_record(path, line, obj['text'], obj['label'],
+                        obj.get('source'), obj.get('published_at'))
+
+
+def read_phrasebank(path: str) -> Iterator[Record]:
+  """Reads Financial PhraseBank (`sentence@label`, latin-1)."""
+  for line, text in enumerate(_read_text(path, 'latin-1').splitlines(),
+                              start=1):
+    if not text.strip():
+      continue
+    sentence, sep, label = text.rpartition('@')
+    if not sep:
+      raise DataFormatError(path, line, "expected 'sentence@label'")
+    yield _check_record(path, line, sentence.strip(), label.strip())
+
+
+READERS: Dict[str, Callable[[str], Iterator[Record]]] = {
+    'csv': read_csv,
+    'twitter_fns': read_twitter_fns,
+    'jsonl': read_jsonl,
+    'phrasebank': read_phrasebank,
+}
+EXTENSIONS = ('.csv', '.jsonl', '.json', '.txt')
+
+
+def detect_format(path: str) -> str:
+  """Names the format of `path` from its extension and, for CSV, its header."""
+  ext = os.path.splitext(path)[1].lower()
+  if ext in ('.jsonl', '.json'):
+    return 'jsonl'
+  if ext == '.txt':
+    return 'phrasebank'
+  if ext != '.csv':
+    raise DataFormatError(
+        path, None, f'unsupported file type {ext or "(none)"!r}; expected one '
+        f'of {", ".join(EXTENSIONS)}')
+  rows = _csv_rows(path, _read_text(path))
+  first = next(rows, None)
+  if first is None:
+    raise DataFormatError(path, None, 'no records')
+  _, header, row = first
+  label = dict(zip(header, row))['label'].strip()
+  if header == ['text', 'label'] and label in TWITTER_FNS_LABELS:
+    return 'twitter_fns'
+  return 'csv'
+
+
+def read_records(path: str, data_format: Optional[str] = None
+                 ) -> Iterator[Record]:
+  """Reads every record of one file, in the given or the detected format."""
+  data_format = data_format or detect_format(path)
+  if data_format not in READERS:
+    raise DataFormatError(path, None, f'unknown format {data_format!r}; '
+                          f'expected one of {", ".join(READERS)}')
+  empty = True
+  for record in READERS[data_format](path):
+    empty = False
+    yield record
+  if empty:
+    raise DataFormatError(path, None, 'no records')
+
+
+@dataclasses.dataclass(frozen=True)
+class InputLayout:
+  """Where ExampleGen reads: a base folder and a file pattern per split.
+
+  `splits` maps split name to a file pattern under `input_base`. One split
+  named `all` means the data has no split of its own and ExampleGen
+  hash-splits it.
+  """
+  input_base: str
+  splits: Dict[str, str]
+
+  @property
+  def files(self) -> Dict[str, List[str]]:
+    return {name: sorted(glob.glob(os.path.join(self.input_base, pattern)))
+            for name, pattern in self.splits.items()}
+
+  def label_counts(self) -> Dict[str, Dict[str, int]]:
+    """Reads every record once: label counts per split. Raises on bad data."""
+    counts = {}
+    for split, paths in self.files.items():
+      if not paths:
+        raise DataFormatError(os.path.join(self.input_base, self.splits[split]),
+                              None, 'no files match')
+      counter = collections.Counter(
+          r.label for path in paths for r in read_records(path))
+      counts[split] = {label: counter[label] for label in LABELS}
+    return counts
+
+
+_TRAIN_WORDS = ('train',)
+_EVAL_WORDS = ('valid', 'eval', 'test', 'dev')
+
+
+def resolve_input(path: str) -> InputLayout:
+  """Lays out a data file or folder as ExampleGen input splits.
+
+  A file is one split. In a folder, a file named like `*train*` and one named
+  like `*valid*`/`*eval*`/`*test*`/`*dev*` become the train and eval splits
+  (the Twitter-FNS layout); otherwise all its data files of one type are
+  one split.
+  """
+  path = os.path.abspath(path)
+  if os.path.isfile(path):
+    return InputLayout(os.path.dirname(path), {'all': os.path.basename(path)})
+  if not os.path.isdir(path):
+    raise DataFormatError(path, None, 'no such file or folder')
+  names = sorted(n for n in os.listdir(path)
+                 if os.path.splitext(n)[1].lower() in EXTENSIONS and
+                 os.path.isfile(os.path.join(path, n)))
+  train = [n for n in names if any(w in n.lower() for w in _TRAIN_WORDS)]
+  evals = [n for n in names if any(w in n.lower() for w in _EVAL_WORDS)]
+  if train or evals:
+    if len(train) != 1 or len(evals) != 1:
+      raise DataFormatError(
+          path, None, f'expected one train file and one eval file, found '
+          f'train={train} eval={evals}')
+    return InputLayout(path, {'train': train[0], 'eval': evals[0]})
+  exts = {os.path.splitext(n)[1].lower() for n in names}
+  if len(exts) != 1:
+    raise DataFormatError(
+        path, None, f'expected data files of one type ({", ".join(EXTENSIONS)})'
+        f', found {names or "none"}')
+  return InputLayout(path, {'all': '*' + exts.pop()})

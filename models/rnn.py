@@ -1,0 +1,45 @@
+"""Recurrent classifier: token ids -> masked embedding -> bidirectional RNN -> classes."""
+
+import keras
+
+from models import features
+
+RNN_CELLS = {'lstm': keras.layers.LSTM, 'gru': keras.layers.GRU}
+
+
+def build_rnn_classifier(vocabulary_size: int,
+                         sequence_length: int,
+                         num_classes: int = len(features.LABELS),
+                         embedding_dim: int = 64,
+                         rnn_units: int = 64,
+                         cell: str = 'lstm',
+                         dropout: float = 0.3) -> keras.Model:
+  """Builds a bidirectional LSTM/GRU text classifier.
+
+  Args:
+    vocabulary_size: number of token ids, padding id 0 included.
+    sequence_length: padded length of `token_ids`.
+    num_classes: size of the softmax output.
+    embedding_dim: width of the token embedding.
+    rnn_units: units of each direction of the recurrent layer.
+    cell: `lstm` or `gru`.
+    dropout: dropout on the RNN's inputs and on the pooled state.
+
+  Returns:
+    A Keras model mapping `{'token_ids': int64 [batch, sequence_length]}`
+    to class probabilities float32 [batch, num_classes]. Padding (id 0) is
+    masked, so the recurrence reads only real tokens.
+  """
+  if cell not in RNN_CELLS:
+    raise ValueError(f'cell must be one of {sorted(RNN_CELLS)}, got {cell!r}')
+  token_ids = keras.Input(shape=(sequence_length,), dtype='int64',
+                          name=features.TOKEN_IDS_KEY)
+  x = keras.layers.Embedding(vocabulary_size, embedding_dim, mask_zero=True,
+                             name='token_embedding')(token_ids)
+  x = keras.layers.Bidirectional(
+      RNN_CELLS[cell](rnn_units, dropout=dropout), name=f'bi_{cell}')(x)
+  x = keras.layers.Dropout(dropout)(x)
+  probabilities = keras.layers.Dense(num_classes, activation='softmax',
+                                     name='probabilities')(x)
+  return keras.Model({features.TOKEN_IDS_KEY: token_ids}, probabilities,
+                     name='rnn_classifier')

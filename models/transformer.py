@@ -1,0 +1,55 @@
+"""Transformer classifier built from keras-hub layers."""
+
+import keras
+import keras_hub
+
+from models import features
+
+
+def build_transformer_classifier(vocabulary_size: int,
+                                 sequence_length: int,
+                                 num_classes: int = len(features.LABELS),
+                                 embedding_dim: int = 64,
+                                 num_layers: int = 2,
+                                 num_heads: int = 4,
+                                 intermediate_dim: int = 128,
+                                 dropout: float = 0.1) -> keras.Model:
+  """Builds a Transformer-encoder text classifier.
+
+  Token and position embeddings (`keras_hub.layers.TokenAndPositionEmbedding`)
+  feed `num_layers` `keras_hub.layers.TransformerEncoder` blocks; the
+  encoded tokens are mean-pooled over the real (unmasked) positions.
+
+  Args:
+    vocabulary_size: number of token ids, padding id 0 included.
+    sequence_length: padded length of `token_ids` (the position table size).
+    num_classes: size of the softmax output.
+    embedding_dim: model width.
+    num_layers: number of encoder blocks.
+    num_heads: attention heads per block; must divide `embedding_dim`.
+    intermediate_dim: width of each block's feed-forward layer.
+    dropout: dropout in the blocks and on the pooled vector.
+
+  Returns:
+    A Keras model mapping `{'token_ids': int64 [batch, sequence_length]}`
+    to class probabilities float32 [batch, num_classes].
+  """
+  if embedding_dim % num_heads:
+    raise ValueError(f'num_heads ({num_heads}) must divide embedding_dim '
+                     f'({embedding_dim})')
+  token_ids = keras.Input(shape=(sequence_length,), dtype='int64',
+                          name=features.TOKEN_IDS_KEY)
+  x = keras_hub.layers.TokenAndPositionEmbedding(
+      vocabulary_size=vocabulary_size, sequence_length=sequence_length,
+      embedding_dim=embedding_dim, mask_zero=True,
+      name='token_and_position_embedding')(token_ids)
+  for i in range(num_layers):
+    x = keras_hub.layers.TransformerEncoder(
+        intermediate_dim=intermediate_dim, num_heads=num_heads,
+        dropout=dropout, name=f'transformer_encoder_{i}')(x)
+  x = keras.layers.GlobalAveragePooling1D(name='mean_pool')(x)
+  x = keras.layers.Dropout(dropout)(x)
+  probabilities = keras.layers.Dense(num_classes, activation='softmax',
+                                     name='probabilities')(x)
+  return keras.Model({features.TOKEN_IDS_KEY: token_ids}, probabilities,
+                     name='transformer_classifier')

@@ -1,0 +1,157 @@
+"""`finsent`: the command line of the finsent pipeline.
+
+  finsent run [--data PATH] [--output_dir DIR] [flags] [Beam flags]
+
+Flags it does not know are Beam pipeline options (`--runner=...`,
+`--direct_num_workers=...`), as in Beam's own examples.
+"""
+
+import argparse
+import dataclasses
+import json
+import logging as pylogging
+import os
+import sys
+import time
+from typing import List, Optional
+
+# Before TensorFlow loads, here and (inherited) in Beam worker processes:
+# TF's C++ INFO lines and google-api-core's Python-version notice are noise.
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '1')
+_IGNORED_WARNINGS = ('You are using a Python version',
+                     'grpcio < 1.83.0 does not support Post-Quantum')
+os.environ.setdefault('PYTHONWARNINGS', ','.join(
+    f'ignore:{w}:FutureWarning' for w in _IGNORED_WARNINGS))
+import warnings  # pylint: disable=g-import-not-at-top
+for _warning in _IGNORED_WARNINGS:
+  warnings.filterwarnings('ignore', _warning, FutureWarning)
+
+from absl import logging  # pylint: disable=g-import-not-at-top
+
+from data import loaders  # pylint: disable=g-import-not-at-top
+from models import strategy as strategy_lib
+from pipeline import configs
+
+
+def _add_run_parser(subparsers) -> None:
+  defaults = configs.PipelineConfig()
+  run = subparsers.add_parser(
+      'run', help='run the TFX pipeline locally (LocalDagRunner + Beam)',
+      description='Runs ExampleGen -> StatisticsGen -> SchemaGen -> '
+      'ExampleValidator -> Transform -> Trainer/Evaluator/Pusher per model. '
+      'Unknown --flags are passed to Beam as pipeline options.')
+  run.add_argument('--data', default=defaults.data,
+                   help='data file or folder (CSV, Twitter-FNS CSV, JSONL, '
+                   'PhraseBank .txt); default: the bundled sample')
+  run.add_argument('--output_dir', default=defaults.output_dir,
+                   help='where tfx_pipeline_output/, tfx_metadata/ and '
+                   'serving_model/ go (default: %(default)s)')
+  run.add_argument('--pipeline_name', default=defaults.pipeline_name)
+  run.add_argument('--serving_model_dir', default=None,
+                   help='push destination root (default: '
+                   '<output_dir>/serving_model)')
+  run.add_argument('--enable_cache', action='store_true',
+                   help="reuse outputs of components whose inputs did not "
+                   "change (TFX's cache)")
+  run.add_argument('--strategy', choices=strategy_lib.STRATEGIES,
+                   default=defaults.training.strategy,
+                   help='tf.distribute strategy for both Trainers')
+  run.add_argument('--max_epochs', type=int,
+                   default=defaults.training.max_epochs)
+  run.add_argument('--verbosity', default='progress',
+                   choices=['debug', 'info', 'progress', 'warning', 'error'],
+                   help='log level; progress (default): warnings and one '
+                   'line per component started and finished')
+
+
+def _config_from_args(args, beam_args: List[str]) -> configs.PipelineConfig:
+  defaults = configs.PipelineConfig()
+  return dataclasses.replace(
+      defaults,
+      data=args.data,
+      output_dir=args.output_dir,
+      pipeline_name=args.pipeline_name,
+      serving_model_dir=args.serving_model_dir,
+      enable_cache=args.enable_cache,
+      beam_pipeline_args=tuple(configs.beam_pipeline_args(beam_args)),
+      training=dataclasses.replace(defaults.training, strategy=args.strategy,
+                                   max_epochs=args.max_epochs))
+
+
+def _check_beam_args(parser: argparse.ArgumentParser,
+                     beam_args: List[str]) -> None:
+  for arg in beam_args:
+    if not arg.startswith('--') or '=' not in arg:
+      parser.error(f'unrecognized argument {arg!r}: Beam options are passed '
+                   'as --name=value')
+
+
+def _print_data(config: configs.PipelineConfig) -> None:
+  """Reads all the data once before the pipeline, so bad rows stop it early."""
+  layout = loaders.resolve_input(config.data)
+  counts = layout.label_counts()
+  print(f'Data: {config.data}')
+  for split, by_label in counts.items():
+    name = (f'all (hash-split {config.split_hash_buckets[0]}:'
+            f'{config.split_hash_buckets[1]} into train/eval)'
+            if split == 'all' else split)
+    print(f'  {name}: {sum(by_label.values())} records, ' + ', '.join(
+        f'{n} {label}' for label, n in by_label.items()))
+
+
+def run(config: configs.PipelineConfig) -> int:
+  """Checks the data, runs the pipeline, prints and saves the summary."""
+  # Imported here: TFX takes seconds to import, `finsent --help` should not.
+  from tfx import v1 as tfx
+  from pipeline import pipeline as pipeline_lib
+  from pipeline import summary as summary_lib
+
+  _print_data(config)
+  started = time.monotonic()
+  tfx.orchestration.LocalDagRunner().run(
+      pipeline_lib.create_pipeline(config))
+  result = summary_lib.summarize_latest_run(config)
+  result.wall_seconds = round(time.monotonic() - started, 1)
+  summary_path = os.path.join(config.pipeline_root, 'run_summary.json')
+  with open(summary_path, 'w') as f:
+    json.dump(result.to_json(), f, indent=2)
+  print()
+  print(summary_lib.format_summary(result))
+  print(f'\n  Summary saved to {summary_path}')
+  return 0
+
+
+class _ProgressFilter(pylogging.Filter):
+  """Passes warnings and the LocalDagRunner's per-component progress."""
+
+  def filter(self, record: pylogging.LogRecord) -> bool:
+    return (record.levelno >= pylogging.WARNING or
+            str(record.msg).startswith('Component %s is '))
+
+
+def _set_verbosity(verbosity: str) -> None:
+  logging.set_verbosity('info' if verbosity == 'progress' else verbosity)
+  if verbosity == 'progress':
+    # On the logger, not a handler: TFX and Beam add handlers of their own.
+    pylogging.getLogger('absl').addFilter(_ProgressFilter())
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+  parser = argparse.ArgumentParser(
+      prog='finsent', description='Financial sentiment TFX pipeline.')
+  subparsers = parser.add_subparsers(dest='command', required=True)
+  _add_run_parser(subparsers)
+  args, beam_args = parser.parse_known_args(argv)
+  _check_beam_args(parser, beam_args)
+  _set_verbosity(args.verbosity)
+  try:
+    if args.command == 'run':
+      return run(_config_from_args(args, beam_args))
+  except loaders.DataFormatError as e:
+    print(f'finsent: error: {e}', file=sys.stderr)
+    return 2
+  return 1
+
+
+if __name__ == '__main__':
+  sys.exit(main())

@@ -1,0 +1,141 @@
+"""Every knob of the finsent pipeline, in one place.
+
+`PipelineConfig` is what `create_pipeline` builds from; `finsent run`'s
+flags override its fields. Model and preprocessing settings reach the
+Transform and Trainer components through their `custom_config`.
+"""
+
+import dataclasses
+import os
+from typing import Dict, List, Optional, Sequence, Tuple
+
+PIPELINE_NAME = 'finsent'
+ARCHITECTURES = ('rnn', 'transformer')
+SAMPLE_DATA = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'data',
+    'sample', 'financial_headlines.csv')
+
+# Module paths, not files: the code is installed (`pip install -e .` here,
+# inside the image on Kubeflow), so Beam workers and Trainers import it.
+PREPROCESSING_FN = 'models.preprocessing.preprocessing_fn'
+RUN_FN = 'models.trainer.run_fn'
+
+# Beam: DirectRunner with one worker process per core by default. Any Beam
+# flag given to `finsent run` (e.g. --runner=DataflowRunner --project=...,
+# --runner=FlinkRunner --flink_master=..., --runner=SparkRunner) replaces
+# the default of the same name and is passed on as is.
+DEFAULT_BEAM_PIPELINE_ARGS = (
+    '--direct_running_mode=multi_processing',
+    '--direct_num_workers=0',
+)
+
+
+def beam_pipeline_args(overrides: Sequence[str] = ()) -> List[str]:
+  """The default Beam args with `overrides` (`--flag=value`) applied."""
+  def flag(arg: str) -> str:
+    return arg.split('=', 1)[0]
+  overridden = {flag(a) for a in overrides}
+  return [a for a in DEFAULT_BEAM_PIPELINE_ARGS
+          if flag(a) not in overridden] + list(overrides)
+
+
+@dataclasses.dataclass(frozen=True)
+class PreprocessingConfig:
+  """Transform: token vocabulary and padded length (see models.preprocessing)."""
+  max_tokens: int = 40
+  vocabulary_size: int = 20000
+  oov_buckets: int = 50
+  min_token_frequency: int = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class RnnConfig:
+  """Arguments of models.rnn.build_rnn_classifier."""
+  embedding_dim: int = 64
+  rnn_units: int = 64
+  cell: str = 'lstm'
+  dropout: float = 0.3
+
+
+@dataclasses.dataclass(frozen=True)
+class TransformerConfig:
+  """Arguments of models.transformer.build_transformer_classifier."""
+  embedding_dim: int = 64
+  num_layers: int = 2
+  num_heads: int = 4
+  intermediate_dim: int = 128
+  dropout: float = 0.1
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingConfig:
+  """Trainer settings shared by both architectures (models.trainer.run_fn)."""
+  strategy: str = 'auto'
+  batch_size: int = 64  # per replica
+  learning_rate: float = 1e-3
+  max_epochs: int = 12
+  early_stopping_patience: int = 2
+  # Share of the train split held out for early stopping; the eval split is
+  # kept for the Evaluator alone.
+  validation_fraction: float = 0.1
+  class_weighting: bool = True
+  # TensorBoard captures a profile of these (first, last) training steps.
+  profile_batches: Tuple[int, int] = (3, 5)
+  seed: int = 42
+
+
+@dataclasses.dataclass(frozen=True)
+class BlessingThresholds:
+  """Evaluator: a model below either value on the eval split is not blessed.
+
+  Set well above chance (1/3) and above what a constant majority-class model
+  reaches in macro-F1 (~0.2-0.3), so a broken model is never pushed.
+  """
+  min_accuracy: float = 0.55
+  min_macro_f1: float = 0.45
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineConfig:
+  """Where the pipeline reads and writes, and how each component runs."""
+  data: str = SAMPLE_DATA
+  output_dir: str = '.'
+  pipeline_name: str = PIPELINE_NAME
+  # Push destination root; each model goes to <root>/<model name>/<version>.
+  serving_model_dir: Optional[str] = None
+  # train:eval hash buckets, for data that has no split of its own.
+  split_hash_buckets: Tuple[int, int] = (4, 1)
+  enable_cache: bool = False
+  beam_pipeline_args: Tuple[str, ...] = DEFAULT_BEAM_PIPELINE_ARGS
+  preprocessing: PreprocessingConfig = PreprocessingConfig()
+  rnn: RnnConfig = RnnConfig()
+  transformer: TransformerConfig = TransformerConfig()
+  training: TrainingConfig = TrainingConfig()
+  thresholds: BlessingThresholds = BlessingThresholds()
+
+  @property
+  def pipeline_root(self) -> str:
+    return os.path.abspath(os.path.join(
+        self.output_dir, 'tfx_pipeline_output', self.pipeline_name))
+
+  @property
+  def metadata_path(self) -> str:
+    return os.path.abspath(os.path.join(
+        self.output_dir, 'tfx_metadata', self.pipeline_name, 'metadata.db'))
+
+  @property
+  def serving_root(self) -> str:
+    return os.path.abspath(self.serving_model_dir or os.path.join(
+        self.output_dir, 'serving_model'))
+
+  def serving_model_name(self, architecture: str) -> str:
+    return f'sentiment_{architecture}'
+
+  def trainer_custom_config(self, architecture: str) -> Dict:
+    """What models.trainer.run_fn reads from the Trainer's custom_config."""
+    return {
+        'architecture': architecture,
+        'hyperparameters': dataclasses.asdict(getattr(self, architecture)),
+        'training': dataclasses.asdict(self.training),
+        'oov_buckets': self.preprocessing.oov_buckets,
+    }

@@ -1,0 +1,42 @@
+"""Loads an exported finsent SavedModel the way a server would, and predicts.
+
+  python tests/load_saved_model.py SAVED_MODEL_DIR TEXT [TEXT ...]
+
+Imports only tensorflow and tensorflow_text (for the tokenizer op), calls
+the serving_default signature on the texts and the serving_examples
+signature on the same texts as tf.Examples, and prints one JSON line:
+{"labels": [...], "probabilities": [[...]], "examples_labels": [...],
+ "signatures": [...], "modules": [...]} where modules lists any project or
+training package that got imported (there should be none).
+"""
+
+import json
+import sys
+
+import tensorflow as tf
+import tensorflow_text  # noqa: F401  registers the tokenizer ops
+
+
+def main(saved_model_dir, texts):
+  loaded = tf.saved_model.load(saved_model_dir)
+  serve = loaded.signatures['serving_default']
+  outputs = serve(text=tf.constant(texts))
+  examples = [tf.train.Example(features=tf.train.Features(feature={
+      'text': tf.train.Feature(bytes_list=tf.train.BytesList(
+          value=[t.encode('utf-8')]))})).SerializeToString() for t in texts]
+  from_examples = loaded.signatures['serving_examples'](
+      examples=tf.constant(examples))
+  unexpected = sorted(m for m in sys.modules if m.split('.')[0] in (
+      'tfx', 'tensorflow_transform', 'keras_hub', 'models', 'pipeline',
+      'components', 'apache_beam'))
+  print(json.dumps({
+      'labels': [b.decode() for b in outputs['label'].numpy()],
+      'probabilities': outputs['probabilities'].numpy().tolist(),
+      'examples_labels': [b.decode() for b in from_examples['label'].numpy()],
+      'signatures': sorted(loaded.signatures.keys()),
+      'modules': unexpected,
+  }))
+
+
+if __name__ == '__main__':
+  main(sys.argv[1], sys.argv[2:])

@@ -1,0 +1,64 @@
+"""`finsent` command line: flags, Beam args, and bad data stopping the run early."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from pipeline import cli
+from pipeline import configs
+
+
+def test_beam_args_override_defaults_by_name():
+  args = configs.beam_pipeline_args(['--direct_num_workers=2',
+                                     '--runner=DataflowRunner'])
+  assert args == ['--direct_running_mode=multi_processing',
+                  '--direct_num_workers=2', '--runner=DataflowRunner']
+
+
+def test_flags_reach_the_config():
+  parser_args = ['run', '--data', '/d.csv', '--output_dir', '/o',
+                 '--strategy', 'mirrored', '--max_epochs', '3',
+                 '--direct_running_mode=in_memory']
+  import argparse
+  parser = argparse.ArgumentParser()
+  cli._add_run_parser(parser.add_subparsers(dest='command'))
+  args, beam_args = parser.parse_known_args(parser_args)
+  config = cli._config_from_args(args, beam_args)
+  assert config.data == '/d.csv'
+  assert config.serving_root == '/o/serving_model'
+  assert config.training.strategy == 'mirrored'
+  assert config.training.max_epochs == 3
+  assert config.beam_pipeline_args == ('--direct_num_workers=0',
+                                       '--direct_running_mode=in_memory')
+
+
+def _finsent(*args, cwd):
+  return subprocess.run([sys.executable, '-m', 'pipeline.cli', *args],
+                        capture_output=True, text=True, cwd=cwd, timeout=300,
+                        env={**os.environ, 'PYTHONPATH': os.getcwd()},
+                        check=False)
+
+
+def test_bad_beam_arg_is_rejected(tmp_path):
+  result = _finsent('run', 'stray', cwd=tmp_path)
+  assert result.returncode == 2
+  assert "unrecognized argument 'stray'" in result.stderr
+
+
+@pytest.mark.parametrize('content,message', [
+    ('text,label\nfine,neutral\n,positive\n', 'bad.csv:3: text is empty'),
+    ('text,label\nfine,neutral\nfine,sideways\n',
+     "bad.csv:3: label 'sideways' is not one of"),
+    ('text\nfine\n', "bad.csv:1: header 'text' lacks column(s) label"),
+])
+def test_bad_data_stops_before_the_pipeline(tmp_path, content, message):
+  data = tmp_path / 'bad.csv'
+  data.write_text(content)
+  result = _finsent('run', '--data', str(data), '--output_dir',
+                    str(tmp_path / 'out'), cwd=tmp_path)
+  assert result.returncode == 2, result.stderr[-2000:]
+  assert f'finsent: error: {data.parent}/{message}' in result.stderr
+  # Nothing ran: no metadata, no pipeline output, no served model.
+  assert not (tmp_path / 'out').exists()

@@ -1,0 +1,165 @@
+"""data.loaders: every format, its detection, and every kind of bad input."""
+
+import os
+
+import pytest
+
+from data import loaders
+from tests.conftest import TWITTER_FNS_DIR
+
+
+def _read(path):
+  return list(loaders.read_records(path))
+
+
+def _error(path):
+  with pytest.raises(loaders.DataFormatError) as raised:
+    _read(path)
+  return str(raised.value)
+
+
+def test_canonical_csv_with_optional_fields(write):
+  path = write('a.csv', 'text,label,source,published_at\n'
+               '"Shares of $XYZ fall, -3%",negative,twitter,2026-01-02T10:00:00Z\n'
+               'Board names CFO,neutral,,\n')
+  assert loaders.detect_format(path) == 'csv'
+  assert _read(path) == [
+      loaders.Record('Shares of $XYZ fall, -3%', 'negative', 'twitter',
+                     '2026-01-02T10:00:00Z'),
+      loaders.Record('Board names CFO', 'neutral'),
+  ]
+
+
+def test_twitter_fns_labels_map_to_canonical(write):
+  path = write('sent_train.csv', 'text,label\nA cut,0\nA beat,1\nA date,2\n')
+  assert loaders.detect_format(path) == 'twitter_fns'
+  assert [r.label for r in _read(path)] == ['negative', 'positive', 'neutral']
+
+
+def test_quoted_multiline_text_keeps_line_numbers(write):
+  path = write('a.csv', 'text,label\n"two\nlines",0\nok,7\n')
+  assert 'a.csv:4:' in _error(path)
+
+
+def test_jsonl(write):
+  path = write('a.jsonl', '{"text": "Up 5%", "label": "positive"}\n\n'
+               '{"text": "Flat", "label": "neutral", "source": "blog"}\n')
+  assert _read(path) == [loaders.Record('Up 5%', 'positive'),
+                         loaders.Record('Flat', 'neutral', 'blog')]
+
+
+def test_phrasebank_latin1(write):
+  path = write('Sentences_AllAgree.txt',
+               'Profit rose to EUR 5 mn\xa0.@positive\nCaf\xe9 chain closes@negative\n'
+               .encode('latin-1'))
+  assert loaders.detect_format(path) == 'phrasebank'
+  assert _read(path) == [loaders.Record('Profit rose to EUR 5 mn\xa0.', 'positive'),
+                         loaders.Record('Caf\xe9 chain closes', 'negative')]
+
+
+def test_utf8_bom_is_ignored(write):
+  path = write('a.csv', b'\xef\xbb\xbftext,label\nok,neutral\n')
+  assert _read(path) == [loaders.Record('ok', 'neutral')]
+
+
+@pytest.mark.parametrize('name,content,expected', [
+    ('missing_column.csv', 'text,source\nhello,blog\n',
+     'missing_column.csv:1: header \'text,source\' lacks column(s) label'),
+    ('unknown_column.csv', 'text,label,ticker\nhi,neutral,X\n',
+     'unknown_column.csv:1: unknown column(s) ticker'),
+    ('empty_text.csv', 'text,label\nok,neutral\n"   ",positive\n',
+     'empty_text.csv:3: text is empty'),
+    ('unknown_label.csv', 'text,label\nok,bullish\n',
+     "unknown_label.csv:2: label 'bullish' is not one of negative, neutral, "
+     'positive'),
+    ('fns_label.csv', 'text,label\nok,1\nbad,3\n',
+     "fns_label.csv:3: label '3' is not a Twitter-FNS label"),
+    ('extra_field.csv', 'text,label\nok,neutral\nsplit, badly,neutral\n',
+     'extra_field.csv:3: row has 3 fields, header has 2'),
+    ('short_row.csv', 'text,label\nno label here\n',
+     'short_row.csv:2: row has 1 fields, header has 2'),
+    ('bad_time.csv', 'text,label,published_at\nok,neutral,yesterday\n',
+     "bad_time.csv:2: published_at 'yesterday' is not an ISO-8601 timestamp"),
+    ('bad.jsonl', '{"text": "ok", "label": "neutral"}\n{"text": \n',
+     'bad.jsonl:2: invalid JSON'),
+    ('null_text.jsonl', '{"text": null, "label": "neutral"}\n',
+     'null_text.jsonl:1: text must be a string, got NoneType'),
+    ('no_label.jsonl', '{"text": "ok"}\n', "no_label.jsonl:1: missing field 'label'"),
+    ('list.jsonl', '["ok", "neutral"]\n', 'list.jsonl:1: expected a JSON object'),
+    ('typed.jsonl', '{"text": 5, "label": "neutral"}\n', 'typed.jsonl:1: text must be a string, got int'),
+    ('pb.txt', 'Fine sentence@neutral\nno separator here\n',
+     "pb.txt:2: expected 'sentence@label'"),
+    ('header_only.csv', 'text,label\n', 'header_only.csv: no records'),
+    ('empty.csv', '', 'empty.csv: no records'),
+    ('table.parquet', 'x', "unsupported file type '.parquet'"),
+])
+def test_bad_input_names_file_and_line(write, name, content, expected):
+  assert expected in _error(write(name, content))
+
+
+def test_undecodable_bytes_name_the_line(write):
+  path = write('latin.csv', b'text,label\nok,neutral\nCaf\xe9 closes,negative\n')
+  message = _error(path)
+  assert 'latin.csv:3:' in message and 'not valid utf-8' in message
+
+
+def test_no_row_is_dropped_before_an_error(write):
+  """A reader yields every good row up to the bad one, then raises."""
+  path = write('a.csv', 'text,label\none,neutral\ntwo,neutral\n,neutral\n')
+  reader = loaders.read_records(path)
+  assert [next(reader).text, next(reader).text] == ['one', 'two']
+  with pytest.raises(loaders.DataFormatError, match='a.csv:4: text is empty'):
+    next(reader)
+
+
+def test_resolve_single_file(write):
+  path = write('d/news.csv', 'text,label\nok,neutral\n')
+  layout = loaders.resolve_input(path)
+  assert layout.input_base == os.path.dirname(path)
+  assert layout.splits == {'all': 'news.csv'}
+
+
+def test_resolve_folder_of_one_type(write):
+  write('d/a.jsonl', '{"text": "x", "label": "neutral"}\n')
+  write('d/b.jsonl', '{"text": "y", "label": "neutral"}\n')
+  layout = loaders.resolve_input(os.path.dirname(write('d/README', 'notes')))
+  assert layout.splits == {'all': '*.jsonl'}
+  assert layout.label_counts() == {'all': {'negative': 0, 'neutral': 2,
+                                           'positive': 0}}
+
+
+@pytest.mark.parametrize('files,message', [
+    ({'a_train.csv': '', 'b_train.csv': '', 'valid.csv': ''},
+     'expected one train file and one eval file'),
+    ({'a.csv': '', 'b.jsonl': ''}, 'expected data files of one type'),
+    ({}, 'expected data files of one type'),
+])
+def test_resolve_ambiguous_folder(write, tmp_path, files, message):
+  (tmp_path / 'd').mkdir()
+  for name, content in files.items():
+    write(f'd/{name}', content)
+  with pytest.raises(loaders.DataFormatError, match=message):
+    loaders.resolve_input(str(tmp_path / 'd'))
+
+
+def test_resolve_missing_path(tmp_path):
+  with pytest.raises(loaders.DataFormatError, match='no such file or folder'):
+    loaders.resolve_input(str(tmp_path / 'nope'))
+
+
+def test_twitter_fns_folder_splits_and_counts():
+  layout = loaders.resolve_input(TWITTER_FNS_DIR)
+  assert layout.splits == {'train': 'sent_train.csv', 'eval': 'sent_valid.csv'}
+  counts = layout.label_counts()
+  assert sum(counts['train'].values()) == 9543
+  assert sum(counts['eval'].values()) == 2388
+  # 0 Bearish, 1 Bullish, 2 Neutral in the source's own counts.
+  assert counts['train'] == {'negative': 1442, 'neutral': 6178,
+                             'positive': 1923}
+
+
+def test_bundled_sample_is_valid():
+  from pipeline import configs
+  counts = loaders.resolve_input(configs.SAMPLE_DATA).label_counts()['all']
+  assert sum(counts.values()) >= 400
+  assert min(counts.values()) > 0

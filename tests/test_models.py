@@ -1,0 +1,205 @@
+"""Model builders, the training helpers of run_fn, and the exported signatures."""
+
+import dataclasses
+import os
+import tempfile
+
+import apache_beam as beam
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_transform as tft
+import tensorflow_transform.beam as tft_beam
+from tensorflow_transform.tf_metadata import dataset_metadata
+from tensorflow_transform.tf_metadata import metadata_io
+from tensorflow_transform.tf_metadata import schema_utils
+
+from models import export
+from models import features
+from models import preprocessing
+from models import rnn
+from models import strategy
+from models import trainer
+from models import transformer
+from pipeline import configs
+from tests.conftest import predict_in_fresh_process
+
+SEQUENCE_LENGTH = 12
+VOCABULARY_SIZE = 50
+
+
+@pytest.mark.parametrize('builder,hyperparameters', [
+    (rnn.build_rnn_classifier, dataclasses.asdict(configs.RnnConfig())),
+    (rnn.build_rnn_classifier, {'cell': 'gru', 'rnn_units': 8}),
+    (transformer.build_transformer_classifier,
+     dataclasses.asdict(configs.TransformerConfig())),
+])
+def test_builders_output_probabilities(builder, hyperparameters):
+  model = builder(vocabulary_size=VOCABULARY_SIZE,
+                  sequence_length=SEQUENCE_LENGTH, **hyperparameters)
+  ids = np.random.default_rng(0).integers(
+      1, VOCABULARY_SIZE, size=(4, SEQUENCE_LENGTH))
+  ids[:, 5:] = 0  # padding
+  probabilities = model({features.TOKEN_IDS_KEY: ids}).numpy()
+  assert probabilities.shape == (4, len(features.LABELS))
+  np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
+
+
+@pytest.mark.parametrize('builder', [rnn.build_rnn_classifier,
+                                     transformer.build_transformer_classifier])
+def test_padding_is_masked(builder):
+  """Padding ids do not change the prediction: the models read real tokens only."""
+  model = builder(vocabulary_size=VOCABULARY_SIZE,
+                  sequence_length=SEQUENCE_LENGTH)
+  short = np.zeros((1, SEQUENCE_LENGTH), dtype=np.int64)
+  short[0, :4] = [5, 6, 7, 8]
+  # The same tokens, with the padding region's embedding rows perturbed:
+  # if padding were read, changing the embedding of id 0 would matter.
+  before = model({features.TOKEN_IDS_KEY: short}).numpy()
+  embedding = model.get_layer(index=1)
+  weights = embedding.get_weights()
+  weights[0][0] += 10.0
+  embedding.set_weights(weights)
+  after = model({features.TOKEN_IDS_KEY: short}).numpy()
+  np.testing.assert_allclose(before, after, atol=1e-5)
+
+
+def test_builders_reject_bad_arguments():
+  with pytest.raises(ValueError, match='cell must be one of'):
+    rnn.build_rnn_classifier(10, 4, cell='rnn')
+  with pytest.raises(ValueError, match='must divide embedding_dim'):
+    transformer.build_transformer_classifier(10, 4, embedding_dim=10,
+                                             num_heads=4)
+  with pytest.raises(ValueError, match='architecture must be one of'):
+    trainer.build_model('cnn', 10, 4, {})
+
+
+def test_strategy_choice():
+  assert strategy.get_distribution_strategy('default') is (
+      tf.distribute.get_strategy())
+  assert strategy.get_distribution_strategy('auto').num_replicas_in_sync == 1
+  assert isinstance(strategy.get_distribution_strategy('mirrored'),
+                    tf.distribute.MirroredStrategy)
+  with pytest.raises(ValueError, match='strategy must be one of'):
+    strategy.get_distribution_strategy('tpu-please')
+
+
+def _labelled(labels, ids=None):
+  ids = np.zeros((len(labels), 2), np.int64) if ids is None else ids
+  return tf.data.Dataset.from_tensor_slices(
+      ({features.TOKEN_IDS_KEY: ids}, np.array(labels, np.int64)))
+
+
+def test_split_for_early_stopping_is_disjoint_and_order_free():
+  ids = np.arange(400, dtype=np.int64).reshape(200, 2)
+  examples = _labelled(range(200), ids)
+  fit, held_out = trainer.split_for_early_stopping(examples, 0.1)
+  fit_labels = {int(y) for _, y in fit}
+  held_labels = {int(y) for _, y in held_out}
+  assert fit_labels.isdisjoint(held_labels)
+  assert fit_labels | held_labels == set(range(200))
+  assert 5 <= len(held_labels) <= 40
+  _, reversed_held_out = trainer.split_for_early_stopping(
+      _labelled(range(199, -1, -1), ids[::-1].copy()), 0.1)
+  assert {int(y) for _, y in reversed_held_out} == held_labels
+
+
+def test_class_weights_balance_and_missing_class():
+  weights = trainer.class_weights(_labelled([0, 0, 0, 1, 2, 2]))
+  assert weights == pytest.approx({0: 6 / 9, 1: 2.0, 2: 1.0})
+  with pytest.raises(ValueError, match='no examples labelled positive'):
+    trainer.class_weights(_labelled([0, 1, 1]))
+
+
+HEADLINES = [
+    ('Acme shares plunge after profit warning', 'negative'),
+    ('Acme cuts guidance, shares tumble', 'negative'),
+    ('Acme beats estimates and raises guidance', 'positive'),
+    ('Acme shares surge on record profit', 'positive'),
+    ('Acme to report results on Tuesday', 'neutral'),
+    ('Acme names new chief financial officer', 'neutral'),
+]
+
+
+@pytest.fixture(scope='module')
+def exported_model():
+  """A Transform graph written by tft_beam, a model trained on it, exported."""
+  root = tempfile.mkdtemp()
+  raw_spec = {'text': tf.io.FixedLenFeature([1], tf.string),
+              'label': tf.io.FixedLenFeature([1], tf.string),
+              'source': tf.io.VarLenFeature(tf.string)}
+  metadata = dataset_metadata.DatasetMetadata(
+      schema_utils.schema_from_feature_spec(raw_spec))
+  rows = [{'text': [t], 'label': [l], 'source': ['test']}
+          for t, l in HEADLINES * 5]
+  config = dataclasses.asdict(dataclasses.replace(
+      configs.PreprocessingConfig(), max_tokens=SEQUENCE_LENGTH))
+  with beam.Pipeline() as pipeline:
+    with tft_beam.Context(temp_dir=os.path.join(root, 'tmp')):
+      transform_fn = (
+          (pipeline | beam.Create(rows), metadata)
+          | tft_beam.AnalyzeDataset(
+              lambda x: preprocessing.preprocessing_fn(x, config)))
+      _ = transform_fn | tft_beam.WriteTransformFn(os.path.join(root, 'tft'))
+  # The raw schema, which TFX's Transform writes beside the transform graph.
+  metadata_io.write_metadata(
+      metadata, os.path.join(root, 'tft', tft.TFTransformOutput.RAW_METADATA_DIR))
+  tft_output = tft.TFTransformOutput(os.path.join(root, 'tft'))
+  transformed = tft_output.transform_raw_features({
+      'text': tf.constant([[t] for t, _ in HEADLINES * 5]),
+      'label': tf.constant([[l] for _, l in HEADLINES * 5]),
+  }, drop_unused_features=True)
+  ids = transformed[features.TOKEN_IDS_KEY].numpy()
+  labels = transformed[features.LABEL_ID_KEY].numpy()
+  vocabulary_size = tft_output.vocabulary_size_by_name(
+      features.TOKEN_VOCABULARY_NAME) + config['oov_buckets'] + 1
+  # The RNN with dropout: the case that needs `keras_variables` to export.
+  model = rnn.build_rnn_classifier(vocabulary_size, SEQUENCE_LENGTH,
+                                   embedding_dim=16, rnn_units=8)
+  model.compile(keras.optimizers.Adam(0.02), 'sparse_categorical_crossentropy')
+  model.fit({features.TOKEN_IDS_KEY: ids}, labels, epochs=25, verbose=0)
+  export_dir = os.path.join(root, 'export')
+  export.export_serving_model(model, tft_output, export_dir)
+  return export_dir, model, tft_output
+
+
+def test_export_serves_raw_text_in_a_fresh_process(exported_model):
+  export_dir, _, _ = exported_model
+  texts = [t for t, _ in HEADLINES] + ['', 'Ünïcödé 😀 only']
+  answer = predict_in_fresh_process(export_dir, texts)
+  assert answer['modules'] == []
+  assert answer['signatures'] == sorted([
+      export.SERVING_SIGNATURE, export.EXAMPLES_SIGNATURE,
+      export.TRANSFORM_SIGNATURE])
+  assert len(answer['probabilities']) == len(texts)
+  for row in answer['probabilities']:
+    assert len(row) == 3 and sum(row) == pytest.approx(1.0, abs=1e-5)
+  assert answer['labels'][:6] == [label for _, label in HEADLINES]
+  assert answer['examples_labels'] == answer['labels']
+
+
+def test_export_matches_the_keras_model(exported_model):
+  """The SavedModel's raw-text signature = TFT layer + Keras model in-process."""
+  export_dir, model, tft_output = exported_model
+  loaded = tf.saved_model.load(export_dir)
+  texts = tf.constant([t for t, _ in HEADLINES])
+  served = loaded.signatures[export.SERVING_SIGNATURE](text=texts)
+  transformed = tft_output.transform_raw_features(
+      {'text': tf.reshape(texts, [-1, 1])}, drop_unused_features=True)
+  direct = model({features.TOKEN_IDS_KEY: transformed[features.TOKEN_IDS_KEY]})
+  np.testing.assert_allclose(served['probabilities'].numpy(), direct.numpy(),
+                             atol=1e-5)
+
+
+def test_transform_signature_gives_tfma_the_label(exported_model):
+  export_dir, _, _ = exported_model
+  loaded = tf.saved_model.load(export_dir)
+  example = tf.train.Example(features=tf.train.Features(feature={
+      'text': tf.train.Feature(bytes_list=tf.train.BytesList(value=[b'Up'])),
+      'label': tf.train.Feature(
+          bytes_list=tf.train.BytesList(value=[b'positive']))}))
+  out = loaded.signatures[export.TRANSFORM_SIGNATURE](
+      examples=tf.constant([example.SerializeToString()]))
+  assert out[features.LABEL_ID_KEY].numpy().tolist() == [2]
+  assert out[features.TOKEN_IDS_KEY].shape == (1, SEQUENCE_LENGTH)

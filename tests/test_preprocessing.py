@@ -1,0 +1,97 @@
+"""models.preprocessing: normalisation, tokenisation and the preprocessing_fn on Beam."""
+
+import dataclasses
+import tempfile
+
+import pytest
+import tensorflow as tf
+import tensorflow_transform.beam as tft_beam
+from tensorflow_transform.tf_metadata import dataset_metadata
+from tensorflow_transform.tf_metadata import schema_utils
+
+from models import features
+from models import preprocessing
+from pipeline import configs
+
+RAW_SPEC = {
+    'text': tf.io.FixedLenFeature([1], tf.string),
+    'label': tf.io.FixedLenFeature([1], tf.string),
+}
+
+
+def _normalize(text):
+  return preprocessing.normalize_text(tf.constant([text])).numpy()[0].decode()
+
+
+def _tokens(text):
+  return [t.decode() for t in
+          preprocessing.tokenize(tf.constant([text])).to_list()[0]]
+
+
+@pytest.mark.parametrize('text,expected_tokens', [
+    ('$AAPL up +12% after earnings BEAT https://t.co/x1',
+     ['xxticker', 'up', 'xxpercentup', 'after', 'earnings', 'beat', 'xxurl']),
+    ('Shares -8.5% (−3% pre-market)',
+     ['shares', 'xxpercentdown', '(', 'xxpercentdown', 'pre', '-', 'market',
+      ')']),
+    ('Revenue $84 million, €3.2bn; 1,200 jobs',
+     ['revenue', 'xxmoney', ',', 'xxmoney', ';', 'xxnum', 'jobs']),
+    ('$BRK.B steady at 5%', ['xxticker', 'steady', 'at', 'xxpercent']),
+])
+def test_normalisation_and_tokens(text, expected_tokens):
+  assert _tokens(text) == expected_tokens
+
+
+@pytest.mark.parametrize('text', ['', '   ', '😀😀', 'Überraschung: Gewinn steigt',
+                                  '利润大增', 'a' * 5000, '\n\t'])
+def test_odd_text_tokenizes(text):
+  tokens = _tokens(text)
+  assert all(t.strip() for t in tokens)
+  if not text.strip():
+    assert tokens == []
+
+
+def test_label_to_id_order_and_unknown():
+  ids = preprocessing.label_to_id(
+      tf.constant(['negative', 'neutral', 'positive', 'bullish']))
+  assert ids.numpy().tolist() == [0, 1, 2, -1]
+
+
+def _analyze_and_transform(rows, config):
+  metadata = dataset_metadata.DatasetMetadata(
+      schema_utils.schema_from_feature_spec(RAW_SPEC))
+  rows = [{k: [v] for k, v in row.items()} for row in rows]
+  with tft_beam.Context(temp_dir=tempfile.mkdtemp()):
+    (transformed, transformed_metadata), _ = (
+        (rows, metadata) | tft_beam.AnalyzeAndTransformDataset(
+            lambda inputs: preprocessing.preprocessing_fn(inputs, config)))
+  return transformed, transformed_metadata
+
+
+def test_preprocessing_fn_on_beam():
+  config = dataclasses.asdict(dataclasses.replace(
+      configs.PreprocessingConfig(), max_tokens=6, vocabulary_size=3,
+      oov_buckets=2, min_token_frequency=1))
+  rows = [
+      {'text': 'beat beat beat raises', 'label': 'positive'},
+      {'text': 'miss miss cuts', 'label': 'negative'},
+      {'text': 'beat miss date set for the meeting later', 'label': 'neutral'},
+      {'text': '', 'label': 'neutral'},
+  ]
+  transformed, metadata = _analyze_and_transform(rows, config)
+  spec = metadata.schema
+  assert {f.name for f in spec.feature} == {features.TOKEN_IDS_KEY,
+                                            features.LABEL_ID_KEY}
+  by_label = {r[features.LABEL_ID_KEY]: r[features.TOKEN_IDS_KEY].tolist()
+              for r in transformed if r[features.TOKEN_IDS_KEY].any()}
+  # Top-3 vocabulary: beat (4), miss (3), then one of the 1-count tokens;
+  # ids are shifted by one (0 = padding), OOV ids are 4..5.
+  positive = by_label[2]
+  assert positive[:3] == [1, 1, 1] and positive[4:] == [0, 0]
+  assert by_label[0][:2] == [2, 2]
+  neutral = by_label[1]
+  assert len(neutral) == 6 and 0 not in neutral  # truncated to max_tokens
+  assert all(0 <= i <= 3 + 2 for row in transformed
+             for i in row[features.TOKEN_IDS_KEY])
+  empty = [r for r in transformed if not r[features.TOKEN_IDS_KEY].any()]
+  assert len(empty) == 1 and empty[0][features.LABEL_ID_KEY] == 1

@@ -1,0 +1,51 @@
+"""End to end on the full Twitter Financial News Sentiment set (../shared/data).
+
+Its sent_train.csv / sent_valid.csv become the train / eval splits; the
+accuracy floor is measured by TFMA on all 2,388 valid rows.
+"""
+
+import pytest
+
+from pipeline import configs
+from tests.conftest import TWITTER_FNS_DIR
+from tests.conftest import predict_in_fresh_process
+from tests.e2e import run_pipeline
+
+pytestmark = pytest.mark.e2e
+
+TRANSFORMER_MIN_ACCURACY = 0.80
+
+CLEARLY_NEGATIVE = [
+    'Acme issues profit warning, shares plunge 18% as guidance is slashed',
+    '$XYZ downgraded to sell at Morgan Stanley on weak demand',
+]
+CLEARLY_POSITIVE = [
+    'Acme beats earnings estimates and raises full-year guidance, stock jumps',
+    '$XYZ upgraded to buy at Goldman, price target raised to $250',
+]
+
+
+@pytest.fixture(scope='module')
+def fns_run(tmp_path_factory):
+  return run_pipeline(tmp_path_factory.mktemp('fns_run'), '--data',
+                      TWITTER_FNS_DIR)
+
+
+def test_transformer_reaches_the_accuracy_floor(fns_run):
+  _, summary, _ = fns_run
+  models = {m['architecture']: m for m in summary['models']}
+  assert models['transformer']['eval_examples'] == 2388
+  assert models['transformer']['accuracy'] >= TRANSFORMER_MIN_ACCURACY
+  for architecture in configs.ARCHITECTURES:
+    assert models[architecture]['blessed'], models[architecture]
+    assert models[architecture]['pushed_to']
+
+
+def test_pushed_transformer_calls_clear_headlines(fns_run):
+  _, summary, _ = fns_run
+  pushed = next(m['pushed_to'] for m in summary['models']
+                if m['architecture'] == 'transformer')
+  answer = predict_in_fresh_process(pushed,
+                                    CLEARLY_NEGATIVE + CLEARLY_POSITIVE)
+  assert answer['labels'] == (['negative'] * len(CLEARLY_NEGATIVE) +
+                              ['positive'] * len(CLEARLY_POSITIVE))
