@@ -6,7 +6,7 @@ PYTEST_ARGS ?=
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.finsent-installed
 
-.PHONY: run test venv clean
+.PHONY: run test venv lock clean
 
 venv: $(STAMP)
 
@@ -25,6 +25,17 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS) tests
+
+# Re-resolves requirements/lock.txt from requirements/*.in (needs PyPI; minutes).
+lock:
+	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock
+	.venv-lock/bin/python -m pip install --quiet --upgrade pip==24.3.1
+	.venv-lock/bin/python -m pip install --ignore-requires-python -r requirements/base.in
+	.venv-lock/bin/python -m pip freeze > .venv-lock/base-freeze.txt
+	.venv-lock/bin/python -m pip install --ignore-requires-python -c .venv-lock/base-freeze.txt -r requirements/extras.in
+	.venv-lock/bin/python -m pip check
+	.venv-lock/bin/python -m pip freeze --all | grep -v '^pip==' > requirements/lock.txt
+	rm -rf .venv-lock
 
 clean:
 	rm -rf tfx_pipeline_output tfx_metadata serving_model run_summary.json

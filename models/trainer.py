@@ -8,7 +8,7 @@ RNN and the Transformer Trainers run this same function.
 import json
 import os
 import time
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from absl import logging
 import keras
@@ -67,8 +67,20 @@ def split_for_early_stopping(examples: tf.data.Dataset,
           examples.filter(held_out))
 
 
-def class_weights(examples: tf.data.Dataset) -> Dict[int, float]:
-  """Balanced class weights n / (k * n_c) from the labels of `examples`."""
+CLASS_WEIGHTINGS = ('balanced', 'sqrt', 'none')
+
+
+def class_weights(examples: tf.data.Dataset,
+                  weighting: str = 'balanced') -> Optional[Dict[int, float]]:
+  """Class weights from the labels of `examples`.
+
+  `balanced`: n / (k * n_c), each class weighs the same in total; `sqrt`:
+  the square root of that, a milder correction; `none`: no weights. Raises
+  if a class has no example at all, whatever the weighting.
+  """
+  if weighting not in CLASS_WEIGHTINGS:
+    raise ValueError(f'class weighting must be one of {CLASS_WEIGHTINGS}, '
+                     f'got {weighting!r}')
   counts = np.zeros(len(features.LABELS), dtype=np.int64)
   for labels in examples.map(lambda _, y: y).batch(4096).as_numpy_iterator():
     counts += np.bincount(labels, minlength=len(features.LABELS))
@@ -78,7 +90,10 @@ def class_weights(examples: tf.data.Dataset) -> Dict[int, float]:
                      f'{", ".join(missing)}: cannot train a 3-class model')
   logging.info('Training label counts: %s',
                dict(zip(features.LABELS, counts.tolist())))
-  return {i: float(counts.sum() / (len(counts) * n))
+  if weighting == 'none':
+    return None
+  power = 1.0 if weighting == 'balanced' else 0.5
+  return {i: float(counts.sum() / (len(counts) * n)) ** power
           for i, n in enumerate(counts)}
 
 
@@ -109,7 +124,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
   fit_examples, held_out = split_for_early_stopping(
       _examples(fn_args.train_files, feature_spec),
       training['validation_fraction'])
-  weights = class_weights(fit_examples)
+  weights = class_weights(fit_examples, training['class_weighting'])
   fit_data = fit_examples.shuffle(
       10_000, seed=training['seed'], reshuffle_each_iteration=True).batch(
           batch_size).prefetch(tf.data.AUTOTUNE)
@@ -129,11 +144,12 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
       fit_data,
       validation_data=held_out_data,
       epochs=training['max_epochs'],
-      class_weight=weights if training['class_weighting'] else None,
+      class_weight=weights,
       verbose=2,
       callbacks=[
           keras.callbacks.EarlyStopping(
-              monitor='val_loss', patience=training['early_stopping_patience'],
+              monitor=training['early_stopping_monitor'],
+              patience=training['early_stopping_patience'],
               restore_best_weights=True),
           keras.callbacks.TensorBoard(
               log_dir=fn_args.model_run_dir,

@@ -17,7 +17,8 @@ def build_transformer_classifier(vocabulary_size: int,
   """Builds a Transformer-encoder text classifier.
 
   Token and position embeddings (`keras_hub.layers.TokenAndPositionEmbedding`)
-  feed `num_layers` `keras_hub.layers.TransformerEncoder` blocks; the
+  (layer-normalised, with dropout) feed `num_layers`
+  `keras_hub.layers.TransformerEncoder` blocks; the
   encoded tokens are mean-pooled over the real (unmasked) positions.
 
   Args:
@@ -28,7 +29,8 @@ def build_transformer_classifier(vocabulary_size: int,
     num_layers: number of encoder blocks.
     num_heads: attention heads per block; must divide `embedding_dim`.
     intermediate_dim: width of each block's feed-forward layer.
-    dropout: dropout in the blocks and on the pooled vector.
+    dropout: dropout on the embeddings, in the blocks and on the pooled
+      vector.
 
   Returns:
     A Keras model mapping `{'token_ids': int64 [batch, sequence_length]}`
@@ -43,6 +45,11 @@ def build_transformer_classifier(vocabulary_size: int,
       vocabulary_size=vocabulary_size, sequence_length=sequence_length,
       embedding_dim=embedding_dim, mask_zero=True,
       name='token_and_position_embedding')(token_ids)
+  # As in BERT (and keras-hub's BertBackbone): normalise and drop out the
+  # summed embeddings before the first block.
+  x = keras.layers.LayerNormalization(epsilon=1e-12,
+                                      name='embeddings_layer_norm')(x)
+  x = keras.layers.Dropout(dropout, name='embeddings_dropout')(x)
   for i in range(num_layers):
     x = keras_hub.layers.TransformerEncoder(
         intermediate_dim=intermediate_dim, num_heads=num_heads,

@@ -16,21 +16,26 @@ import time
 from typing import List, Optional
 
 # Before TensorFlow loads, here and (inherited) in Beam worker processes:
-# TF's C++ INFO lines and google-api-core's Python-version notice are noise.
+# TF's C++ INFO lines and google-api-core's Python-version notices are
+# noise. (Hence the imports below these lines.)
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '1')
 _IGNORED_WARNINGS = ('You are using a Python version',
                      'grpcio < 1.83.0 does not support Post-Quantum')
 os.environ.setdefault('PYTHONWARNINGS', ','.join(
     f'ignore:{w}:FutureWarning' for w in _IGNORED_WARNINGS))
-import warnings  # pylint: disable=g-import-not-at-top
+import warnings
 for _warning in _IGNORED_WARNINGS:
   warnings.filterwarnings('ignore', _warning, FutureWarning)
 
-from absl import logging  # pylint: disable=g-import-not-at-top
+from absl import logging
 
-from data import loaders  # pylint: disable=g-import-not-at-top
+from data import loaders
 from models import strategy as strategy_lib
+from models import trainer as trainer_lib
 from pipeline import configs
+from pipeline import pipeline as pipeline_lib
+from pipeline import summary as summary_lib
+from tfx import v1 as tfx
 
 
 def _add_run_parser(subparsers) -> None:
@@ -58,6 +63,10 @@ def _add_run_parser(subparsers) -> None:
                    help='tf.distribute strategy for both Trainers')
   run.add_argument('--max_epochs', type=int,
                    default=defaults.training.max_epochs)
+  run.add_argument('--class_weighting', choices=trainer_lib.CLASS_WEIGHTINGS,
+                   default=defaults.training.class_weighting,
+                   help='loss weights against class imbalance '
+                   '(default: %(default)s)')
   run.add_argument('--verbosity', default='progress',
                    choices=['debug', 'info', 'progress', 'warning', 'error'],
                    help='log level; progress (default): warnings and one '
@@ -74,8 +83,9 @@ def _config_from_args(args, beam_args: List[str]) -> configs.PipelineConfig:
       serving_model_dir=args.serving_model_dir,
       enable_cache=args.enable_cache,
       beam_pipeline_args=tuple(configs.beam_pipeline_args(beam_args)),
-      training=dataclasses.replace(defaults.training, strategy=args.strategy,
-                                   max_epochs=args.max_epochs))
+      training=dataclasses.replace(
+          defaults.training, strategy=args.strategy,
+          max_epochs=args.max_epochs, class_weighting=args.class_weighting))
 
 
 def _check_beam_args(parser: argparse.ArgumentParser,
@@ -101,11 +111,6 @@ def _print_data(config: configs.PipelineConfig) -> None:
 
 def run(config: configs.PipelineConfig) -> int:
   """Checks the data, runs the pipeline, prints and saves the summary."""
-  # Imported here: TFX takes seconds to import, `finsent --help` should not.
-  from tfx import v1 as tfx
-  from pipeline import pipeline as pipeline_lib
-  from pipeline import summary as summary_lib
-
   _print_data(config)
   started = time.monotonic()
   tfx.orchestration.LocalDagRunner().run(

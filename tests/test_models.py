@@ -105,11 +105,18 @@ def test_split_for_early_stopping_is_disjoint_and_order_free():
   assert {int(y) for _, y in reversed_held_out} == held_labels
 
 
-def test_class_weights_balance_and_missing_class():
-  weights = trainer.class_weights(_labelled([0, 0, 0, 1, 2, 2]))
-  assert weights == pytest.approx({0: 6 / 9, 1: 2.0, 2: 1.0})
-  with pytest.raises(ValueError, match='no examples labelled positive'):
-    trainer.class_weights(_labelled([0, 1, 1]))
+def test_class_weights_modes_and_missing_class():
+  labels = _labelled([0, 0, 0, 1, 2, 2])
+  assert trainer.class_weights(labels, 'balanced') == pytest.approx(
+      {0: 6 / 9, 1: 2.0, 2: 1.0})
+  assert trainer.class_weights(labels, 'sqrt') == pytest.approx(
+      {0: (6 / 9) ** 0.5, 1: 2.0 ** 0.5, 2: 1.0})
+  assert trainer.class_weights(labels, 'none') is None
+  for weighting in trainer.CLASS_WEIGHTINGS:
+    with pytest.raises(ValueError, match='no examples labelled positive'):
+      trainer.class_weights(_labelled([0, 1, 1]), weighting)
+  with pytest.raises(ValueError, match='class weighting must be one of'):
+    trainer.class_weights(labels, 'inverse')
 
 
 HEADLINES = [
