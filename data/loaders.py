@@ -23,7 +23,7 @@ import datetime
 import io
 import json
 import os
-from typing import Callable, Dict, Iterator, List, Optional
+from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
 LABELS = ('negative', 'neutral', 'positive')
 OPTIONAL_FIELDS = ('source', 'published_at')
@@ -227,10 +227,12 @@ class InputLayout:
 
   `splits` maps split name to a file pattern under `input_base`. One split
   named `all` means the data has no split of its own and ExampleGen
-  hash-splits it.
+  hash-splits it. `ignored` names the files in a data folder that are in no
+  split, so that they can be shown rather than skipped silently.
   """
   input_base: str
   splits: Dict[str, str]
+  ignored: Tuple[str, ...] = ()
 
   @property
   def files(self) -> Dict[str, List[str]]:
@@ -259,8 +261,8 @@ def resolve_input(path: str) -> InputLayout:
 
   A file is one split. In a folder, a file named like `*train*` and one named
   like `*valid*`/`*eval*`/`*test*`/`*dev*` become the train and eval splits
-  (the Twitter-FNS layout); otherwise all its data files of one type are
-  one split.
+  (the Twitter-FNS layout) and any other file is listed as ignored;
+  otherwise all its data files, of one type, are one split.
   """
   path = os.path.abspath(path)
   if os.path.isfile(path):
@@ -277,7 +279,8 @@ def resolve_input(path: str) -> InputLayout:
       raise DataFormatError(
           path, None, f'expected one train file and one eval file, found '
           f'train={train} eval={evals}')
-    return InputLayout(path, {'train': train[0], 'eval': evals[0]})
+    ignored = tuple(n for n in names if n not in (train[0], evals[0]))
+    return InputLayout(path, {'train': train[0], 'eval': evals[0]}, ignored)
   exts = {os.path.splitext(n)[1].lower() for n in names}
   if len(exts) != 1:
     raise DataFormatError(

@@ -16,9 +16,9 @@ import time
 from typing import List, Optional
 
 # Before TensorFlow loads, here and (inherited) in Beam worker processes:
-# TF's C++ INFO lines and google-api-core's Python-version notices are
+# TF's C++ INFO and WARNING lines and google-api-core's Python-version notices are
 # noise. (Hence the imports below these lines.)
-os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '1')
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 _IGNORED_WARNINGS = ('You are using a Python version',
                      'grpcio < 1.83.0 does not support Post-Quantum')
 os.environ.setdefault('PYTHONWARNINGS', ','.join(
@@ -73,6 +73,16 @@ def _add_run_parser(subparsers) -> None:
                    'line per component started and finished')
 
 
+def _add_summary_parser(subparsers) -> None:
+  summary = subparsers.add_parser(
+      'summary', help="print the summary of a pipeline's latest run",
+      description='Reads the latest run of a pipeline back from its ML '
+      'Metadata store and prints the end-of-run summary.')
+  summary.add_argument('--output_dir', default='.')
+  summary.add_argument('--pipeline_name', default=configs.PIPELINE_NAME)
+  summary.set_defaults(verbosity='warning')
+
+
 def _config_from_args(args, beam_args: List[str]) -> configs.PipelineConfig:
   defaults = configs.PipelineConfig()
   return dataclasses.replace(
@@ -107,6 +117,8 @@ def _print_data(config: configs.PipelineConfig) -> None:
             if split == 'all' else split)
     print(f'  {name}: {sum(by_label.values())} records, ' + ', '.join(
         f'{n} {label}' for label, n in by_label.items()))
+  if layout.ignored:
+    print(f'  not read (in neither split): {", ".join(layout.ignored)}')
 
 
 def run(config: configs.PipelineConfig) -> int:
@@ -146,12 +158,20 @@ def main(argv: Optional[List[str]] = None) -> int:
       prog='finsent', description='Financial sentiment TFX pipeline.')
   subparsers = parser.add_subparsers(dest='command', required=True)
   _add_run_parser(subparsers)
+  _add_summary_parser(subparsers)
   args, beam_args = parser.parse_known_args(argv)
+  if args.command != 'run' and beam_args:
+    parser.error(f'unrecognized arguments: {" ".join(beam_args)}')
   _check_beam_args(parser, beam_args)
   _set_verbosity(args.verbosity)
   try:
     if args.command == 'run':
       return run(_config_from_args(args, beam_args))
+    if args.command == 'summary':
+      print(summary_lib.format_summary(summary_lib.summarize_latest_run(
+          configs.PipelineConfig(output_dir=args.output_dir,
+                                 pipeline_name=args.pipeline_name))))
+      return 0
   except loaders.DataFormatError as e:
     print(f'finsent: error: {e}', file=sys.stderr)
     return 2

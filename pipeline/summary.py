@@ -15,6 +15,7 @@ from ml_metadata.proto import metadata_store_pb2
 import tensorflow as tf
 import tensorflow_model_analysis as tfma
 
+from models import features
 from models import trainer
 from pipeline import configs
 from pipeline import pipeline as pipeline_lib
@@ -33,6 +34,7 @@ class ModelSummary:
   architecture: str
   accuracy: Optional[float]
   macro_f1: Optional[float]
+  recall_by_class: Dict[str, float]
   eval_examples: Optional[int]
   blessed: bool
   pushed_to: Optional[str]
@@ -94,7 +96,7 @@ def _latest_run_components(store: mlmd.MetadataStore, pipeline_name: str
 
 
 def _overall_metrics(evaluation_uri: str) -> Dict[str, float]:
-  """Accuracy, macro-F1 and example count on the overall slice."""
+  """Accuracy, macro-F1, per-class recall and example count, overall slice."""
   metrics = {}
   for metrics_for_slice in tfma.load_metrics(evaluation_uri):
     if metrics_for_slice.slice_key.single_slice_keys:
@@ -104,6 +106,9 @@ def _overall_metrics(evaluation_uri: str) -> Dict[str, float]:
       if kv.key.name == pipeline_lib.F1_METRIC and (
           kv.key.aggregation_type.macro_average):
         metrics['macro_f1'] = value
+      elif kv.key.name == 'recall' and kv.key.sub_key.HasField('class_id'):
+        label = features.LABELS[kv.key.sub_key.class_id.value]
+        metrics[f'recall_{label}'] = value
       elif kv.key.name in (pipeline_lib.ACCURACY_METRIC, 'example_count') and (
           not kv.key.HasField('sub_key')):
         metrics[kv.key.name] = value
@@ -139,6 +144,9 @@ def _model_summary(architecture: str,
       architecture=architecture,
       accuracy=metrics.get(pipeline_lib.ACCURACY_METRIC),
       macro_f1=metrics.get('macro_f1'),
+      recall_by_class={label: metrics[f'recall_{label}']
+                       for label in features.LABELS
+                       if f'recall_{label}' in metrics},
       eval_examples=int(example_count) if example_count is not None else None,
       blessed=blessed,
       pushed_to=(props['pushed_destination'].string_value
@@ -179,15 +187,19 @@ def format_summary(summary: RunSummary) -> str:
       for c in summary.components))
   lines.append('')
   lines.append(f'  {"model":<12} {"accuracy":>8} {"macro-F1":>8} '
-               f'{"params":>9} {"train s":>7} {"epochs":>6}  blessed  pushed to')
+               f'{"neg.rec":>7} {"params":>9} {"train s":>7} {"epochs":>6}  '
+               'blessed  pushed to')
   for m in summary.models:
     lines.append(
         f'  {m.architecture:<12} {_fmt(m.accuracy, ".4f"):>8} '
-        f'{_fmt(m.macro_f1, ".4f"):>8} {_fmt(m.parameters, ","):>9} '
+        f'{_fmt(m.macro_f1, ".4f"):>8} '
+        f'{_fmt(m.recall_by_class.get("negative"), ".4f"):>7} '
+        f'{_fmt(m.parameters, ","):>9} '
         f'{_fmt(m.train_seconds, ".0f"):>7} {_fmt(m.epochs, "d"):>6}  '
         f'{"yes" if m.blessed else "NO":<7}  {m.pushed_to or "(not pushed)"}')
   eval_examples = {m.eval_examples for m in summary.models}
-  lines.append(f'  (accuracy and macro-F1 by TFMA on the eval split, '
+  lines.append(f'  (accuracy, macro-F1 and negative-class recall by TFMA on the '
+               f'eval split, '
                f'{"/".join(_fmt(n, "d") for n in eval_examples)} examples)')
   logdirs = [f'{m.architecture}:{m.tensorboard_logdir}'
              for m in summary.models if m.tensorboard_logdir]

@@ -150,6 +150,7 @@ def test_resolve_missing_path(tmp_path):
 def test_twitter_fns_folder_splits_and_counts():
   layout = loaders.resolve_input(TWITTER_FNS_DIR)
   assert layout.splits == {'train': 'sent_train.csv', 'eval': 'sent_valid.csv'}
+  assert layout.ignored == ('SOURCE.txt',)
   counts = layout.label_counts()
   assert sum(counts['train'].values()) == 9543
   assert sum(counts['eval'].values()) == 2388
