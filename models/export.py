@@ -44,9 +44,12 @@ class SentimentServingModule(tf.Module):
           f'the schema must declare {features.TEXT_KEY!r} as one required '
           f'value per example, got {text_spec}')
     self._text_shape = [-1] + list(text_spec.shape)
-    self._raw_spec = raw_spec
-    self._serving_spec = {k: v for k, v in raw_spec.items()
-                          if k != features.LABEL_KEY}
+    # Parse only what preprocessing reads: other raw features (source,
+    # published_at) may be required in the training schema but must not be
+    # required of a client.
+    self._serving_spec = {features.TEXT_KEY: text_spec}
+    self._labelled_spec = {features.TEXT_KEY: text_spec,
+                           features.LABEL_KEY: raw_spec[features.LABEL_KEY]}
 
   def _predict(self, raw_features):
     transformed = self.tft_layer(raw_features)
@@ -70,7 +73,7 @@ class SentimentServingModule(tf.Module):
   @tf.function(
       input_signature=[tf.TensorSpec([None], tf.string, name='examples')])
   def transform_examples(self, examples):
-    return self.tft_layer(tf.io.parse_example(examples, self._raw_spec))
+    return self.tft_layer(tf.io.parse_example(examples, self._labelled_spec))
 
 
 def export_serving_model(model: keras.Model,

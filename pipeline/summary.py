@@ -2,7 +2,8 @@
 
 Everything here comes from what the run recorded (MLMD executions and
 artifacts, TFMA's metrics, the Trainer's training summary), not from the
-process that ran it, so the same summary can be made for any past run.
+process that ran it, so it can be made again after the run
+(`finsent summary`).
 """
 
 import dataclasses

@@ -133,9 +133,11 @@ HEADLINES = [
 def exported_model():
   """A Transform graph written by tft_beam, a model trained on it, exported."""
   root = tempfile.mkdtemp()
+  # `source` is required in this schema, as SchemaGen infers it when every
+  # training example has one; clients must not have to send it.
   raw_spec = {'text': tf.io.FixedLenFeature([1], tf.string),
               'label': tf.io.FixedLenFeature([1], tf.string),
-              'source': tf.io.VarLenFeature(tf.string)}
+              'source': tf.io.FixedLenFeature([1], tf.string)}
   metadata = dataset_metadata.DatasetMetadata(
       schema_utils.schema_from_feature_spec(raw_spec))
   rows = [{'text': [t], 'label': [l], 'source': ['test']}

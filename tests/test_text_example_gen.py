@@ -1,0 +1,44 @@
+"""components.text_example_gen: the ExampleGen PTransform on Beam's TestPipeline."""
+
+import apache_beam as beam
+from apache_beam.testing.test_pipeline import TestPipeline
+from apache_beam.testing.util import assert_that
+from apache_beam.testing.util import equal_to
+import pytest
+
+from components import text_example_gen
+from data import loaders
+
+
+def _features(example):
+  return {name: feature.bytes_list.value[0].decode('utf-8')
+          for name, feature in example.features.feature.items()}
+
+
+def test_reads_every_file_of_a_split(write, tmp_path):
+  write('in/a.csv', 'text,label,source\nProfits soar,positive,blog\n'
+        'Date set,neutral,\n')
+  write('in/b.csv', 'text,label\nShares sink,negative\n')
+  with TestPipeline() as pipeline:
+    examples = pipeline | text_example_gen.ReadTextExamples(
+        {'input_base': str(tmp_path / 'in')}, '*.csv')
+    assert_that(examples | beam.Map(_features), equal_to([
+        {'text': 'Profits soar', 'label': 'positive', 'source': 'blog'},
+        {'text': 'Date set', 'label': 'neutral'},
+        {'text': 'Shares sink', 'label': 'negative'},
+    ]))
+
+
+def test_bad_row_fails_the_pipeline_naming_file_and_line(write, tmp_path):
+  write('in/a.csv', 'text,label\nok,neutral\nok,upbeat\n')
+  with pytest.raises(Exception, match=r'a\.csv:3: label .upbeat.'):
+    with TestPipeline() as pipeline:
+      _ = pipeline | text_example_gen.ReadTextExamples(
+          {'input_base': str(tmp_path / 'in')}, '*.csv')
+
+
+def test_pattern_matching_nothing_is_an_error(tmp_path):
+  with pytest.raises(loaders.DataFormatError, match='no files match'):
+    with TestPipeline() as pipeline:
+      _ = pipeline | text_example_gen.ReadTextExamples(
+          {'input_base': str(tmp_path)}, '*.csv')
