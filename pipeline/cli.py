@@ -38,6 +38,17 @@ from pipeline import summary as summary_lib
 from tfx import v1 as tfx
 
 
+def _positive_int(value: str) -> int:
+  try:
+    number = int(value)
+  except ValueError:
+    raise argparse.ArgumentTypeError(
+        f'expected a whole number, got {value!r}') from None
+  if number < 1:
+    raise argparse.ArgumentTypeError(f'must be at least 1, got {number}')
+  return number
+
+
 def _add_run_parser(subparsers) -> None:
   defaults = configs.PipelineConfig()
   run = subparsers.add_parser(
@@ -61,7 +72,7 @@ def _add_run_parser(subparsers) -> None:
   run.add_argument('--strategy', choices=strategy_lib.STRATEGIES,
                    default=defaults.training.strategy,
                    help='tf.distribute strategy for both Trainers')
-  run.add_argument('--max_epochs', type=int,
+  run.add_argument('--max_epochs', type=_positive_int,
                    default=defaults.training.max_epochs)
   run.add_argument('--class_weighting', choices=trainer_lib.CLASS_WEIGHTINGS,
                    default=defaults.training.class_weighting,

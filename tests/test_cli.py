@@ -34,6 +34,19 @@ def test_flags_reach_the_config():
                                        '--direct_running_mode=in_memory')
 
 
+@pytest.mark.parametrize('flags,message', [
+    (['--max_epochs', '0'], 'argument --max_epochs: must be at least 1'),
+    (['--max_epochs', 'many'], "argument --max_epochs: expected a whole number, got 'many'"),
+    (['--strategy', 'tpu'], "argument --strategy: invalid choice: 'tpu'"),
+    (['--class_weighting', 'inverse'], 'argument --class_weighting: invalid'),
+])
+def test_bad_flags_are_rejected(capsys, flags, message):
+  with pytest.raises(SystemExit) as exited:
+    cli.main(['run', *flags])
+  assert exited.value.code == 2
+  assert message in capsys.readouterr().err
+
+
 def _finsent(*args, cwd):
   return subprocess.run([sys.executable, '-m', 'pipeline.cli', *args],
                         capture_output=True, text=True, cwd=cwd, timeout=300,
