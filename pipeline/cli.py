@@ -89,7 +89,8 @@ def _add_summary_parser(subparsers) -> None:
       'summary', help="print the summary of a pipeline's latest run",
       description='Reads the latest run of a pipeline back from its ML '
       'Metadata store and prints the end-of-run summary.')
-  summary.add_argument('--output_dir', default='.')
+  summary.add_argument('--output_dir',
+                       default=configs.PipelineConfig().output_dir)
   summary.add_argument('--pipeline_name', default=configs.PIPELINE_NAME)
   summary.set_defaults(verbosity='warning')
 
@@ -130,6 +131,13 @@ def _print_data(config: configs.PipelineConfig) -> None:
         f'{n} {label}' for label, n in by_label.items()))
   if layout.ignored:
     print(f'  not read (in neither split): {", ".join(layout.ignored)}')
+  training_split = 'all' if 'all' in counts else 'train'
+  missing = [label for label, n in counts[training_split].items() if not n]
+  if missing:
+    raise loaders.DataFormatError(
+        os.path.join(layout.input_base, layout.splits[training_split]), None,
+        f'no records labelled {", ".join(missing)}: the models need '
+        f'examples of every class ({", ".join(loaders.LABELS)})')
 
 
 def run(config: configs.PipelineConfig) -> int:

@@ -65,6 +65,9 @@ def test_bad_beam_arg_is_rejected(tmp_path):
     ('text,label\nfine,neutral\nfine,sideways\n',
      "bad.csv:3: label 'sideways' is not one of"),
     ('text\nfine\n', "bad.csv:1: header 'text' lacks column(s) label"),
+    ('text,label\nup,positive\nflat,neutral\n',
+     'bad.csv: no records labelled negative: the models need examples of '
+     'every class'),
 ])
 def test_bad_data_stops_before_the_pipeline(tmp_path, content, message):
   data = tmp_path / 'bad.csv'
