@@ -5,6 +5,7 @@ DATA ?=
 PYTEST_ARGS ?=
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.finsent-installed
+PIP_VERSION := 24.3.1
 
 .PHONY: run test venv lock clean
 
@@ -14,7 +15,7 @@ venv: $(STAMP)
 # resolver backtracking. TFX 1.16 declares Python < 3.11 but runs on 3.11.
 $(STAMP): requirements/lock.txt setup.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip==24.3.1
+	$(BIN)/python -m pip install --quiet --upgrade pip==$(PIP_VERSION)
 	$(BIN)/python -m pip install --ignore-requires-python --no-deps -r requirements/lock.txt
 	$(BIN)/python -m pip install --no-deps --no-build-isolation -e .
 	$(BIN)/python -m pip check
@@ -29,7 +30,7 @@ test: $(STAMP)
 # Re-resolves requirements/lock.txt from requirements/*.in (needs PyPI; minutes).
 lock:
 	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock
-	.venv-lock/bin/python -m pip install --quiet --upgrade pip==24.3.1
+	.venv-lock/bin/python -m pip install --quiet --upgrade pip==$(PIP_VERSION)
 	.venv-lock/bin/python -m pip install --ignore-requires-python -r requirements/base.in
 	.venv-lock/bin/python -m pip freeze > .venv-lock/base-freeze.txt
 	.venv-lock/bin/python -m pip install --ignore-requires-python -c .venv-lock/base-freeze.txt -r requirements/extras.in
@@ -38,4 +39,4 @@ lock:
 	rm -rf .venv-lock
 
 clean:
-	rm -rf tfx_pipeline_output tfx_metadata serving_model run_summary.json
+	rm -rf tfx_pipeline_output tfx_metadata serving_model

@@ -43,7 +43,7 @@ class DataFormatError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class Record:
-  """One labelled text with its origin (file and first line) for errors."""
+  """One labelled text in the canonical form."""
   text: str
   label: str
   source: Optional[str] = None

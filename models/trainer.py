@@ -71,7 +71,7 @@ CLASS_WEIGHTINGS = ('balanced', 'sqrt', 'none')
 
 
 def class_weights(examples: tf.data.Dataset,
-                  weighting: str = 'balanced') -> Optional[Dict[int, float]]:
+                  weighting: str) -> Optional[Dict[int, float]]:
   """Class weights from the labels of `examples`.
 
   `balanced`: n / (k * n_c), each class weighs the same in total; `sqrt`:

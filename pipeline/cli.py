@@ -16,8 +16,8 @@ import time
 from typing import List, Optional
 
 # Before TensorFlow loads, here and (inherited) in Beam worker processes:
-# TF's C++ INFO and WARNING lines and google-api-core's Python-version notices are
-# noise. (Hence the imports below these lines.)
+# TF's C++ INFO and WARNING lines and google-api-core's Python-version
+# notices are noise. Hence the imports below, not above, these lines.
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 _IGNORED_WARNINGS = ('You are using a Python version',
                      'grpcio < 1.83.0 does not support Post-Quantum')
@@ -118,8 +118,11 @@ def _check_beam_args(parser: argparse.ArgumentParser,
                    'as --name=value')
 
 
-def _print_data(config: configs.PipelineConfig) -> None:
-  """Reads all the data once before the pipeline, so bad rows stop it early."""
+def _check_data(config: configs.PipelineConfig) -> None:
+  """Reads all the data once before the pipeline and prints its counts.
+
+  Bad rows, or a class missing from the training data, stop the run here.
+  """
   layout = loaders.resolve_input(config.data)
   counts = layout.label_counts()
   print(f'Data: {config.data}')
@@ -142,7 +145,7 @@ def _print_data(config: configs.PipelineConfig) -> None:
 
 def run(config: configs.PipelineConfig) -> int:
   """Checks the data, runs the pipeline, prints and saves the summary."""
-  _print_data(config)
+  _check_data(config)
   started = time.monotonic()
   tfx.orchestration.LocalDagRunner().run(
       pipeline_lib.create_pipeline(config))

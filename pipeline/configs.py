@@ -45,8 +45,7 @@ class PreprocessingConfig:
   max_tokens: int = 40
   vocabulary_size: int = 20000
   oov_buckets: int = 50
-  # Rarer tokens share the OOV buckets: measured +1-2 points of accuracy on
-  # Twitter-FNS (README, "Measured").
+  # Tokens seen fewer times share the OOV buckets (README, "Measured").
   min_token_frequency: int = 2
 
 

@@ -9,7 +9,7 @@ process that ran it, so it can be made again after the run
 import dataclasses
 import json
 import os
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import ml_metadata as mlmd
 from ml_metadata.proto import metadata_store_pb2
@@ -96,9 +96,10 @@ def _latest_run_components(store: mlmd.MetadataStore, pipeline_name: str
   return run.name, components
 
 
-def _overall_metrics(evaluation_uri: str) -> Dict[str, float]:
-  """Accuracy, macro-F1, per-class recall and example count, overall slice."""
-  metrics = {}
+def _overall_metrics(evaluation_uri: str
+                     ) -> Tuple[Dict[str, float], Dict[str, float]]:
+  """Accuracy, macro-F1 and example count; recall by class. Overall slice."""
+  metrics, recall_by_class = {}, {}
   for metrics_for_slice in tfma.load_metrics(evaluation_uri):
     if metrics_for_slice.slice_key.single_slice_keys:
       continue
@@ -108,12 +109,11 @@ def _overall_metrics(evaluation_uri: str) -> Dict[str, float]:
           kv.key.aggregation_type.macro_average):
         metrics['macro_f1'] = value
       elif kv.key.name == 'recall' and kv.key.sub_key.HasField('class_id'):
-        label = features.LABELS[kv.key.sub_key.class_id.value]
-        metrics[f'recall_{label}'] = value
+        recall_by_class[features.LABELS[kv.key.sub_key.class_id.value]] = value
       elif kv.key.name in (pipeline_lib.ACCURACY_METRIC, 'example_count') and (
           not kv.key.HasField('sub_key')):
         metrics[kv.key.name] = value
-  return metrics
+  return metrics, recall_by_class
 
 
 def _output(components: Dict[str, ComponentRun], node_id: str, key: str
@@ -129,7 +129,8 @@ def _model_summary(architecture: str,
   blessing = _output(components, f'Evaluator.{architecture}', 'blessing')
   model_run = _output(components, f'Trainer.{architecture}', 'model_run')
   pushed = _output(components, f'Pusher.{architecture}', 'pushed_model')
-  metrics = _overall_metrics(evaluation.uri) if evaluation else {}
+  metrics, recall_by_class = (_overall_metrics(evaluation.uri)
+                              if evaluation else ({}, {}))
   training = {}
   if model_run:
     path = os.path.join(model_run.uri, trainer.TRAINING_SUMMARY_FILE)
@@ -145,9 +146,7 @@ def _model_summary(architecture: str,
       architecture=architecture,
       accuracy=metrics.get(pipeline_lib.ACCURACY_METRIC),
       macro_f1=metrics.get('macro_f1'),
-      recall_by_class={label: metrics[f'recall_{label}']
-                       for label in features.LABELS
-                       if f'recall_{label}' in metrics},
+      recall_by_class=recall_by_class,
       eval_examples=int(example_count) if example_count is not None else None,
       blessed=blessed,
       pushed_to=(props['pushed_destination'].string_value
