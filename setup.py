@@ -13,6 +13,6 @@ setuptools.setup(
     license='MIT',
     python_requires='>=3.10',
     packages=setuptools.find_packages(include=['pipeline', 'pipeline.*', 'components', 'components.*', 'models', 'models.*', 'data', 'data.*', 'kubeflow', 'kubeflow.*']),
-    package_data={'data': ['sample/*.csv']},
+    package_data={'data': ['sample/*.csv', 'schema/*.pbtxt']},
     entry_points={'console_scripts': ['finsent=pipeline.cli:main']},
 )

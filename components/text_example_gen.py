@@ -17,17 +17,37 @@ from tfx.dsl.components.base import executor_spec
 from tfx.dsl.io import fileio
 
 from data import loaders
+from models import features
+
+
+# Upper bounds (words) of the text length buckets; longer texts go in the
+# last, open bucket. The schema (data/schema/schema.pbtxt) lists the names.
+LENGTH_BUCKET_BOUNDS = (8, 16, 32)
+
+
+def length_bucket(text: str) -> str:
+  """The bucket of `text`'s whitespace-separated word count, e.g. '9-16'."""
+  words = len(text.split())
+  lower = 1
+  for upper in LENGTH_BUCKET_BOUNDS:
+    if words <= upper:
+      return f'{lower}-{upper}'
+    lower = upper + 1
+  return f'{lower}+'
 
 
 def record_to_example(record: loaders.Record) -> tf.train.Example:
-  """A canonical record as a tf.Example; absent optional fields stay absent."""
-  feature = {}
-  for name in loaders.CANONICAL_FIELDS:
-    value = getattr(record, name)
-    if value is not None:
-      feature[name] = tf.train.Feature(
+  """A canonical record as a tf.Example, with its text's length bucket.
+
+  Absent optional fields stay absent. The bucket is derived here, once, so
+  that the drift check and TFMA's slices read the same value.
+  """
+  values = {name: getattr(record, name) for name in loaders.CANONICAL_FIELDS}
+  values[features.LENGTH_BUCKET_KEY] = length_bucket(record.text)
+  return tf.train.Example(features=tf.train.Features(feature={
+      name: tf.train.Feature(
           bytes_list=tf.train.BytesList(value=[value.encode('utf-8')]))
-  return tf.train.Example(features=tf.train.Features(feature=feature))
+      for name, value in values.items() if value is not None}))
 
 
 @beam.ptransform_fn

@@ -112,6 +112,9 @@ def _csv_rows(path: str, content: str):
               path, 1, f'unknown column(s) {", ".join(unknown)}; expected '
               f'{", ".join(CANONICAL_FIELDS)}')
       elif row:
+        if [field.strip() for field in row] == header:
+          # Files concatenated with their headers, the usual cause.
+          raise DataFormatError(path, line, 'the header row is repeated')
         if len(row) != len(header):
           raise DataFormatError(
               path, line, f'row has {len(row)} fields, header has '

@@ -30,6 +30,7 @@ MODEL_BUILDERS = {
     'rnn': rnn.build_rnn_classifier,
     'transformer': transformer.build_transformer_classifier,
 }
+ARCHITECTURES = tuple(MODEL_BUILDERS)
 
 
 def _examples(file_patterns: List[str],
@@ -127,7 +128,15 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
   weights = class_weights(fit_examples, training['class_weighting'])
   fit_data = fit_examples.shuffle(
       10_000, seed=training['seed'], reshuffle_each_iteration=True).batch(
-          batch_size).prefetch(tf.data.AUTOTUNE)
+          batch_size)
+  # TFX's TrainArgs.num_steps, when set, caps training at that many batches
+  # in all (one long epoch); else epochs until early stopping.
+  if fn_args.train_steps:
+    fit_data = fit_data.repeat()
+    epochs, steps_per_epoch = 1, fn_args.train_steps
+  else:
+    epochs, steps_per_epoch = training['max_epochs'], None
+  fit_data = fit_data.prefetch(tf.data.AUTOTUNE)
   held_out_data = held_out.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
   with strategy.scope():
@@ -143,7 +152,8 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
   history = model.fit(
       fit_data,
       validation_data=held_out_data,
-      epochs=training['max_epochs'],
+      epochs=epochs,
+      steps_per_epoch=steps_per_epoch,
       class_weight=weights,
       verbose=2,
       callbacks=[

@@ -29,6 +29,7 @@ for _warning in _IGNORED_WARNINGS:
 
 from absl import logging
 
+from components import data_gate
 from data import loaders
 from models import strategy as strategy_lib
 from models import trainer as trainer_lib
@@ -53,8 +54,9 @@ def _add_run_parser(subparsers) -> None:
   defaults = configs.PipelineConfig()
   run = subparsers.add_parser(
       'run', help='run the TFX pipeline locally (LocalDagRunner + Beam)',
-      description='Runs ExampleGen -> StatisticsGen -> SchemaGen -> '
-      'ExampleValidator -> Transform -> Trainer/Evaluator/Pusher per model. '
+      description='Runs ExampleGen -> StatisticsGen -> schema and drift '
+      'checks -> DataGate -> Transform -> Trainer/Evaluator/Pusher per '
+      'architecture -> ModelSelector -> production Evaluator/Pusher. '
       'Unknown --flags are passed to Beam as pipeline options.')
   run.add_argument('--data', default=defaults.data,
                    help='data file or folder (CSV, Twitter-FNS CSV, JSONL, '
@@ -74,6 +76,14 @@ def _add_run_parser(subparsers) -> None:
                    help='tf.distribute strategy for both Trainers')
   run.add_argument('--max_epochs', type=_positive_int,
                    default=defaults.training.max_epochs)
+  run.add_argument('--train_steps', type=_positive_int, default=None,
+                   help='stop each Trainer after this many batches (TFX '
+                   'TrainArgs.num_steps); default: epochs until early '
+                   'stopping')
+  run.add_argument('--skip_drift_check', action='store_true',
+                   help='accept a deliberate change of data (a new source or '
+                   'dataset): no drift check against the last accepted data, '
+                   'which this data then replaces as the baseline')
   run.add_argument('--class_weighting', choices=trainer_lib.CLASS_WEIGHTINGS,
                    default=defaults.training.class_weighting,
                    help='loss weights against class imbalance '
@@ -104,10 +114,12 @@ def _config_from_args(args, beam_args: List[str]) -> configs.PipelineConfig:
       pipeline_name=args.pipeline_name,
       serving_model_dir=args.serving_model_dir,
       enable_cache=args.enable_cache,
+      check_drift=not args.skip_drift_check,
       beam_pipeline_args=tuple(configs.beam_pipeline_args(beam_args)),
       training=dataclasses.replace(
           defaults.training, strategy=args.strategy,
-          max_epochs=args.max_epochs, class_weighting=args.class_weighting))
+          max_epochs=args.max_epochs, train_steps=args.train_steps,
+          class_weighting=args.class_weighting))
 
 
 def _check_beam_args(parser: argparse.ArgumentParser,
@@ -161,9 +173,23 @@ def run(config: configs.PipelineConfig) -> int:
 
 
 class _ProgressFilter(pylogging.Filter):
-  """Passes warnings and the LocalDagRunner's per-component progress."""
+  """Passes warnings and the LocalDagRunner's per-component progress.
+
+  Drops two messages that are not news: the launcher's error for the drift
+  baseline's resolver finding nothing (every pipeline's first run; the
+  drift check then records that it had no baseline), and TFX 1.16's input
+  resolver warning that it ignores a property predicate: it tests the
+  predicate message for truth, which an empty message is, so it warns on
+  queries that have none.
+  """
+  _DROPPED = (
+      f'[{pipeline_lib.BASELINE_STATISTICS_RESOLVER}] Input resolution',
+      'ArtifactQuery.property_predicate is not supported',
+  )
 
   def filter(self, record: pylogging.LogRecord) -> bool:
+    if record.getMessage().startswith(self._DROPPED):
+      return False
     return (record.levelno >= pylogging.WARNING or
             str(record.msg).startswith('Component %s is '))
 
@@ -194,7 +220,7 @@ def main(argv: Optional[List[str]] = None) -> int:
           configs.PipelineConfig(output_dir=args.output_dir,
                                  pipeline_name=args.pipeline_name))))
       return 0
-  except loaders.DataFormatError as e:
+  except (loaders.DataFormatError, data_gate.DataValidationError) as e:
     print(f'finsent: error: {e}', file=sys.stderr)
     return 2
   return 1

@@ -9,11 +9,17 @@ import dataclasses
 import os
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from models.trainer import ARCHITECTURES  # noqa: F401  (the pipeline's)
+
 PIPELINE_NAME = 'finsent'
-ARCHITECTURES = ('rnn', 'transformer')
-SAMPLE_DATA = os.path.join(
-    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'data',
-    'sample', 'financial_headlines.csv')
+_DATA_DIR = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'data')
+SAMPLE_DATA = os.path.join(_DATA_DIR, 'sample', 'financial_headlines.csv')
+# The curated data contract ImportSchemaGen loads (reviewed by hand).
+SCHEMA_FILE = os.path.join(_DATA_DIR, 'schema', 'schema.pbtxt')
+# The winner of the RNN/Transformer tournament is served under this name,
+# beside sentiment_<architecture> for each architecture's own model.
+PRODUCTION_MODEL_NAME = 'sentiment'
 
 # Module paths, not files: the code is installed (`pip install -e .` here,
 # inside the image on Kubeflow), so Beam workers and Trainers import it.
@@ -83,6 +89,9 @@ class TrainingConfig:
   # Share of the train split held out for early stopping; the eval split is
   # kept for the Evaluator alone.
   validation_fraction: float = 0.1
+  # TFX TrainArgs.num_steps: when set, training stops after this many
+  # batches in all, without early stopping.
+  train_steps: Optional[int] = None
   # `balanced`, `sqrt` or `none` (models.trainer.class_weights); chosen by
   # measurement (README, "Measured").
   class_weighting: str = 'none'
@@ -100,6 +109,31 @@ class BlessingThresholds:
   """
   min_accuracy: float = 0.55
   min_macro_f1: float = 0.45
+  # The production candidate is also compared with the latest blessed
+  # production model on the same eval split: neither its accuracy nor its
+  # macro-F1 may be more than this much below the baseline's.
+  max_drop_from_baseline: float = 0.02
+
+
+@dataclasses.dataclass(frozen=True)
+class DriftThresholds:
+  """DataGate: largest L-infinity distance allowed between this run's data
+  and the last data that passed the gate, per split (TFDV drift check).
+
+  L-infinity is the largest change of any one value's share: 0.10 lets the
+  share of negative headlines move from 30% to 40%, not further.
+  """
+  label: float = 0.10
+  length_bucket: float = 0.10
+
+
+@dataclasses.dataclass(frozen=True)
+class SelectionConfig:
+  """ModelSelector: how the production model is chosen (see its module)."""
+  # Macro-F1 differences up to this count as a tie, settled by latency.
+  macro_f1_tie_margin: float = 0.005
+  # Batch-1 requests per model for the p50 latency (after warm-up).
+  latency_requests: int = 200
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,12 +147,17 @@ class PipelineConfig:
   # train:eval hash buckets, for data that has no split of its own.
   split_hash_buckets: Tuple[int, int] = (4, 1)
   enable_cache: bool = False
+  # False accepts a deliberate change of data (a new source, another
+  # dataset): the drift check is skipped and this data becomes the baseline.
+  check_drift: bool = True
   beam_pipeline_args: Tuple[str, ...] = DEFAULT_BEAM_PIPELINE_ARGS
   preprocessing: PreprocessingConfig = PreprocessingConfig()
   rnn: RnnConfig = RnnConfig()
   transformer: TransformerConfig = TransformerConfig()
   training: TrainingConfig = TrainingConfig()
   thresholds: BlessingThresholds = BlessingThresholds()
+  drift: DriftThresholds = DriftThresholds()
+  selection: SelectionConfig = SelectionConfig()
 
   @property
   def pipeline_root(self) -> str:
@@ -136,7 +175,7 @@ class PipelineConfig:
         self.output_dir, 'serving_model'))
 
   def serving_model_name(self, architecture: str) -> str:
-    return f'sentiment_{architecture}'
+    return f'{PRODUCTION_MODEL_NAME}_{architecture}'
 
   def trainer_custom_config(self, architecture: str) -> Dict:
     """What models.trainer.run_fn reads from the Trainer's custom_config."""

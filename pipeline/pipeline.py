@@ -1,72 +1,35 @@
 """create_pipeline: the finsent TFX DAG, from data to pushed models.
 
-TextExampleGen -> StatisticsGen -> SchemaGen -> ExampleValidator -> Transform
--> for each architecture (RNN, Transformer): Trainer -> Evaluator -> Pusher.
+  TextExampleGen -> StatisticsGen -> ExampleValidator (curated schema from
+  ImportSchemaGen) + DistributionValidator (drift from the last accepted
+  data) -> DataGate -> Transform
+  -> per architecture (RNN, Transformer): Trainer -> Evaluator -> Pusher
+  -> ModelSelector -> Evaluator.production (vs the latest blessed
+  production model) -> Pusher.production (`sentiment`).
 """
 
 import dataclasses
+import os
+from typing import List, Tuple
 
-import tensorflow_model_analysis as tfma
 from tfx import v1 as tfx
+from tfx.components.distribution_validator.component import (
+    DistributionValidator)
+from tfx.dsl.components.base import base_node
+from tfx.proto import distribution_validator_pb2
 
 from components.atomic_pusher import AtomicPusher
+from components.data_gate import DataGate
+from components.model_selector import ModelSelector
 from components.text_example_gen import TextExampleGen
 from data import loaders
-from models import export
-from models import features
+from models import evaluation
 from pipeline import configs
 
-ACCURACY_METRIC = 'sparse_categorical_accuracy'
-F1_METRIC = 'f1_score'
-
-
-def _overall_lower_bound(value: float):
-  """A threshold checked on the overall slice only (not per class or slice)."""
-  return [tfma.PerSliceMetricThreshold(
-      slicing_specs=[tfma.SlicingSpec()],
-      threshold=tfma.MetricThreshold(
-          value_threshold=tfma.GenericValueThreshold(
-              lower_bound={'value': value})))]
-
-
-def create_eval_config(thresholds: configs.BlessingThresholds
-                       ) -> tfma.EvalConfig:
-  """TFMA config: accuracy, macro-F1, per-class metrics, confusion matrix.
-
-  The blessing thresholds apply to the overall accuracy and macro-F1 only.
-  """
-  return tfma.EvalConfig(
-      model_specs=[tfma.ModelSpec(
-          signature_name=export.EXAMPLES_SIGNATURE,
-          preprocessing_function_names=[export.TRANSFORM_SIGNATURE],
-          label_key=features.LABEL_ID_KEY,
-          prediction_key='probabilities')],
-      slicing_specs=[tfma.SlicingSpec()],
-      metrics_specs=[
-          tfma.MetricsSpec(metrics=[
-              tfma.MetricConfig(class_name='ExampleCount'),
-              tfma.MetricConfig(
-                  class_name='SparseCategoricalAccuracy',
-                  per_slice_thresholds=_overall_lower_bound(
-                      thresholds.min_accuracy)),
-              tfma.MetricConfig(class_name='MultiClassConfusionMatrixPlot'),
-          ]),
-          # Macro-F1 alone (the threshold must not apply per class).
-          tfma.MetricsSpec(
-              metrics=[tfma.MetricConfig(
-                  class_name='F1Score',
-                  per_slice_thresholds=_overall_lower_bound(
-                      thresholds.min_macro_f1))],
-              aggregate=tfma.AggregationOptions(
-                  macro_average=True, class_weights=dict.fromkeys(
-                      range(len(features.LABELS)), 1.0))),
-          # Per-class precision, recall and F1, reported, not gated.
-          tfma.MetricsSpec(
-              metrics=[tfma.MetricConfig(class_name=name)
-                       for name in ('Precision', 'Recall', 'F1Score')],
-              binarize=tfma.BinarizationOptions(
-                  class_ids={'values': list(range(len(features.LABELS)))})),
-      ])
+DATA_GATE = 'DataGate'
+BASELINE_STATISTICS_RESOLVER = 'latest_validated_statistics_resolver'
+PRODUCTION_EVALUATOR = 'Evaluator.production'
+PRODUCTION_PUSHER = 'Pusher.production'
 
 
 def create_input_configs(config: configs.PipelineConfig):
@@ -84,35 +47,92 @@ def create_input_configs(config: configs.PipelineConfig):
   return layout.input_base, input_config, output_config
 
 
+def create_data_gate(config: configs.PipelineConfig,
+                     examples: tfx.types.BaseChannel,
+                     schema: tfx.types.BaseChannel
+                     ) -> Tuple[List[base_node.BaseNode], base_node.BaseNode]:
+  """Statistics, schema and drift checks, and the gate after them.
+
+  Returns the nodes (the gate last) and the gate, which whatever must not
+  run on bad data depends on.
+  """
+  statistics_gen = tfx.components.StatisticsGen(examples=examples)
+  example_validator = tfx.components.ExampleValidator(
+      statistics=statistics_gen.outputs['statistics'], schema=schema)
+  nodes = [statistics_gen, example_validator]
+  drift_anomalies = None
+  if config.check_drift:
+    baseline = tfx.dsl.Resolver(
+        strategy_class=tfx.dsl.experimental.LatestArtifactStrategy,
+        statistics=tfx.dsl.Channel(
+            type=tfx.types.standard_artifacts.ExampleStatistics,
+            producer_component_id=DATA_GATE,
+            output_key='validated_statistics'),
+    ).with_id(BASELINE_STATISTICS_RESOLVER)
+    drift_validator = DistributionValidator(
+        statistics=statistics_gen.outputs['statistics'],
+        # Optional: the first run has no accepted data to compare with (the
+        # validator then passes it, recording that there was no baseline).
+        baseline_statistics=baseline.outputs['statistics'].as_optional(),
+        config=create_drift_config(config.drift))
+    drift_anomalies = drift_validator.outputs['anomalies']
+    nodes += [baseline, drift_validator]
+  data_gate = DataGate(
+      schema_anomalies=example_validator.outputs['anomalies'],
+      drift_anomalies=drift_anomalies,
+      statistics=statistics_gen.outputs['statistics']).with_id(DATA_GATE)
+  return nodes + [data_gate], data_gate
+
+
+def create_drift_config(
+    thresholds: configs.DriftThresholds
+) -> distribution_validator_pb2.DistributionValidatorConfig:
+  """L-infinity limits per feature, compared split by split."""
+  config = distribution_validator_pb2.DistributionValidatorConfig()
+  for feature, limit in dataclasses.asdict(thresholds).items():
+    comparator = config.default_slice_config.feature.add()
+    comparator.path.step.append(feature)
+    comparator.distribution_comparator.infinity_norm.threshold = limit
+  return config
+
+
+def _push_destination(base_directory: str) -> tfx.proto.PushDestination:
+  return tfx.proto.PushDestination(
+      filesystem=tfx.proto.PushDestination.Filesystem(
+          base_directory=base_directory))
+
+
 def create_pipeline(config: configs.PipelineConfig) -> tfx.dsl.Pipeline:
   """The finsent pipeline for `config`."""
   input_base, input_config, output_config = create_input_configs(config)
   example_gen = TextExampleGen(input_base=input_base,
                                input_config=input_config,
                                output_config=output_config)
-  statistics_gen = tfx.components.StatisticsGen(
-      examples=example_gen.outputs['examples'])
-  schema_gen = tfx.components.SchemaGen(
-      statistics=statistics_gen.outputs['statistics'],
-      infer_feature_shape=True)
-  example_validator = tfx.components.ExampleValidator(
-      statistics=statistics_gen.outputs['statistics'],
-      schema=schema_gen.outputs['schema'])
+  schema_gen = tfx.components.ImportSchemaGen(schema_file=configs.SCHEMA_FILE)
+  schema = schema_gen.outputs['schema']
+  data_gate_nodes, data_gate = create_data_gate(
+      config, example_gen.outputs['examples'], schema)
   transform = tfx.components.Transform(
       examples=example_gen.outputs['examples'],
-      schema=schema_gen.outputs['schema'],
+      schema=schema,
       preprocessing_fn=configs.PREPROCESSING_FN,
       custom_config=dataclasses.asdict(config.preprocessing))
-  components = [example_gen, statistics_gen, schema_gen, example_validator,
-                transform]
+  # Nothing is transformed, trained or pushed unless the data passed.
+  transform.add_upstream_node(data_gate)
+  components = [example_gen, schema_gen, *data_gate_nodes, transform]
 
-  eval_config = create_eval_config(config.thresholds)
+  thresholds = config.thresholds
+  eval_config = evaluation.create_eval_config(thresholds.min_accuracy,
+                                              thresholds.min_macro_f1)
+  candidates = {}
   for architecture in configs.ARCHITECTURES:
     trainer = tfx.components.Trainer(
         run_fn=configs.RUN_FN,
         examples=transform.outputs['transformed_examples'],
         transform_graph=transform.outputs['transform_graph'],
-        schema=schema_gen.outputs['schema'],
+        schema=schema,
+        train_args=tfx.proto.TrainArgs(
+            num_steps=config.training.train_steps or 0),
         custom_config=config.trainer_custom_config(architecture),
     ).with_id(f'Trainer.{architecture}')
     evaluator = tfx.components.Evaluator(
@@ -123,12 +143,44 @@ def create_pipeline(config: configs.PipelineConfig) -> tfx.dsl.Pipeline:
     pusher = AtomicPusher(
         model=trainer.outputs['model'],
         model_blessing=evaluator.outputs['blessing'],
-        push_destination=tfx.proto.PushDestination(
-            filesystem=tfx.proto.PushDestination.Filesystem(
-                base_directory=f'{config.serving_root}/'
-                f'{config.serving_model_name(architecture)}')),
+        push_destination=_push_destination(os.path.join(
+            config.serving_root, config.serving_model_name(architecture))),
     ).with_id(f'Pusher.{architecture}')
     components += [trainer, evaluator, pusher]
+    candidates[architecture] = {'model': trainer.outputs['model'],
+                                'evaluation': evaluator.outputs['evaluation'],
+                                'blessing': evaluator.outputs['blessing']}
+
+  model_selector = ModelSelector(
+      examples=example_gen.outputs['examples'], candidates=candidates,
+      **dataclasses.asdict(config.selection))
+  # The production baseline: the latest selected model the production
+  # Evaluator blessed (not the architectures' own blessings).
+  baseline_model = tfx.dsl.Resolver(
+      strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+      model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model,
+                            producer_component_id='ModelSelector',
+                            output_key='model'),
+      model_blessing=tfx.dsl.Channel(
+          type=tfx.types.standard_artifacts.ModelBlessing,
+          producer_component_id=PRODUCTION_EVALUATOR, output_key='blessing'),
+  ).with_id('latest_blessed_model_resolver')
+  production_evaluator = tfx.components.Evaluator(
+      examples=example_gen.outputs['examples'],
+      model=model_selector.outputs['model'],
+      baseline_model=baseline_model.outputs['model'],
+      eval_config=evaluation.create_eval_config(
+          thresholds.min_accuracy, thresholds.min_macro_f1,
+          max_drop=thresholds.max_drop_from_baseline),
+  ).with_id(PRODUCTION_EVALUATOR)
+  production_pusher = AtomicPusher(
+      model=model_selector.outputs['model'],
+      model_blessing=production_evaluator.outputs['blessing'],
+      push_destination=_push_destination(os.path.join(
+          config.serving_root, configs.PRODUCTION_MODEL_NAME)),
+  ).with_id(PRODUCTION_PUSHER)
+  components += [model_selector, baseline_model, production_evaluator,
+                 production_pusher]
 
   return tfx.dsl.Pipeline(
       pipeline_name=config.pipeline_name,

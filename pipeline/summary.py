@@ -9,14 +9,15 @@ process that ran it, so it can be made again after the run
 import dataclasses
 import json
 import os
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional
 
 import ml_metadata as mlmd
 from ml_metadata.proto import metadata_store_pb2
 import tensorflow as tf
 import tensorflow_model_analysis as tfma
 
-from models import features
+from components import model_selector
+from models import evaluation
 from models import trainer
 from pipeline import configs
 from pipeline import pipeline as pipeline_lib
@@ -27,22 +28,34 @@ class ComponentRun:
   node_id: str
   state: str
   seconds: float
+  inputs: Dict[str, List[metadata_store_pb2.Artifact]]
   outputs: Dict[str, List[metadata_store_pb2.Artifact]]
 
 
 @dataclasses.dataclass
 class ModelSummary:
+  """One architecture's model: TFMA metrics, training, latency, push."""
   architecture: str
-  accuracy: Optional[float]
-  macro_f1: Optional[float]
-  recall_by_class: Dict[str, float]
-  eval_examples: Optional[int]
+  metrics: Dict[str, float]
   blessed: bool
   pushed_to: Optional[str]
   parameters: Optional[int]
   train_seconds: Optional[float]
   epochs: Optional[int]
+  p50_latency_ms: Optional[float]
   tensorboard_logdir: Optional[str]
+
+
+@dataclasses.dataclass
+class ProductionSummary:
+  """The tournament's outcome and the production gate's verdict."""
+  selected: Optional[str]
+  reason: Optional[str]
+  blessed: bool
+  # Why the production Evaluator refused it (TFMA validation failures).
+  failures: List[str]
+  baseline: bool
+  pushed_to: Optional[str]
 
 
 @dataclasses.dataclass
@@ -51,6 +64,7 @@ class RunSummary:
   run_id: str
   components: List[ComponentRun]
   models: List[ModelSummary]
+  production: ProductionSummary
   wall_seconds: Optional[float] = None
 
   def to_json(self) -> Dict:
@@ -61,12 +75,13 @@ class RunSummary:
         'components': [{'node_id': c.node_id, 'state': c.state,
                         'seconds': c.seconds} for c in self.components],
         'models': [dataclasses.asdict(m) for m in self.models],
+        'production': dataclasses.asdict(self.production),
     }
 
 
 def _latest_run_components(store: mlmd.MetadataStore, pipeline_name: str
                            ) -> (str, List[ComponentRun]):
-  """Executions of the newest pipeline_run context, with their outputs."""
+  """Executions of the newest pipeline_run context, with their artifacts."""
   runs = store.get_contexts_by_type('pipeline_run')
   if not runs:
     raise ValueError('no pipeline run recorded in ML Metadata')
@@ -79,41 +94,24 @@ def _latest_run_components(store: mlmd.MetadataStore, pipeline_name: str
   for execution in executions:
     node = next(c for c in store.get_contexts_by_execution(execution.id)
                 if c.type_id == node_type_id)
-    outputs: Dict[str, List[metadata_store_pb2.Artifact]] = {}
-    events = [e for e in store.get_events_by_execution_ids([execution.id])
-              if e.type == metadata_store_pb2.Event.OUTPUT]
+    events = store.get_events_by_execution_ids([execution.id])
     artifacts = {a.id: a for a in store.get_artifacts_by_id(
         [e.artifact_id for e in events])}
+    by_kind = {metadata_store_pb2.Event.INPUT: {},
+               metadata_store_pb2.Event.OUTPUT: {}}
     for event in events:
-      key = event.path.steps[0].key if event.path.steps else ''
-      outputs.setdefault(key, []).append(artifacts[event.artifact_id])
+      if event.type in by_kind:
+        key = event.path.steps[0].key if event.path.steps else ''
+        by_kind[event.type].setdefault(key, []).append(
+            artifacts[event.artifact_id])
     components.append(ComponentRun(
         node_id=node.name[len(pipeline_name) + 1:],
         state=state_names(execution.last_known_state),
         seconds=(execution.last_update_time_since_epoch -
                  execution.create_time_since_epoch) / 1000,
-        outputs=outputs))
+        inputs=by_kind[metadata_store_pb2.Event.INPUT],
+        outputs=by_kind[metadata_store_pb2.Event.OUTPUT]))
   return run.name, components
-
-
-def _overall_metrics(evaluation_uri: str
-                     ) -> Tuple[Dict[str, float], Dict[str, float]]:
-  """Accuracy, macro-F1 and example count; recall by class. Overall slice."""
-  metrics, recall_by_class = {}, {}
-  for metrics_for_slice in tfma.load_metrics(evaluation_uri):
-    if metrics_for_slice.slice_key.single_slice_keys:
-      continue
-    for kv in metrics_for_slice.metric_keys_and_values:
-      value = kv.value.double_value.value
-      if kv.key.name == pipeline_lib.F1_METRIC and (
-          kv.key.aggregation_type.macro_average):
-        metrics['macro_f1'] = value
-      elif kv.key.name == 'recall' and kv.key.sub_key.HasField('class_id'):
-        recall_by_class[features.LABELS[kv.key.sub_key.class_id.value]] = value
-      elif kv.key.name in (pipeline_lib.ACCURACY_METRIC, 'example_count') and (
-          not kv.key.HasField('sub_key')):
-        metrics[kv.key.name] = value
-  return metrics, recall_by_class
 
 
 def _output(components: Dict[str, ComponentRun], node_id: str, key: str
@@ -123,38 +121,86 @@ def _output(components: Dict[str, ComponentRun], node_id: str, key: str
   return artifacts[0] if artifacts else None
 
 
-def _model_summary(architecture: str,
-                   components: Dict[str, ComponentRun]) -> ModelSummary:
-  evaluation = _output(components, f'Evaluator.{architecture}', 'evaluation')
-  blessing = _output(components, f'Evaluator.{architecture}', 'blessing')
+def _pushed_to(pushed: Optional[metadata_store_pb2.Artifact]
+               ) -> Optional[str]:
+  props = pushed.custom_properties if pushed else {}
+  if 'pushed' in props and props['pushed'].int_value == 1:
+    return props['pushed_destination'].string_value
+  return None
+
+
+def _blessed(blessing: Optional[metadata_store_pb2.Artifact]) -> bool:
+  return bool(blessing and 'blessed' in blessing.custom_properties and
+              blessing.custom_properties['blessed'].int_value == 1)
+
+
+def _model_summary(architecture: str, components: Dict[str, ComponentRun],
+                   selection: Dict[str, metadata_store_pb2.Value]
+                   ) -> ModelSummary:
+  evaluation_artifact = _output(components, f'Evaluator.{architecture}',
+                                'evaluation')
   model_run = _output(components, f'Trainer.{architecture}', 'model_run')
-  pushed = _output(components, f'Pusher.{architecture}', 'pushed_model')
-  metrics, recall_by_class = (_overall_metrics(evaluation.uri)
-                              if evaluation else ({}, {}))
   training = {}
   if model_run:
     path = os.path.join(model_run.uri, trainer.TRAINING_SUMMARY_FILE)
     if tf.io.gfile.exists(path):
       with tf.io.gfile.GFile(path) as f:
         training = json.load(f)
-  props = pushed.custom_properties if pushed else {}
-  was_pushed = 'pushed' in props and props['pushed'].int_value == 1
-  blessed = bool(blessing and 'blessed' in blessing.custom_properties and
-                 blessing.custom_properties['blessed'].int_value == 1)
-  example_count = metrics.get('example_count')
+  latency = selection.get(
+      f'{architecture}_{model_selector.P50_LATENCY_MS}')
   return ModelSummary(
       architecture=architecture,
-      accuracy=metrics.get(pipeline_lib.ACCURACY_METRIC),
-      macro_f1=metrics.get('macro_f1'),
-      recall_by_class=recall_by_class,
-      eval_examples=int(example_count) if example_count is not None else None,
-      blessed=blessed,
-      pushed_to=(props['pushed_destination'].string_value
-                 if was_pushed else None),
+      metrics=(evaluation.overall_metrics(evaluation_artifact.uri)
+               if evaluation_artifact else {}),
+      blessed=_blessed(_output(components, f'Evaluator.{architecture}',
+                               'blessing')),
+      pushed_to=_pushed_to(_output(components, f'Pusher.{architecture}',
+                                   'pushed_model')),
       parameters=training.get('parameters'),
       train_seconds=training.get('train_seconds'),
       epochs=training.get('epochs'),
+      p50_latency_ms=latency.double_value if latency else None,
       tensorboard_logdir=model_run.uri if model_run else None)
+
+
+def _validation_failures(evaluation_uri: str) -> List[str]:
+  """TFMA's reasons for not blessing, one line per failed threshold."""
+  lines = []
+  for per_slice in tfma.load_validation_result(
+      evaluation_uri).metric_validations_per_slice:
+    for failure in per_slice.failures:
+      threshold = failure.metric_threshold
+      if failure.metric_key.is_diff:
+        what = 'change vs the baseline'
+        bound = threshold.change_threshold.absolute.value
+      else:
+        what = 'value'
+        bound = threshold.value_threshold.lower_bound.value
+      lines.append(f'{failure.metric_key.name} {what} '
+                   f'{failure.metric_value.double_value.value:+.4f} is below '
+                   f'{bound:+.4f}')
+  return lines
+
+
+def _production_summary(components: Dict[str, ComponentRun]
+                        ) -> ProductionSummary:
+  selected = _output(components, 'ModelSelector', 'model')
+  props = selected.custom_properties if selected else {}
+  evaluation_artifact = _output(
+      components, pipeline_lib.PRODUCTION_EVALUATOR, 'evaluation')
+  evaluator = components.get(pipeline_lib.PRODUCTION_EVALUATOR)
+  return ProductionSummary(
+      selected=(props[model_selector.SELECTED_ARCHITECTURE].string_value
+                if selected else None),
+      reason=(props[model_selector.SELECTION_REASON].string_value
+              if selected else None),
+      blessed=_blessed(_output(components, pipeline_lib.PRODUCTION_EVALUATOR,
+                               'blessing')),
+      failures=(_validation_failures(evaluation_artifact.uri)
+                if evaluation_artifact else []),
+      baseline=bool(evaluator and evaluator.inputs.get('baseline_model')),
+      pushed_to=_pushed_to(_output(components, pipeline_lib.PRODUCTION_PUSHER,
+                                   'pushed_model')))
 
 
 def summarize_latest_run(config: configs.PipelineConfig) -> RunSummary:
@@ -166,41 +212,79 @@ def summarize_latest_run(config: configs.PipelineConfig) -> RunSummary:
   store = mlmd.MetadataStore(connection)
   run_id, components = _latest_run_components(store, config.pipeline_name)
   by_node = {c.node_id: c for c in components}
+  selected = _output(by_node, 'ModelSelector', 'model')
+  selection = dict(selected.custom_properties) if selected else {}
   return RunSummary(
       pipeline_name=config.pipeline_name, run_id=run_id,
       components=components,
-      models=[_model_summary(a, by_node) for a in configs.ARCHITECTURES])
+      models=[_model_summary(a, by_node, selection)
+              for a in configs.ARCHITECTURES],
+      production=_production_summary(by_node))
 
 
 def _fmt(value, spec: str) -> str:
   return '-' if value is None else format(value, spec)
 
 
+def _state_note(component: ComponentRun) -> str:
+  if component.state == 'COMPLETE':
+    return ''
+  if (component.node_id == pipeline_lib.BASELINE_STATISTICS_RESOLVER and
+      component.state == 'FAILED'):
+    # TFX marks a resolver that finds nothing as failed: the first run.
+    return ' (no accepted data yet)'
+  return f' ({component.state})'
+
+
 def format_summary(summary: RunSummary) -> str:
-  """The summary as the text `finsent run` prints."""
+  """The summary as the text `finsent run` prints: the side-by-side table."""
   lines = [f'Pipeline {summary.pipeline_name}, run {summary.run_id}'
            + (f', {summary.wall_seconds:.0f} s' if summary.wall_seconds
               else '')]
   lines.append('  components: ' + ', '.join(
-      f'{c.node_id} {c.seconds:.0f}s' + ('' if c.state == 'COMPLETE'
-                                         else f' ({c.state})')
+      f'{c.node_id} {c.seconds:.0f}s' + _state_note(c)
       for c in summary.components))
   lines.append('')
   lines.append(f'  {"model":<12} {"accuracy":>8} {"macro-F1":>8} '
-               f'{"neg.rec":>7} {"params":>9} {"train s":>7} {"epochs":>6}  '
+               f'{"neg.rec":>7} {"Brier":>6} {"ECE":>6} {"params":>9} '
+               f'{"train s":>7} {"epochs":>6} {"p50 ms":>6}  '
                'blessed  pushed to')
   for m in summary.models:
+    metric = m.metrics.get
     lines.append(
-        f'  {m.architecture:<12} {_fmt(m.accuracy, ".4f"):>8} '
-        f'{_fmt(m.macro_f1, ".4f"):>8} '
-        f'{_fmt(m.recall_by_class.get("negative"), ".4f"):>7} '
+        f'  {m.architecture:<12} {_fmt(metric("accuracy"), ".4f"):>8} '
+        f'{_fmt(metric("macro_f1"), ".4f"):>8} '
+        f'{_fmt(metric("recall_negative"), ".4f"):>7} '
+        f'{_fmt(metric(evaluation.BRIER), ".3f"):>6} '
+        f'{_fmt(metric(evaluation.ECE), ".3f"):>6} '
         f'{_fmt(m.parameters, ","):>9} '
-        f'{_fmt(m.train_seconds, ".0f"):>7} {_fmt(m.epochs, "d"):>6}  '
+        f'{_fmt(m.train_seconds, ".0f"):>7} {_fmt(m.epochs, "d"):>6} '
+        f'{_fmt(m.p50_latency_ms, ".2f"):>6}  '
         f'{"yes" if m.blessed else "NO":<7}  {m.pushed_to or "(not pushed)"}')
-  eval_examples = {m.eval_examples for m in summary.models}
-  lines.append(f'  (accuracy, macro-F1 and negative-class recall by TFMA on the '
-               f'eval split, '
-               f'{"/".join(_fmt(n, "d") for n in eval_examples)} examples)')
+  eval_examples = {m.metrics.get('example_count') for m in summary.models}
+  lines.append(
+      '  (TFMA on the eval split, '
+      f'{"/".join(_fmt(n, ".0f") for n in eval_examples)} examples; neg.rec: '
+      'recall of negative; ECE: top-label expected calibration error; '
+      'p50 ms: batch-1 serving_default latency here)')
+
+  production = summary.production
+  lines.append('')
+  if production.selected is None:
+    lines.append('  Production: no model selected (the run stopped before '
+                 'the ModelSelector)')
+  else:
+    lines.append(f'  Production ({configs.PRODUCTION_MODEL_NAME}): selected '
+                 f'{production.reason}')
+    compared = ('vs the latest blessed production model' if production.baseline
+                else 'no earlier production model to compare with')
+    if production.pushed_to:
+      lines.append(f'    blessed ({compared}); pushed to '
+                   f'{production.pushed_to}')
+    else:
+      lines.append(f'    NOT blessed ({compared}), not pushed:')
+      lines.extend(f'      {failure}' for failure in production.failures)
+
   logdirs = [f'{m.architecture}:{m.tensorboard_logdir}'
              for m in summary.models if m.tensorboard_logdir]
   if logdirs:

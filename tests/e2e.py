@@ -5,19 +5,40 @@ import os
 import subprocess
 import sys
 
+import ml_metadata as mlmd
+from ml_metadata.proto import metadata_store_pb2
+
 from pipeline import configs
+from tests.conftest import ROOT
 
 
-def run_pipeline(output_dir, *flags, timeout=1500):
-  """Runs the pipeline CLI; returns (config paths, run summary dict)."""
+def command(output_dir, *flags):
+  return [sys.executable, '-m', 'pipeline.cli', 'run', '--output_dir',
+          str(output_dir), *flags]
+
+
+def run_pipeline(output_dir, *flags, expect_code=0, timeout=1500):
+  """Runs the pipeline CLI; returns (config, run summary dict, stdout).
+
+  With `expect_code` other than 0 the summary is None and the third item
+  is stderr.
+  """
   result = subprocess.run(
-      [sys.executable, '-m', 'pipeline.cli', 'run', '--output_dir',
-       str(output_dir), *flags],
-      capture_output=True, text=True, timeout=timeout, check=False,
-      cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-  assert result.returncode == 0, (result.stdout[-3000:] +
-                                  result.stderr[-6000:])
+      command(output_dir, *flags), capture_output=True, text=True,
+      timeout=timeout, check=False, cwd=ROOT)
+  assert result.returncode == expect_code, (result.stdout[-3000:] +
+                                            result.stderr[-6000:])
   config = configs.PipelineConfig(output_dir=str(output_dir))
+  if expect_code:
+    return config, None, result.stderr
   with open(os.path.join(config.pipeline_root, 'run_summary.json')) as f:
     summary = json.load(f)
   return config, summary, result.stdout
+
+
+def metadata_store(config: configs.PipelineConfig) -> mlmd.MetadataStore:
+  connection = metadata_store_pb2.ConnectionConfig()
+  connection.sqlite.filename_uri = config.metadata_path
+  connection.sqlite.connection_mode = (
+      metadata_store_pb2.SqliteMetadataSourceConfig.READONLY)
+  return mlmd.MetadataStore(connection)

@@ -1,29 +1,130 @@
-"""End to end on the bundled sample: every artifact of a real local run."""
+"""End to end on the bundled sample: what the pipeline ships and refuses.
 
+One pipeline (one output directory, one ML Metadata store, TFX's cache on)
+goes through the runs a production pipeline sees, with real trainings:
+
+1. `first`: a short training (5 epochs). Both architectures are trained,
+   evaluated and pushed; the selector's winner becomes production version 1.
+2. `crippled`: one training step each. Nothing is blessed, nothing pushed:
+   version 1 stays the newest.
+3. `killed`: a full training, SIGKILLed while the second Trainer runs.
+4. `rerun`: the same run again. Finished components come from the cache;
+   the better candidate is pushed as exactly one new version; MLMD and the
+   serving directory stay consistent.
+5. `drifted`: the label mix moves far from the accepted data: the data gate
+   stops the run, nothing is trained or pushed.
+"""
+
+import csv
 import glob
 import os
+import signal
+import subprocess
+import time
 
 import pytest
-import tensorflow as tf
 import tensorflow_model_analysis as tfma
-from tensorflow_metadata.proto.v0 import schema_pb2
-from google.protobuf import text_format
+import tensorflow_transform as tft
+from ml_metadata.proto import metadata_store_pb2
 
+from components import model_selector
+from data import loaders
 from models import features
 from pipeline import configs
+from pipeline import pipeline as pipeline_lib
+from tests import e2e
 from tests.conftest import predict_in_fresh_process
-from tests.e2e import run_pipeline
 
 pytestmark = pytest.mark.e2e
 
-NODES = ['TextExampleGen', 'StatisticsGen', 'SchemaGen', 'ExampleValidator',
-         'Transform'] + [f'{c}.{a}' for a in configs.ARCHITECTURES
-                         for c in ('Trainer', 'Evaluator', 'Pusher')]
+FIRST_FLAGS = ('--enable_cache', '--max_epochs', '5')
+FULL_FLAGS = ('--enable_cache',)
+# Unchanged data: reused from TFX's cache. The drift check and the gate run
+# again every time, against the newest accepted data.
+CACHED_DATA_NODES = ['ImportSchemaGen', 'TextExampleGen', 'StatisticsGen',
+                     'ExampleValidator', 'Transform']
+NODES = sorted(
+    CACHED_DATA_NODES + ['DistributionValidator', 'DataGate',
+                  'latest_validated_statistics_resolver',
+                  'latest_blessed_model_resolver', 'ModelSelector',
+                  pipeline_lib.PRODUCTION_EVALUATOR,
+                  pipeline_lib.PRODUCTION_PUSHER] +
+    [f'{c}.{a}' for a in configs.ARCHITECTURES
+     for c in ('Trainer', 'Evaluator', 'Pusher')])
+
+
+def _versions(snapshot, model_name):
+  """Integer versions of a served model in a `_serving_snapshot`."""
+  return sorted(int(path.split('/')[1]) for path in snapshot
+                if path.count('/') == 1 and path.startswith(f'{model_name}/')
+                and path.split('/')[1].isdigit())
+
+
+def _serving_snapshot(config):
+  """Every entry under the serving root (hidden staging dirs included)."""
+  return sorted(os.path.relpath(os.path.join(d, n), config.serving_root)
+                for d, dirs, files in os.walk(config.serving_root)
+                for n in dirs + files)
+
+
+def _kill_during_second_trainer(output_dir):
+  """Starts a full run and SIGKILLs its process group mid-Trainer."""
+  process = subprocess.Popen(
+      e2e.command(output_dir, *FULL_FLAGS), stdout=subprocess.PIPE,
+      stderr=subprocess.STDOUT, text=True, cwd=e2e.ROOT,
+      start_new_session=True)
+  marker = f'Component Trainer.{configs.ARCHITECTURES[-1]} is running'
+  lines = []
+  try:
+    for line in process.stdout:
+      lines.append(line)
+      if marker in line:
+        time.sleep(5)  # into the middle of the training
+        os.killpg(process.pid, signal.SIGKILL)
+        break
+  finally:
+    process.wait(timeout=120)
+  assert process.returncode == -signal.SIGKILL, ''.join(lines[-50:])
 
 
 @pytest.fixture(scope='module')
-def sample_run(tmp_path_factory):
-  return run_pipeline(tmp_path_factory.mktemp('sample_run'))
+def runs(tmp_path_factory):
+  output_dir = tmp_path_factory.mktemp('pipeline')
+  config, first, first_stdout = e2e.run_pipeline(output_dir, *FIRST_FLAGS)
+  after_first = _serving_snapshot(config)
+  _, crippled, _ = e2e.run_pipeline(output_dir, '--enable_cache',
+                                    '--train_steps', '1')
+  after_crippled = _serving_snapshot(config)
+  _kill_during_second_trainer(output_dir)
+  after_kill = _serving_snapshot(config)
+  _, rerun, _ = e2e.run_pipeline(output_dir, *FULL_FLAGS)
+
+  drifted_data = tmp_path_factory.mktemp('drifted') / 'drifted.csv'
+  _write_drifted_sample(drifted_data)
+  after_rerun = _serving_snapshot(config)
+  _, _, drift_error = e2e.run_pipeline(
+      output_dir, '--enable_cache', '--data', str(drifted_data),
+      expect_code=2)
+  return {
+      'config': config, 'first': first, 'first_stdout': first_stdout,
+      'crippled': crippled, 'rerun': rerun, 'drift_error': drift_error,
+      'serving': {'first': after_first, 'crippled': after_crippled,
+                  'killed': after_kill, 'rerun': after_rerun,
+                  'drifted': _serving_snapshot(config)},
+  }
+
+
+def _write_drifted_sample(path):
+  """The sample with most non-negative rows left out: 360/120/90."""
+  kept = {'negative': 1, 'neutral': 4, 'positive': 4}  # keep every n-th
+  seen = dict.fromkeys(kept, 0)
+  with open(path, 'w', newline='', encoding='utf-8') as f:
+    writer = csv.writer(f)
+    writer.writerow(['text', 'label'])
+    for record in loaders.read_records(configs.SAMPLE_DATA):
+      seen[record.label] += 1
+      if seen[record.label] % kept[record.label] == 0:
+        writer.writerow([record.text, record.label])
 
 
 def _one(pattern):
@@ -32,67 +133,175 @@ def _one(pattern):
   return matches[0]
 
 
-def test_every_component_completed(sample_run):
-  config, summary, stdout = sample_run
-  assert sorted(c['node_id'] for c in summary['components']) == sorted(NODES)
-  assert {c['state'] for c in summary['components']} == {'COMPLETE'}
+def _states(summary):
+  return {c['node_id']: c['state'] for c in summary['components']}
+
+
+def test_first_run_completes_every_component(runs):
+  states = _states(runs['first'])
+  assert sorted(states) == NODES
+  # TFX records a resolver that finds nothing as failed: there is no
+  # accepted data before the first run.
+  assert states.pop(pipeline_lib.BASELINE_STATISTICS_RESOLVER) == 'FAILED'
+  assert set(states.values()) == {'COMPLETE'}, states
+  stdout = runs['first_stdout']
+  for column in ('accuracy', 'macro-F1', 'neg.rec', 'params', 'train s',
+                 'p50 ms'):
+    assert column in stdout
+  assert 'Production (sentiment): selected ' in stdout
   assert 'tensorboard --logdir_spec' in stdout
-  assert 'Summary saved to' in stdout
 
 
-def test_examples_split_and_schema(sample_run):
-  config, _, _ = sample_run
-  root = config.pipeline_root
+def test_examples_carry_the_length_bucket_and_the_curated_schema(runs):
+  root = runs['config'].pipeline_root
   for split in ('train', 'eval'):
     assert glob.glob(f'{root}/TextExampleGen/examples/*/Split-{split}/*.gz')
-  schema = schema_pb2.Schema()
-  with open(_one(f'{root}/SchemaGen/schema/*/schema.pbtxt')) as f:
-    text_format.Parse(f.read(), schema)
-  by_name = {f.name: f for f in schema.feature}
-  assert by_name['text'].type == schema_pb2.BYTES
-  assert by_name['text'].presence.min_fraction == 1.0
-  assert set(by_name) >= {'text', 'label', 'source', 'published_at'}
-  assert glob.glob(f'{root}/ExampleValidator/anomalies/*/Split-eval/*')
+  schema = _one(f'{root}/ImportSchemaGen/schema/*/schema.pbtxt')
+  with open(schema) as imported, open(configs.SCHEMA_FILE) as curated:
+    assert imported.read() == curated.read()
+  assert glob.glob(f'{root}/DataGate/validated_statistics/*/Split-train/*')
 
 
-def test_transform_graph(sample_run):
-  config, _, _ = sample_run
-  graph = _one(f'{config.pipeline_root}/Transform/transform_graph/*')
-  import tensorflow_transform as tft
+def test_transform_graph(runs):
+  graph = _one(f'{runs["config"].pipeline_root}/Transform/transform_graph/*')
   output = tft.TFTransformOutput(graph)
-  spec = output.transformed_feature_spec()
-  assert spec[features.TOKEN_IDS_KEY].shape == [
+  assert output.transformed_feature_spec()[features.TOKEN_IDS_KEY].shape == [
       configs.PreprocessingConfig().max_tokens]
   assert output.vocabulary_size_by_name(features.TOKEN_VOCABULARY_NAME) > 500
 
 
 @pytest.mark.parametrize('architecture', configs.ARCHITECTURES)
-def test_model_evaluation_blessing_and_push(sample_run, architecture):
-  config, summary, _ = sample_run
+def test_each_architecture_is_evaluated_sliced_and_pushed(runs, architecture):
+  config, summary = runs['config'], runs['first']
   root = config.pipeline_root
-  model = _one(f'{root}/Trainer.{architecture}/model/*/Format-Serving')
-  assert os.path.exists(os.path.join(model, 'saved_model.pb'))
   assert glob.glob(f'{root}/Trainer.{architecture}/model_run/*/'
                    'train/plugins/profile/*/*.xplane.pb'), 'no profile'
-  evaluation = _one(f'{root}/Evaluator.{architecture}/evaluation/*')
-  assert tfma.load_validation_result(evaluation).validation_ok
-  assert os.path.exists(os.path.join(
-      _one(f'{root}/Evaluator.{architecture}/blessing/*'), 'BLESSED'))
+  evaluation = glob.glob(f'{root}/Evaluator.{architecture}/evaluation/*')[0]
+  slices = {tuple(m.slice_key.single_slice_keys and
+                  [k.column for k in m.slice_key.single_slice_keys])
+            for m in tfma.load_metrics(evaluation)}
+  assert {(), ('source',), ('length_bucket',)} <= slices
 
   result = next(m for m in summary['models']
                 if m['architecture'] == architecture)
+  metrics = result['metrics']
   thresholds = configs.BlessingThresholds()
-  assert result['accuracy'] >= thresholds.min_accuracy
-  assert result['macro_f1'] >= thresholds.min_macro_f1
+  assert metrics['accuracy'] >= thresholds.min_accuracy
+  assert metrics['macro_f1'] >= thresholds.min_macro_f1
+  assert 0 <= metrics['brier_score'] <= 2
+  assert 0 <= metrics['expected_calibration_error'] <= 1
+  assert set(f'recall_{label}' for label in features.LABELS) <= set(metrics)
   assert result['blessed'] and result['parameters'] > 0
-
-  base = os.path.join(config.serving_root, config.serving_model_name(
-      architecture))
-  assert os.listdir(base) == [os.path.basename(result['pushed_to'])]
+  assert result['p50_latency_ms'] > 0
   pushed = result['pushed_to']
-  assert os.path.dirname(pushed) == base and os.path.basename(pushed).isdigit()
+  assert os.path.dirname(pushed) == os.path.join(
+      config.serving_root, config.serving_model_name(architecture))
   answer = predict_in_fresh_process(
       pushed, ['Shares plunge after the company cuts its outlook',
                'Board to meet on Tuesday'])
   assert set(answer['labels']) <= set(features.LABELS)
   assert answer['examples_labels'] == answer['labels']
+
+
+def test_first_winner_becomes_production_version_one(runs):
+  config, production = runs['config'], runs['first']['production']
+  assert production['selected'] in configs.ARCHITECTURES
+  assert production['blessed'] and not production['baseline']
+  versions = _versions(runs['serving']['first'],
+                       configs.PRODUCTION_MODEL_NAME)
+  assert len(versions) == 1
+  assert production['pushed_to'] == os.path.join(
+      config.serving_root, configs.PRODUCTION_MODEL_NAME, str(versions[0]))
+  assert os.path.exists(os.path.join(production['pushed_to'],
+                                     'saved_model.pb'))
+
+
+def test_crippled_candidates_are_refused_and_nothing_is_pushed(runs):
+  crippled = runs['crippled']
+  states = _states(crippled)
+  for node in CACHED_DATA_NODES:
+    assert states[node] == 'CACHED', (node, states[node])
+  production = crippled['production']
+  assert production['baseline'] and not production['blessed']
+  assert production['pushed_to'] is None
+  assert any(f.startswith('macro_f1 ') for f in production['failures']), (
+      production['failures'])
+  for model in crippled['models']:
+    assert not model['blessed'] and model['pushed_to'] is None
+  assert runs['serving']['crippled'] == runs['serving']['first']
+
+
+def test_killed_run_leaves_no_trace_in_serving(runs):
+  assert runs['serving']['killed'] == runs['serving']['first']
+
+
+def test_rerun_after_kill_uses_the_cache_and_pushes_one_version(runs):
+  config, rerun = runs['config'], runs['rerun']
+  states = _states(rerun)
+  for node in CACHED_DATA_NODES + [f'Trainer.{configs.ARCHITECTURES[0]}']:
+    assert states[node] == 'CACHED', (node, states[node])
+  assert states[f'Trainer.{configs.ARCHITECTURES[-1]}'] == 'COMPLETE'
+  production = rerun['production']
+  assert production['baseline'] and production['blessed']
+  versions = _versions(runs['serving']['rerun'],
+                       configs.PRODUCTION_MODEL_NAME)
+  assert versions[0] == _versions(runs['serving']['first'],
+                                  configs.PRODUCTION_MODEL_NAME)[0]
+  assert len(versions) == 2
+  assert production['pushed_to'].endswith(f'/{versions[-1]}')
+  assert not [p for p in runs['serving']['rerun']
+              if os.path.basename(p).startswith('.')], 'staging left behind'
+
+
+def test_metadata_is_consistent_after_the_kill(runs):
+  store = e2e.metadata_store(runs['config'])
+  for artifact in store.get_artifacts():
+    if artifact.state == metadata_store_pb2.Artifact.LIVE:
+      assert os.path.exists(artifact.uri), artifact
+  # The killed Trainer's execution never finished: its outputs were never
+  # published, so no later run can resolve them.
+  killed = [e for e in store.get_executions()
+            if e.last_known_state == metadata_store_pb2.Execution.RUNNING]
+  assert killed, 'the kill left no unfinished execution'
+  outputs = [ev.artifact_id for ev in store.get_events_by_execution_ids(
+      [e.id for e in killed]) if ev.type == metadata_store_pb2.Event.OUTPUT]
+  assert all(a.state != metadata_store_pb2.Artifact.LIVE
+             for a in store.get_artifacts_by_id(outputs))
+  for artifact in store.get_artifacts_by_type('PushedModel'):
+    props = artifact.custom_properties
+    if props.get('pushed') and props['pushed'].int_value == 1:
+      destination = props['pushed_destination'].string_value
+      assert os.path.exists(os.path.join(destination, 'saved_model.pb'))
+
+
+def test_selector_decision_is_readable_from_metadata(runs):
+  store = e2e.metadata_store(runs['config'])
+  node = store.get_context_by_type_and_name(
+      'node', f'{configs.PIPELINE_NAME}.ModelSelector')
+  # The node's context holds its inputs too: the outputs are the Models
+  # that carry a decision.
+  selections = [a for a in store.get_artifacts_by_context(node.id)
+                if a.state == metadata_store_pb2.Artifact.LIVE and
+                model_selector.SELECTED_ARCHITECTURE in a.custom_properties]
+  assert len(selections) == 3  # first, crippled, rerun
+  for selection in selections:
+    props = selection.custom_properties
+    winner = props[model_selector.SELECTED_ARCHITECTURE].string_value
+    assert winner in configs.ARCHITECTURES
+    assert props[model_selector.SELECTION_REASON].string_value.startswith(
+        f'{winner}: ')
+    for architecture in configs.ARCHITECTURES:
+      for metric in ('macro_f1', 'accuracy', 'recall_negative',
+                     model_selector.P50_LATENCY_MS):
+        assert f'{architecture}_{metric}' in props, (architecture, metric)
+    f1 = {a: props[f'{a}_macro_f1'].double_value
+          for a in configs.ARCHITECTURES}
+    tie = configs.SelectionConfig().macro_f1_tie_margin
+    assert f1[winner] >= max(f1.values()) - tie
+
+
+def test_drifted_data_is_stopped_by_the_gate(runs):
+  error = runs['drift_error']
+  assert error.startswith('finsent: error: the data gate stopped the run')
+  assert 'drift: train_train: label: The Linfty distance' in error
+  assert runs['serving']['drifted'] == runs['serving']['rerun']

@@ -1,0 +1,80 @@
+"""DataGate: stops the run when the data breaks its schema or has drifted.
+
+ExampleValidator (schema anomalies) and DistributionValidator (drift from
+the previous accepted data) record what they find but let the pipeline go
+on; TFX leaves acting on it to the pipeline. This component is that act:
+it fails, naming every anomaly, when either validator did not bless a
+split, so that Transform, the Trainers and the Pushers never run on such
+data. When the data passes, it republishes the statistics as
+`validated_statistics`: the baseline the next run's drift check resolves,
+so that rejected data never becomes the reference.
+"""
+
+import os
+from typing import List
+
+from tensorflow_metadata.proto.v0 import anomalies_pb2
+from tfx import v1 as tfx
+from tfx.dsl.io import fileio
+from tfx.utils import io_utils
+
+# The validators' `blessed` values (tfx.components.example_validator and
+# distribution_validator executors); the third, "no baseline", passes.
+NOT_BLESSED = 0
+ANOMALIES_FILE = 'SchemaDiff.pb'
+
+
+class DataValidationError(RuntimeError):
+  """The data has anomalies; the message lists them."""
+
+
+def _anomaly_lines(anomalies: tfx.types.standard_artifacts.ExampleAnomalies,
+                   check: str) -> List[str]:
+  """`check: split: feature: description` for every unblessed split."""
+  blessed = anomalies.get_json_value_custom_property('blessed') or {}
+  lines = []
+  for split, value in sorted(blessed.items()):
+    if value != NOT_BLESSED:
+      continue
+    # ExampleValidator writes Split-<split>/, DistributionValidator
+    # SplitPair-<split>_<baseline split>/.
+    (path,) = [os.path.join(anomalies.uri, name, ANOMALIES_FILE)
+               for name in fileio.listdir(anomalies.uri)
+               if name.rstrip('/').split('-', 1)[-1] == split]
+    report = anomalies_pb2.Anomalies.FromString(io_utils.read_bytes_file(path))
+    infos = sorted(report.anomaly_info.items())
+    if report.HasField('dataset_anomaly_info'):
+      infos.append(('(dataset)', report.dataset_anomaly_info))
+    for feature, info in infos:
+      # TFDV puts the details in the reasons, one per kind of anomaly.
+      details = '; '.join(r.description for r in info.reason) or (
+          info.description)
+      lines.append(f'{check}: {split}: {feature}: {details}')
+  return lines
+
+
+@tfx.dsl.components.component
+def DataGate(
+    schema_anomalies: tfx.dsl.components.InputArtifact[
+        tfx.types.standard_artifacts.ExampleAnomalies],
+    statistics: tfx.dsl.components.InputArtifact[
+        tfx.types.standard_artifacts.ExampleStatistics],
+    validated_statistics: tfx.dsl.components.OutputArtifact[
+        tfx.types.standard_artifacts.ExampleStatistics],
+    # Optional (TFX reads the default None so).
+    drift_anomalies: tfx.dsl.components.InputArtifact[
+        tfx.types.standard_artifacts.ExampleAnomalies] = None):
+  """Fails on any schema or drift anomaly; else passes the statistics on.
+
+  Without `drift_anomalies` (drift check turned off) only the schema counts.
+  """
+  problems = _anomaly_lines(schema_anomalies, 'schema')
+  if drift_anomalies is not None:
+    problems += _anomaly_lines(drift_anomalies, 'drift')
+  if problems:
+    raise DataValidationError(
+        'the data gate stopped the run (nothing was trained or pushed):\n  '
+        + '\n  '.join(problems))
+  validated_statistics.split_names = statistics.split_names
+  validated_statistics.span = statistics.span
+  io_utils.copy_dir(statistics.uri, validated_statistics.uri)

@@ -1,0 +1,118 @@
+"""How finsent's models are evaluated: the TFMA EvalConfig and its results.
+
+Every Evaluator in the pipeline uses `create_eval_config`, so the RNN, the
+Transformer and the production candidate are measured the same way on the
+same eval split; `overall_metrics` reads an evaluation back for the model
+selector and the end-of-run summary.
+"""
+
+from typing import Dict, Optional
+
+import tensorflow_model_analysis as tfma
+
+from models import export
+from models import features
+
+ACCURACY = 'sparse_categorical_accuracy'
+MACRO_F1 = 'macro_f1'
+CLASS_RECALL = 'class_recall'
+BRIER = 'brier_score'
+ECE = 'expected_calibration_error'
+CANDIDATE = 'candidate'
+BASELINE = 'baseline'
+
+
+def _overall_threshold(lower_bound: float, max_drop: Optional[float]
+                       ) -> list:
+  """A threshold checked on the overall slice only (not per class or slice).
+
+  `max_drop`: how far below the baseline model's value the candidate may
+  fall; None when there is no baseline to compare with.
+  """
+  threshold = tfma.MetricThreshold(
+      value_threshold=tfma.GenericValueThreshold(
+          lower_bound={'value': lower_bound}))
+  if max_drop is not None:
+    threshold.change_threshold.CopyFrom(tfma.GenericChangeThreshold(
+        direction=tfma.MetricDirection.HIGHER_IS_BETTER,
+        absolute={'value': -max_drop}))
+  return [tfma.PerSliceMetricThreshold(slicing_specs=[tfma.SlicingSpec()],
+                                       threshold=threshold)]
+
+
+def _model_spec(**kwargs) -> tfma.ModelSpec:
+  return tfma.ModelSpec(
+      signature_name=export.EXAMPLES_SIGNATURE,
+      preprocessing_function_names=[export.TRANSFORM_SIGNATURE],
+      label_key=features.LABEL_ID_KEY,
+      prediction_key='probabilities', **kwargs)
+
+
+def _custom_metric(class_name: str, **kwargs) -> tfma.MetricConfig:
+  return tfma.MetricConfig(class_name=class_name,
+                           module='models.tfma_metrics', **kwargs)
+
+
+def create_eval_config(min_accuracy: float, min_macro_f1: float,
+                       max_drop: Optional[float] = None) -> tfma.EvalConfig:
+  """Accuracy, macro-F1, per-class metrics, calibration; sliced.
+
+  A model is blessed when its overall accuracy and macro-F1 reach the
+  minimums and, with `max_drop` set, when neither is more than `max_drop`
+  below the baseline model's (the latest blessed one, which the Evaluator
+  gets as `baseline_model`). Slices: overall, by source, by length bucket.
+  """
+  compare = max_drop is not None
+  model_specs = ([_model_spec(name=CANDIDATE),
+                  _model_spec(name=BASELINE, is_baseline=True)]
+                 if compare else [_model_spec()])
+  return tfma.EvalConfig(
+      model_specs=model_specs,
+      slicing_specs=[
+          tfma.SlicingSpec(),
+          tfma.SlicingSpec(feature_keys=[features.SOURCE_KEY]),
+          tfma.SlicingSpec(feature_keys=[features.LENGTH_BUCKET_KEY]),
+      ],
+      metrics_specs=[tfma.MetricsSpec(metrics=[
+          tfma.MetricConfig(class_name='ExampleCount'),
+          tfma.MetricConfig(
+              class_name='SparseCategoricalAccuracy',
+              per_slice_thresholds=_overall_threshold(min_accuracy,
+                                                      max_drop)),
+          # Argmax-based (TFMA's own F1/recall threshold each class's
+          # probability at 0.5); see models.tfma_metrics.
+          _custom_metric('MacroF1Score', per_slice_thresholds=(
+              _overall_threshold(min_macro_f1, max_drop))),
+          _custom_metric('PerClassRecall'),
+          _custom_metric('PerClassPrecision'),
+          _custom_metric('PerClassF1'),
+          _custom_metric('MultiClassBrierScore'),
+          _custom_metric('ExpectedCalibrationError'),
+          tfma.MetricConfig(class_name='MultiClassConfusionMatrixPlot'),
+      ])])
+
+
+def overall_metrics(evaluation_uri: str) -> Dict[str, float]:
+  """The overall slice's metrics of the evaluated (not baseline) model.
+
+  Keys: `accuracy`, `macro_f1`, `brier_score`, `expected_calibration_error`,
+  `example_count` and `recall_<label>` for each label; a key is absent when
+  TFMA did not compute it.
+  """
+  names = {ACCURACY: 'accuracy', MACRO_F1: MACRO_F1, BRIER: BRIER, ECE: ECE,
+           'example_count': 'example_count'}
+  metrics = {}
+  for metrics_for_slice in tfma.load_metrics(evaluation_uri):
+    if metrics_for_slice.slice_key.single_slice_keys:
+      continue
+    for kv in metrics_for_slice.metric_keys_and_values:
+      key = kv.key
+      if key.model_name not in ('', CANDIDATE) or key.is_diff:
+        continue
+      value = kv.value.double_value.value
+      if key.name == CLASS_RECALL:
+        metrics[f'recall_{features.LABELS[key.sub_key.class_id.value]}'] = (
+            value)
+      elif key.name in names and not key.HasField('sub_key'):
+        metrics[names[key.name]] = value
+  return metrics

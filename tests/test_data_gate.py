@@ -1,0 +1,225 @@
+"""The data gate: bad data stops `finsent run` with a clear message.
+
+Two layers. Files the readers cannot take (the ten bad datasets below but
+drift) stop the run in its pre-flight check, before any component, naming
+file and line. Data that reads fine but breaks the curated schema or drifts
+from the last accepted data is stopped by the DataGate component on what
+TFX's own ExampleValidator and DistributionValidator executors found (run
+here for real on TFDV statistics); drift through a whole pipeline run is in
+tests/test_tournament_e2e.py.
+"""
+
+import os
+
+import pytest
+import tensorflow as tf
+import tensorflow_data_validation as tfdv
+from tfx.components.distribution_validator import (
+    executor as distribution_validator_executor)
+from tfx.components.example_validator import (
+    executor as example_validator_executor)
+from tfx.types import artifact_utils
+from tfx.types import standard_artifacts
+
+from components import data_gate
+from components import text_example_gen
+from data import loaders
+from pipeline import cli
+from pipeline import configs
+from pipeline import pipeline as pipeline_lib
+
+HEADLINES = {
+    'negative': 'Shares plunge after the lender cuts its outlook',
+    'neutral': 'Board to meet on Tuesday to discuss the annual report',
+    'positive': 'Profit beats forecasts and the dividend rises',
+}
+
+
+def _csv(rows):
+  return 'text,label\n' + ''.join(f'{text},{label}\n' for text, label in rows)
+
+
+BALANCED = _csv([(HEADLINES[label], label) for label in loaders.LABELS] * 20)
+
+BAD_DATASETS = {
+    'label_outside_domain': (
+        'data.csv', _csv([('Shares jump', 'positive'),
+                          ('Shares soar', 'bullish')]),
+        "data.csv:3: label 'bullish' is not one of negative, neutral, "
+        'positive'),
+    'missing_text_column': (
+        'data.csv', 'headline,label\nShares jump,positive\n',
+        "data.csv:1: header 'headline,label' lacks column(s) text"),
+    'all_empty_texts': (
+        'data.csv', 'text,label\n"",positive\n"  ",negative\n',
+        'data.csv:2: text is empty'),
+    'class_missing_entirely': (
+        'data.csv', _csv([('Shares jump', 'positive'),
+                          ('Shares sink', 'negative')] * 5),
+        'no records labelled neutral: the models need examples of every '
+        'class'),
+    'wrong_types': (
+        'data.jsonl', '{"text": "Shares jump", "label": "positive"}\n'
+        '{"text": 42, "label": "negative"}\n',
+        'data.jsonl:2: text must be a string, got int'),
+    'wrong_timestamp_type': (
+        'data.csv', 'text,label,published_at\nShares jump,positive,1700000000\n',
+        "data.csv:2: published_at '1700000000' is not an ISO-8601 timestamp"),
+    'duplicated_header': (
+        'data.csv', 'text,label\nShares jump,positive\ntext,label\n'
+        'Shares sink,negative\n',
+        'data.csv:3: the header row is repeated'),
+    'truncated_file': (
+        'data.csv', 'text,label\nShares jump,positive\n"Shares sink, badly',
+        'data.csv:3: malformed CSV: unexpected end of data'),
+    'non_utf8_file': (
+        'data.csv', 'text,label\nShares jump,positive\nCaf\xe9 chain closes,'
+        'negative\n'.encode('latin-1'),
+        "data.csv:3: bytes b'\\xe9' at offset 35 are not valid utf-8"),
+    'zero_rows': ('data.csv', 'text,label\n', 'data.csv: no records'),
+}
+
+
+def _tree(root):
+  """Every path under `root` with its size and modification time."""
+  return {os.path.join(d, n): (os.path.getsize(os.path.join(d, n)),
+                               os.path.getmtime(os.path.join(d, n)))
+          for d, _, names in os.walk(root) for n in names}
+
+
+@pytest.fixture
+def serving_dir(tmp_path):
+  """A serving directory holding an earlier production model version."""
+  version = tmp_path / 'serving' / configs.PRODUCTION_MODEL_NAME / '1700000000'
+  version.mkdir(parents=True)
+  (version / 'saved_model.pb').write_bytes(b'earlier model')
+  return tmp_path / 'serving'
+
+
+@pytest.mark.parametrize('name', sorted(BAD_DATASETS))
+def test_bad_dataset_stops_the_run_and_touches_nothing(
+    name, write, tmp_path, serving_dir, capsys):
+  file_name, content, message = BAD_DATASETS[name]
+  path = write(f'{name}/{file_name}', content)
+  before = _tree(serving_dir)
+  output_dir = tmp_path / 'out'
+  code = cli.main(['run', '--data', path, '--output_dir', str(output_dir),
+                   '--serving_model_dir', str(serving_dir)])
+  assert code == 2
+  error = capsys.readouterr().err
+  assert error.startswith('finsent: error: ') and message in error, error
+  assert _tree(serving_dir) == before
+  assert not output_dir.exists(), 'a component ran on bad data'
+
+
+def _statistics(tmp_path, name, rows):
+  """Real TFDV statistics of `rows` as TextExampleGen writes them.
+
+  `rows` are (text, label) written straight to tf.Examples, bypassing the
+  readers, as another producer of examples could.
+  """
+  examples = tmp_path / f'{name}.tfrecord'
+  with tf.io.TFRecordWriter(str(examples)) as writer:
+    for text, label in rows:
+      example = text_example_gen.record_to_example(
+          loaders.Record(text=text, label='neutral'))
+      example.features.feature['label'].bytes_list.value[0] = label.encode()
+      writer.write(example.SerializeToString())
+  artifact = standard_artifacts.ExampleStatistics()
+  artifact.uri = str(tmp_path / name)
+  artifact.split_names = artifact_utils.encode_split_names(['train'])
+  os.makedirs(os.path.join(artifact.uri, 'Split-train'))
+  statistics = tfdv.generate_statistics_from_tfrecord(str(examples))
+  with open(os.path.join(artifact.uri, 'Split-train', 'FeatureStats.pb'),
+            'wb') as f:
+    f.write(statistics.SerializeToString())
+  return artifact
+
+
+def _schema():
+  artifact = standard_artifacts.Schema()
+  artifact.uri = os.path.dirname(configs.SCHEMA_FILE)
+  return artifact
+
+
+def _schema_anomalies(tmp_path, statistics):
+  anomalies = standard_artifacts.ExampleAnomalies()
+  anomalies.uri = str(tmp_path / 'schema_anomalies')
+  example_validator_executor.Executor().Do(
+      {'statistics': [statistics], 'schema': [_schema()]},
+      {'anomalies': [anomalies]}, {'exclude_splits': '[]'})
+  return anomalies
+
+
+def _drift_anomalies(tmp_path, statistics, baseline):
+  anomalies = standard_artifacts.ExampleAnomalies()
+  anomalies.uri = str(tmp_path / 'drift_anomalies')
+  distribution_validator_executor.Executor().Do(
+      {'statistics': [statistics], 'baseline_statistics': [baseline]},
+      {'anomalies': [anomalies]},
+      {'distribution_validator_config': pipeline_lib.create_drift_config(
+          configs.DriftThresholds())})
+  return anomalies
+
+
+def _rows(counts):
+  return [(HEADLINES[label], label) for label, n in counts.items()
+          for _ in range(n)]
+
+
+def test_accepted_data_passes_the_gate_and_becomes_the_baseline(tmp_path):
+  statistics = _statistics(tmp_path, 'stats', _rows(
+      {'negative': 30, 'neutral': 40, 'positive': 30}))
+  validated = standard_artifacts.ExampleStatistics()
+  validated.uri = str(tmp_path / 'validated')
+  data_gate.DataGate.test_call(
+      schema_anomalies=_schema_anomalies(tmp_path, statistics),
+      drift_anomalies=_drift_anomalies(tmp_path, statistics, statistics),
+      statistics=statistics, validated_statistics=validated)
+  assert os.path.exists(os.path.join(validated.uri, 'Split-train',
+                                     'FeatureStats.pb'))
+  assert validated.split_names == statistics.split_names
+
+
+def test_label_outside_the_schema_domain_is_named(tmp_path):
+  statistics = _statistics(tmp_path, 'stats', _rows(
+      {'negative': 5, 'neutral': 5, 'positive': 5}) + [('Up!', 'bullish')])
+  with pytest.raises(data_gate.DataValidationError,
+                     match=r'schema: train: label: .*bullish'):
+    data_gate.DataGate.test_call(
+        schema_anomalies=_schema_anomalies(tmp_path, statistics),
+        statistics=statistics,
+        validated_statistics=standard_artifacts.ExampleStatistics())
+
+
+def test_label_drift_beyond_the_threshold_is_named(tmp_path):
+  baseline = _statistics(tmp_path, 'baseline', _rows(
+      {'negative': 30, 'neutral': 40, 'positive': 30}))
+  shifted = _statistics(tmp_path, 'shifted', _rows(
+      {'negative': 60, 'neutral': 25, 'positive': 15}))
+  with pytest.raises(data_gate.DataValidationError,
+                     match=r'drift: train_train: label: The Linfty distance '
+                     r'.* is 0.3 .*threshold 0.1. .* maximum difference is: '
+                     r'negative'):
+    data_gate.DataGate.test_call(
+        schema_anomalies=_schema_anomalies(tmp_path, shifted),
+        drift_anomalies=_drift_anomalies(tmp_path, shifted, baseline),
+        statistics=shifted,
+        validated_statistics=standard_artifacts.ExampleStatistics())
+
+
+def test_serving_data_needs_no_label_but_training_data_does(tmp_path):
+  examples = tmp_path / 'requests.tfrecord'
+  with tf.io.TFRecordWriter(str(examples)) as writer:
+    for text in HEADLINES.values():
+      writer.write(tf.train.Example(features=tf.train.Features(feature={
+          'text': tf.train.Feature(bytes_list=tf.train.BytesList(
+              value=[text.encode()]))})).SerializeToString())
+  statistics = tfdv.generate_statistics_from_tfrecord(str(examples))
+  schema = tfdv.load_schema_text(configs.SCHEMA_FILE)
+  serving = tfdv.validate_statistics(statistics, schema,
+                                     environment='SERVING')
+  assert not serving.anomaly_info, serving
+  training = tfdv.validate_statistics(statistics, schema,
+                                      environment='TRAINING')
+  assert {'label', 'length_bucket'} <= set(training.anomaly_info)
