@@ -203,13 +203,18 @@ def _production_summary(components: Dict[str, ComponentRun]
                                    'pushed_model')))
 
 
-def summarize_latest_run(config: configs.PipelineConfig) -> RunSummary:
-  """Reads the newest run of `config`'s pipeline from its MLMD store."""
+def open_metadata_store(config: configs.PipelineConfig) -> mlmd.MetadataStore:
+  """The pipeline's ML Metadata store, read-only."""
   connection = metadata_store_pb2.ConnectionConfig()
   connection.sqlite.filename_uri = config.metadata_path
   connection.sqlite.connection_mode = (
       metadata_store_pb2.SqliteMetadataSourceConfig.READONLY)
-  store = mlmd.MetadataStore(connection)
+  return mlmd.MetadataStore(connection)
+
+
+def summarize_latest_run(config: configs.PipelineConfig) -> RunSummary:
+  """Reads the newest run of `config`'s pipeline from its MLMD store."""
+  store = open_metadata_store(config)
   run_id, components = _latest_run_components(store, config.pipeline_name)
   by_node = {c.node_id: c for c in components}
   selected = _output(by_node, 'ModelSelector', 'model')

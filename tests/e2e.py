@@ -5,9 +5,6 @@ import os
 import subprocess
 import sys
 
-import ml_metadata as mlmd
-from ml_metadata.proto import metadata_store_pb2
-
 from pipeline import configs
 from tests.conftest import ROOT
 
@@ -34,11 +31,3 @@ def run_pipeline(output_dir, *flags, expect_code=0, timeout=1500):
   with open(os.path.join(config.pipeline_root, 'run_summary.json')) as f:
     summary = json.load(f)
   return config, summary, result.stdout
-
-
-def metadata_store(config: configs.PipelineConfig) -> mlmd.MetadataStore:
-  connection = metadata_store_pb2.ConnectionConfig()
-  connection.sqlite.filename_uri = config.metadata_path
-  connection.sqlite.connection_mode = (
-      metadata_store_pb2.SqliteMetadataSourceConfig.READONLY)
-  return mlmd.MetadataStore(connection)

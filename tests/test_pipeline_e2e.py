@@ -32,6 +32,7 @@ from data import loaders
 from models import features
 from pipeline import configs
 from pipeline import pipeline as pipeline_lib
+from pipeline import summary as summary_lib
 from tests import e2e
 from tests.conftest import predict_in_fresh_process
 
@@ -212,8 +213,9 @@ def test_first_winner_becomes_production_version_one(runs):
   assert len(versions) == 1
   assert production['pushed_to'] == os.path.join(
       config.serving_root, configs.PRODUCTION_MODEL_NAME, str(versions[0]))
-  assert os.path.exists(os.path.join(production['pushed_to'],
-                                     'saved_model.pb'))
+  answer = predict_in_fresh_process(production['pushed_to'],
+                                    ['Shares plunge after a profit warning'])
+  assert answer['labels'][0] in features.LABELS
 
 
 def test_crippled_candidates_are_refused_and_nothing_is_pushed(runs):
@@ -236,7 +238,7 @@ def test_killed_run_leaves_no_trace_in_serving(runs):
 
 
 def test_rerun_after_kill_uses_the_cache_and_pushes_one_version(runs):
-  config, rerun = runs['config'], runs['rerun']
+  rerun = runs['rerun']
   states = _states(rerun)
   for node in CACHED_DATA_NODES + [f'Trainer.{configs.ARCHITECTURES[0]}']:
     assert states[node] == 'CACHED', (node, states[node])
@@ -254,7 +256,7 @@ def test_rerun_after_kill_uses_the_cache_and_pushes_one_version(runs):
 
 
 def test_metadata_is_consistent_after_the_kill(runs):
-  store = e2e.metadata_store(runs['config'])
+  store = summary_lib.open_metadata_store(runs['config'])
   for artifact in store.get_artifacts():
     if artifact.state == metadata_store_pb2.Artifact.LIVE:
       assert os.path.exists(artifact.uri), artifact
@@ -275,7 +277,7 @@ def test_metadata_is_consistent_after_the_kill(runs):
 
 
 def test_selector_decision_is_readable_from_metadata(runs):
-  store = e2e.metadata_store(runs['config'])
+  store = summary_lib.open_metadata_store(runs['config'])
   node = store.get_context_by_type_and_name(
       'node', f'{configs.PIPELINE_NAME}.ModelSelector')
   # The node's context holds its inputs too: the outputs are the Models
