@@ -5,9 +5,12 @@ from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that
 from apache_beam.testing.util import equal_to
 import pytest
+import tensorflow_data_validation as tfdv
 
 from components import text_example_gen
 from data import loaders
+from models import features
+from pipeline import configs
 
 
 def _features(example):
@@ -23,10 +26,18 @@ def test_reads_every_file_of_a_split(write, tmp_path):
     examples = pipeline | text_example_gen.ReadTextExamples(
         {'input_base': str(tmp_path / 'in')}, '*.csv')
     assert_that(examples | beam.Map(_features), equal_to([
-        {'text': 'Profits soar', 'label': 'positive', 'source': 'blog'},
-        {'text': 'Date set', 'label': 'neutral'},
-        {'text': 'Shares sink', 'label': 'negative'},
+        {'text': 'Profits soar', 'label': 'positive', 'source': 'blog',
+         'length_bucket': '1-8'},
+        {'text': 'Date set', 'label': 'neutral', 'length_bucket': '1-8'},
+        {'text': 'Shares sink', 'label': 'negative', 'length_bucket': '1-8'},
     ]))
+
+
+@pytest.mark.parametrize('words,bucket', [
+    (1, '1-8'), (8, '1-8'), (9, '9-16'), (16, '9-16'), (17, '17-32'),
+    (32, '17-32'), (33, '33+'), (200, '33+')])
+def test_length_bucket_counts_whitespace_separated_words(words, bucket):
+  assert text_example_gen.length_bucket(' w\t' * words) == bucket
 
 
 def test_bad_row_fails_the_pipeline_naming_file_and_line(write, tmp_path):
@@ -42,3 +53,10 @@ def test_pattern_matching_nothing_is_an_error(tmp_path):
     with TestPipeline() as pipeline:
       _ = pipeline | text_example_gen.ReadTextExamples(
           {'input_base': str(tmp_path)}, '*.csv')
+
+
+def test_the_curated_schema_lists_exactly_the_length_buckets():
+  schema = tfdv.load_schema_text(configs.SCHEMA_FILE)
+  domain = set(tfdv.get_domain(schema, features.LENGTH_BUCKET_KEY).value)
+  assert domain == {text_example_gen.length_bucket('w ' * words)
+                    for words in range(1, 100)}
