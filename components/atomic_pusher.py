@@ -1,5 +1,7 @@
 """Pusher executor that never exposes a half-written model version.
 
+It also never pushes the same model twice in a row (`is_newest_version`).
+
 TFX's own filesystem push copies straight into `<base>/<version>/` (with
 `saved_model.pb` last), so a model server polling the base directory can
 see the version directory while it is still being written, and two pushes
@@ -10,6 +12,7 @@ local filesystem; versions are UNIX seconds, bumped past the newest existing
 version so they always increase.
 """
 
+import hashlib
 import os
 import time
 from typing import Any, Dict, List
@@ -25,6 +28,38 @@ from tfx.types import artifact_utils
 from tfx.types import standard_component_specs
 from tfx.utils import io_utils
 from tfx.utils import proto_utils
+
+
+# PushedModel custom property: 1 when the model was not pushed because the
+# newest version already is this very model (a rerun from TFX's cache).
+ALREADY_PUSHED = 'already_pushed'
+
+
+def _digest(directory: str) -> str:
+  """SHA-256 over every file's relative path and bytes, in sorted order."""
+  digest = hashlib.sha256()
+  for root, _, names in sorted(fileio.walk(directory)):
+    for name in sorted(names):
+      path = os.path.join(root, name)
+      digest.update(os.path.relpath(path, directory).encode())
+      with fileio.open(path, 'rb') as f:
+        digest.update(f.read())
+  return digest.hexdigest()
+
+
+def is_newest_version(model_path: str, base_directory: str) -> bool:
+  """Whether the newest version under `base_directory` is `model_path`'s copy.
+
+  A rerun that takes a Trainer from TFX's cache evaluates and blesses the
+  same model again (against itself, its own latest blessed baseline); TFX's
+  Pusher would then push a duplicate version.
+  """
+  if not fileio.exists(base_directory):
+    return False
+  versions = [int(n.rstrip('/')) for n in fileio.listdir(base_directory)
+              if n.rstrip('/').isdigit()]
+  return bool(versions) and _digest(model_path) == _digest(
+      os.path.join(base_directory, str(max(versions))))
 
 
 def next_version(base_directory: str, now: int) -> int:
@@ -69,6 +104,12 @@ class Executor(pusher_executor.Executor):
                        f'{destination.WhichOneof("destination")}')
     base_directory = destination.filesystem.base_directory
     model_path = self.GetModelPath(input_dict)
+    if is_newest_version(model_path, base_directory):
+      logging.info('Not pushed: the newest version in %s is this model.',
+                   base_directory)
+      model_push.set_int_custom_property(ALREADY_PUSHED, 1)
+      self._MarkNotPushed(model_push)
+      return
     version = publish_model(model_path, base_directory)
     serving_path = os.path.join(base_directory, version)
     logging.info('Model pushed to %s', serving_path)

@@ -30,18 +30,31 @@ class DataValidationError(RuntimeError):
 
 def _anomaly_lines(anomalies: tfx.types.standard_artifacts.ExampleAnomalies,
                    check: str) -> List[str]:
-  """`check: split: feature: description` for every unblessed split."""
-  blessed = anomalies.get_json_value_custom_property('blessed') or {}
+  """`check: split: feature: description` for every anomaly found.
+
+  A split counts as bad when its validator did not bless it, or found it
+  empty; an artifact with no verdict at all counts as bad too (fail closed).
+  """
+  blessed = anomalies.get_json_value_custom_property('blessed')
+  if not blessed:
+    return [f'{check}: the validator recorded no verdict ({anomalies.uri})']
+  # ExampleValidator writes Split-<split>/, DistributionValidator
+  # SplitPair-<split>_<baseline split>/ (nothing when it had no baseline).
+  reports = {name.rstrip('/').split('-', 1)[-1]:
+             os.path.join(anomalies.uri, name, ANOMALIES_FILE)
+             for name in fileio.listdir(anomalies.uri)}
   lines = []
   for split, value in sorted(blessed.items()):
+    if split not in reports:
+      if value == NOT_BLESSED:
+        lines.append(f'{check}: {split}: not blessed, and no report')
+      continue
+    report = anomalies_pb2.Anomalies.FromString(
+        io_utils.read_bytes_file(reports[split]))
+    if report.data_missing:
+      lines.append(f'{check}: {split}: the split has no examples')
     if value != NOT_BLESSED:
       continue
-    # ExampleValidator writes Split-<split>/, DistributionValidator
-    # SplitPair-<split>_<baseline split>/.
-    (path,) = [os.path.join(anomalies.uri, name, ANOMALIES_FILE)
-               for name in fileio.listdir(anomalies.uri)
-               if name.rstrip('/').split('-', 1)[-1] == split]
-    report = anomalies_pb2.Anomalies.FromString(io_utils.read_bytes_file(path))
     infos = sorted(report.anomaly_info.items())
     if report.HasField('dataset_anomaly_info'):
       infos.append(('(dataset)', report.dataset_anomaly_info))

@@ -26,8 +26,15 @@ LENGTH_BUCKET_BOUNDS = (8, 16, 32)
 
 
 def length_bucket(text: str) -> str:
-  """The bucket of `text`'s whitespace-separated word count, e.g. '9-16'."""
+  """The bucket of `text`'s whitespace-separated word count, e.g. '9-16'.
+
+  '0' for a text without words, which the schema's domain leaves out: such
+  examples (from a producer other than the readers, which refuse them)
+  are anomalies.
+  """
   words = len(text.split())
+  if not words:
+    return '0'
   lower = 1
   for upper in LENGTH_BUCKET_BOUNDS:
     if words <= upper:

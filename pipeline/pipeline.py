@@ -4,14 +4,16 @@
   ImportSchemaGen) + DistributionValidator (drift from the last accepted
   data) -> DataGate -> Transform
   -> per architecture (RNN, Transformer): Trainer -> Evaluator -> Pusher
-  -> ModelSelector -> Evaluator.production (vs the latest blessed
-  production model) -> Pusher.production (`sentiment`).
+  -> ModelSelector -> Evaluator.production -> Pusher.production
+  (`sentiment`); each Evaluator compares its model with the latest one it
+  blessed before.
 """
 
 import dataclasses
 import os
 from typing import List, Tuple
 
+import tensorflow_model_analysis as tfma
 from tfx import v1 as tfx
 from tfx.components.distribution_validator.component import (
     DistributionValidator)
@@ -28,8 +30,10 @@ from pipeline import configs
 
 DATA_GATE = 'DataGate'
 BASELINE_STATISTICS_RESOLVER = 'latest_validated_statistics_resolver'
-PRODUCTION_EVALUATOR = 'Evaluator.production'
-PRODUCTION_PUSHER = 'Pusher.production'
+BLESSED_MODEL_RESOLVER = 'latest_blessed_model_resolver'
+PRODUCTION = 'production'
+PRODUCTION_EVALUATOR = f'Evaluator.{PRODUCTION}'
+PRODUCTION_PUSHER = f'Pusher.{PRODUCTION}'
 
 
 def create_input_configs(config: configs.PipelineConfig):
@@ -96,10 +100,40 @@ def create_drift_config(
   return config
 
 
-def _push_destination(base_directory: str) -> tfx.proto.PushDestination:
-  return tfx.proto.PushDestination(
-      filesystem=tfx.proto.PushDestination.Filesystem(
-          base_directory=base_directory))
+def create_model_gate(name: str, examples: tfx.types.BaseChannel,
+                      producer: base_node.BaseNode,
+                      eval_config: tfma.EvalConfig, push_base_directory: str
+                      ) -> List[base_node.BaseNode]:
+  """Resolver, Evaluator and Pusher ids `<kind>.<name>` for one served model.
+
+  The baseline is the latest model of `producer` that this same Evaluator
+  blessed, so each served name is compared only with its own past; the
+  first time there is none and the value thresholds alone decide.
+  """
+  evaluator_id = f'Evaluator.{name}'
+  baseline = tfx.dsl.Resolver(
+      strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+      model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model,
+                            producer_component_id=producer.id,
+                            output_key='model'),
+      model_blessing=tfx.dsl.Channel(
+          type=tfx.types.standard_artifacts.ModelBlessing,
+          producer_component_id=evaluator_id, output_key='blessing'),
+  ).with_id(f'{BLESSED_MODEL_RESOLVER}.{name}')
+  evaluator = tfx.components.Evaluator(
+      examples=examples,
+      model=producer.outputs['model'],
+      baseline_model=baseline.outputs['model'],
+      eval_config=eval_config,
+  ).with_id(evaluator_id)
+  pusher = AtomicPusher(
+      model=producer.outputs['model'],
+      model_blessing=evaluator.outputs['blessing'],
+      push_destination=tfx.proto.PushDestination(
+          filesystem=tfx.proto.PushDestination.Filesystem(
+              base_directory=push_base_directory)),
+  ).with_id(f'Pusher.{name}')
+  return [baseline, evaluator, pusher]
 
 
 def create_pipeline(config: configs.PipelineConfig) -> tfx.dsl.Pipeline:
@@ -121,9 +155,9 @@ def create_pipeline(config: configs.PipelineConfig) -> tfx.dsl.Pipeline:
   transform.add_upstream_node(data_gate)
   components = [example_gen, schema_gen, *data_gate_nodes, transform]
 
-  thresholds = config.thresholds
-  eval_config = evaluation.create_eval_config(thresholds.min_accuracy,
-                                              thresholds.min_macro_f1)
+  eval_config = evaluation.create_eval_config(
+      config.thresholds.min_accuracy, config.thresholds.min_macro_f1,
+      max_drop=config.thresholds.max_drop_from_baseline)
   candidates = {}
   for architecture in configs.ARCHITECTURES:
     trainer = tfx.components.Trainer(
@@ -135,18 +169,12 @@ def create_pipeline(config: configs.PipelineConfig) -> tfx.dsl.Pipeline:
             num_steps=config.training.train_steps or 0),
         custom_config=config.trainer_custom_config(architecture),
     ).with_id(f'Trainer.{architecture}')
-    evaluator = tfx.components.Evaluator(
-        examples=example_gen.outputs['examples'],
-        model=trainer.outputs['model'],
-        eval_config=eval_config,
-    ).with_id(f'Evaluator.{architecture}')
-    pusher = AtomicPusher(
-        model=trainer.outputs['model'],
-        model_blessing=evaluator.outputs['blessing'],
-        push_destination=_push_destination(os.path.join(
-            config.serving_root, config.serving_model_name(architecture))),
-    ).with_id(f'Pusher.{architecture}')
-    components += [trainer, evaluator, pusher]
+    gate = create_model_gate(
+        architecture, example_gen.outputs['examples'], trainer,
+        eval_config, os.path.join(config.serving_root,
+                                  config.serving_model_name(architecture)))
+    components += [trainer, *gate]
+    evaluator = gate[1]
     candidates[architecture] = {'model': trainer.outputs['model'],
                                 'evaluation': evaluator.outputs['evaluation'],
                                 'blessing': evaluator.outputs['blessing']}
@@ -154,33 +182,10 @@ def create_pipeline(config: configs.PipelineConfig) -> tfx.dsl.Pipeline:
   model_selector = ModelSelector(
       examples=example_gen.outputs['examples'], candidates=candidates,
       **dataclasses.asdict(config.selection))
-  # The production baseline: the latest selected model the production
-  # Evaluator blessed (not the architectures' own blessings).
-  baseline_model = tfx.dsl.Resolver(
-      strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
-      model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model,
-                            producer_component_id='ModelSelector',
-                            output_key='model'),
-      model_blessing=tfx.dsl.Channel(
-          type=tfx.types.standard_artifacts.ModelBlessing,
-          producer_component_id=PRODUCTION_EVALUATOR, output_key='blessing'),
-  ).with_id('latest_blessed_model_resolver')
-  production_evaluator = tfx.components.Evaluator(
-      examples=example_gen.outputs['examples'],
-      model=model_selector.outputs['model'],
-      baseline_model=baseline_model.outputs['model'],
-      eval_config=evaluation.create_eval_config(
-          thresholds.min_accuracy, thresholds.min_macro_f1,
-          max_drop=thresholds.max_drop_from_baseline),
-  ).with_id(PRODUCTION_EVALUATOR)
-  production_pusher = AtomicPusher(
-      model=model_selector.outputs['model'],
-      model_blessing=production_evaluator.outputs['blessing'],
-      push_destination=_push_destination(os.path.join(
-          config.serving_root, configs.PRODUCTION_MODEL_NAME)),
-  ).with_id(PRODUCTION_PUSHER)
-  components += [model_selector, baseline_model, production_evaluator,
-                 production_pusher]
+  components += [model_selector, *create_model_gate(
+      PRODUCTION, example_gen.outputs['examples'], model_selector,
+      eval_config, os.path.join(config.serving_root,
+                                configs.PRODUCTION_MODEL_NAME))]
 
   return tfx.dsl.Pipeline(
       pipeline_name=config.pipeline_name,

@@ -16,6 +16,7 @@ from ml_metadata.proto import metadata_store_pb2
 import tensorflow as tf
 import tensorflow_model_analysis as tfma
 
+from components import atomic_pusher
 from components import model_selector
 from models import evaluation
 from models import trainer
@@ -39,6 +40,9 @@ class ModelSummary:
   metrics: Dict[str, float]
   blessed: bool
   pushed_to: Optional[str]
+  # Blessed, but the same model is already the newest version (a rerun
+  # taken from TFX's cache), so it was not pushed again.
+  already_pushed: bool
   parameters: Optional[int]
   train_seconds: Optional[float]
   epochs: Optional[int]
@@ -56,6 +60,7 @@ class ProductionSummary:
   failures: List[str]
   baseline: bool
   pushed_to: Optional[str]
+  already_pushed: bool
 
 
 @dataclasses.dataclass
@@ -129,6 +134,12 @@ def _pushed_to(pushed: Optional[metadata_store_pb2.Artifact]
   return None
 
 
+def _already_pushed(pushed: Optional[metadata_store_pb2.Artifact]) -> bool:
+  props = pushed.custom_properties if pushed else {}
+  return (atomic_pusher.ALREADY_PUSHED in props and
+          props[atomic_pusher.ALREADY_PUSHED].int_value == 1)
+
+
 def _blessed(blessing: Optional[metadata_store_pb2.Artifact]) -> bool:
   return bool(blessing and 'blessed' in blessing.custom_properties and
               blessing.custom_properties['blessed'].int_value == 1)
@@ -140,6 +151,7 @@ def _model_summary(architecture: str, components: Dict[str, ComponentRun],
   evaluation_artifact = _output(components, f'Evaluator.{architecture}',
                                 'evaluation')
   model_run = _output(components, f'Trainer.{architecture}', 'model_run')
+  pushed = _output(components, f'Pusher.{architecture}', 'pushed_model')
   training = {}
   if model_run:
     path = os.path.join(model_run.uri, trainer.TRAINING_SUMMARY_FILE)
@@ -154,8 +166,8 @@ def _model_summary(architecture: str, components: Dict[str, ComponentRun],
                if evaluation_artifact else {}),
       blessed=_blessed(_output(components, f'Evaluator.{architecture}',
                                'blessing')),
-      pushed_to=_pushed_to(_output(components, f'Pusher.{architecture}',
-                                   'pushed_model')),
+      pushed_to=_pushed_to(pushed),
+      already_pushed=_already_pushed(pushed),
       parameters=training.get('parameters'),
       train_seconds=training.get('train_seconds'),
       epochs=training.get('epochs'),
@@ -170,6 +182,10 @@ def _validation_failures(evaluation_uri: str) -> List[str]:
       evaluation_uri).metric_validations_per_slice:
     for failure in per_slice.failures:
       threshold = failure.metric_threshold
+      if not failure.HasField('metric_value'):
+        # E.g. "Metric not found": TFMA's own message says it all.
+        lines.append(f'{failure.metric_key.name}: {failure.message}')
+        continue
       if failure.metric_key.is_diff:
         what = 'change vs the baseline'
         bound = threshold.change_threshold.absolute.value
@@ -189,6 +205,7 @@ def _production_summary(components: Dict[str, ComponentRun]
   evaluation_artifact = _output(
       components, pipeline_lib.PRODUCTION_EVALUATOR, 'evaluation')
   evaluator = components.get(pipeline_lib.PRODUCTION_EVALUATOR)
+  pushed = _output(components, pipeline_lib.PRODUCTION_PUSHER, 'pushed_model')
   return ProductionSummary(
       selected=(props[model_selector.SELECTED_ARCHITECTURE].string_value
                 if selected else None),
@@ -199,8 +216,8 @@ def _production_summary(components: Dict[str, ComponentRun]
       failures=(_validation_failures(evaluation_artifact.uri)
                 if evaluation_artifact else []),
       baseline=bool(evaluator and evaluator.inputs.get('baseline_model')),
-      pushed_to=_pushed_to(_output(components, pipeline_lib.PRODUCTION_PUSHER,
-                                   'pushed_model')))
+      pushed_to=_pushed_to(pushed),
+      already_pushed=_already_pushed(pushed))
 
 
 def open_metadata_store(config: configs.PipelineConfig) -> mlmd.MetadataStore:
@@ -229,6 +246,9 @@ def summarize_latest_run(config: configs.PipelineConfig) -> RunSummary:
 
 def _fmt(value, spec: str) -> str:
   return '-' if value is None else format(value, spec)
+
+
+_NOT_PUSHED = {False: '(not pushed)', True: '(already the newest)'}
 
 
 def _state_note(component: ComponentRun) -> str:
@@ -265,7 +285,8 @@ def format_summary(summary: RunSummary) -> str:
         f'{_fmt(m.parameters, ","):>9} '
         f'{_fmt(m.train_seconds, ".0f"):>7} {_fmt(m.epochs, "d"):>6} '
         f'{_fmt(m.p50_latency_ms, ".2f"):>6}  '
-        f'{"yes" if m.blessed else "NO":<7}  {m.pushed_to or "(not pushed)"}')
+        f'{"yes" if m.blessed else "NO":<7}  '
+        f'{m.pushed_to or _NOT_PUSHED[m.already_pushed]}')
   eval_examples = {m.metrics.get('example_count') for m in summary.models}
   lines.append(
       '  (TFMA on the eval split, '
@@ -286,6 +307,9 @@ def format_summary(summary: RunSummary) -> str:
     if production.pushed_to:
       lines.append(f'    blessed ({compared}); pushed to '
                    f'{production.pushed_to}')
+    elif production.already_pushed:
+      lines.append('    it is the production model already (this run took '
+                   'it from the cache): nothing pushed')
     else:
       lines.append(f'    NOT blessed ({compared}), not pushed:')
       lines.extend(f'      {failure}' for failure in production.failures)

@@ -53,3 +53,14 @@ def test_failed_copy_exposes_no_version(model_dir, tmp_path, monkeypatch):
   with pytest.raises(OSError, match='disk full'):
     atomic_pusher.publish_model(model_dir, base)
   assert os.listdir(base) == [first]
+
+
+def test_the_same_model_is_not_the_newest_version_twice(model_dir, tmp_path):
+  base = str(tmp_path / 'serving' / 'sentiment')
+  assert not atomic_pusher.is_newest_version(model_dir, base)
+  atomic_pusher.publish_model(model_dir, base)
+  assert atomic_pusher.is_newest_version(model_dir, base)
+  with open(os.path.join(model_dir, 'variables', 'variables.index'),
+            'wb') as f:
+    f.write(b'retrained')
+  assert not atomic_pusher.is_newest_version(model_dir, base)

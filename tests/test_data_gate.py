@@ -6,7 +6,7 @@ file and line. Data that reads fine but breaks the curated schema or drifts
 from the last accepted data is stopped by the DataGate component on what
 TFX's own ExampleValidator and DistributionValidator executors found (run
 here for real on TFDV statistics); drift through a whole pipeline run is in
-tests/test_tournament_e2e.py.
+tests/test_pipeline_e2e.py.
 """
 
 import os
@@ -223,3 +223,27 @@ def test_serving_data_needs_no_label_but_training_data_does(tmp_path):
   training = tfdv.validate_statistics(statistics, schema,
                                       environment='TRAINING')
   assert {'label', 'length_bucket'} <= set(training.anomaly_info)
+
+
+def test_empty_text_from_another_producer_is_named(tmp_path):
+  statistics = _statistics(tmp_path, 'stats', _rows(
+      {'negative': 5, 'neutral': 5, 'positive': 5}) + [('  ', 'neutral')])
+  with pytest.raises(data_gate.DataValidationError,
+                     match=r'schema: train: length_bucket: Examples contain '
+                     r'values missing from the schema: 0 '):
+    data_gate.DataGate.test_call(
+        schema_anomalies=_schema_anomalies(tmp_path, statistics),
+        statistics=statistics,
+        validated_statistics=standard_artifacts.ExampleStatistics())
+
+
+def test_anomalies_without_a_verdict_fail_closed(tmp_path):
+  statistics = _statistics(tmp_path, 'stats', _rows(
+      {'negative': 5, 'neutral': 5, 'positive': 5}))
+  unjudged = standard_artifacts.ExampleAnomalies()
+  unjudged.uri = str(tmp_path / 'unjudged')
+  with pytest.raises(data_gate.DataValidationError,
+                     match='schema: the validator recorded no verdict'):
+    data_gate.DataGate.test_call(
+        schema_anomalies=unjudged, statistics=statistics,
+        validated_statistics=standard_artifacts.ExampleStatistics())

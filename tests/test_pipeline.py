@@ -49,13 +49,21 @@ def test_drift_baseline_is_the_last_accepted_statistics(tmp_path):
       f'{configs.PIPELINE_NAME}.{pipeline_lib.DATA_GATE}']}
 
 
-def test_production_baseline_is_blessed_by_the_production_gate_only(tmp_path):
-  nodes = _compiled(tmp_path)
-  assert _queried_nodes(nodes['latest_blessed_model_resolver']) == {
-      'model': [f'{configs.PIPELINE_NAME}.ModelSelector'],
-      'blessing': [
-          f'{configs.PIPELINE_NAME}.{pipeline_lib.PRODUCTION_EVALUATOR}'],
+@pytest.mark.parametrize('name,producer', [
+    ('rnn', 'Trainer.rnn'), ('transformer', 'Trainer.transformer'),
+    (pipeline_lib.PRODUCTION, 'ModelSelector')])
+def test_each_gate_compares_with_what_it_blessed_itself(tmp_path, name,
+                                                        producer):
+  resolver = _compiled(tmp_path)[
+      f'{pipeline_lib.BLESSED_MODEL_RESOLVER}.{name}']
+  assert _queried_nodes(resolver) == {
+      'model': [f'{configs.PIPELINE_NAME}.{producer}'],
+      'blessing': [f'{configs.PIPELINE_NAME}.Evaluator.{name}'],
   }
+
+
+def test_only_the_production_gate_feeds_the_production_push(tmp_path):
+  nodes = _compiled(tmp_path)
   pusher = nodes[pipeline_lib.PRODUCTION_PUSHER]
   assert _input_producers(pusher, 'model') == [('ModelSelector', 'model')]
   assert _input_producers(pusher, 'model_blessing') == [

@@ -11,7 +11,9 @@ goes through the runs a production pipeline sees, with real trainings:
 4. `rerun`: the same run again. Finished components come from the cache;
    the better candidate is pushed as exactly one new version; MLMD and the
    serving directory stay consistent.
-5. `drifted`: the label mix moves far from the accepted data: the data gate
+5. `repeat`: the same run once more, trainings from the cache: the same
+   models are blessed again (against themselves) but nothing is pushed.
+6. `drifted`: the label mix moves far from the accepted data: the data gate
    stops the run, nothing is trained or pushed.
 """
 
@@ -45,13 +47,13 @@ FULL_FLAGS = ('--enable_cache',)
 CACHED_DATA_NODES = ['ImportSchemaGen', 'TextExampleGen', 'StatisticsGen',
                      'ExampleValidator', 'Transform']
 NODES = sorted(
-    CACHED_DATA_NODES + ['DistributionValidator', 'DataGate',
-                  'latest_validated_statistics_resolver',
-                  'latest_blessed_model_resolver', 'ModelSelector',
-                  pipeline_lib.PRODUCTION_EVALUATOR,
-                  pipeline_lib.PRODUCTION_PUSHER] +
-    [f'{c}.{a}' for a in configs.ARCHITECTURES
-     for c in ('Trainer', 'Evaluator', 'Pusher')])
+    CACHED_DATA_NODES +
+    ['DistributionValidator', 'DataGate', 'ModelSelector',
+     pipeline_lib.BASELINE_STATISTICS_RESOLVER] +
+    [f'Trainer.{a}' for a in configs.ARCHITECTURES] +
+    [f'{node}.{name}'
+     for name in configs.ARCHITECTURES + (pipeline_lib.PRODUCTION,)
+     for node in (pipeline_lib.BLESSED_MODEL_RESOLVER, 'Evaluator', 'Pusher')])
 
 
 def _versions(snapshot, model_name):
@@ -99,18 +101,23 @@ def runs(tmp_path_factory):
   _kill_during_second_trainer(output_dir)
   after_kill = _serving_snapshot(config)
   _, rerun, _ = e2e.run_pipeline(output_dir, *FULL_FLAGS)
+  after_rerun = _serving_snapshot(config)
+  _, repeat, repeat_stdout = e2e.run_pipeline(output_dir, *FULL_FLAGS)
 
   drifted_data = tmp_path_factory.mktemp('drifted') / 'drifted.csv'
   _write_drifted_sample(drifted_data)
-  after_rerun = _serving_snapshot(config)
+  after_repeat = _serving_snapshot(config)
   _, _, drift_error = e2e.run_pipeline(
       output_dir, '--enable_cache', '--data', str(drifted_data),
       expect_code=2)
   return {
       'config': config, 'first': first, 'first_stdout': first_stdout,
-      'crippled': crippled, 'rerun': rerun, 'drift_error': drift_error,
+      'crippled': crippled, 'rerun': rerun, 'repeat': repeat,
+      'repeat_stdout': repeat_stdout,
+      'drift_error': drift_error,
       'serving': {'first': after_first, 'crippled': after_crippled,
                   'killed': after_kill, 'rerun': after_rerun,
+                  'repeat': after_repeat,
                   'drifted': _serving_snapshot(config)},
   }
 
@@ -226,8 +233,12 @@ def test_crippled_candidates_are_refused_and_nothing_is_pushed(runs):
   production = crippled['production']
   assert production['baseline'] and not production['blessed']
   assert production['pushed_to'] is None
-  assert any(f.startswith('macro_f1 ') for f in production['failures']), (
-      production['failures'])
+  failures = production['failures']
+  max_drop = configs.BlessingThresholds().max_drop_from_baseline
+  assert any(f.startswith('macro_f1 value ') for f in failures), failures
+  assert any(f.startswith('macro_f1 change vs the baseline -') and
+             f.endswith(f'is below {-max_drop:+.4f}')
+             for f in failures), failures
   for model in crippled['models']:
     assert not model['blessed'] and model['pushed_to'] is None
   assert runs['serving']['crippled'] == runs['serving']['first']
@@ -253,6 +264,23 @@ def test_rerun_after_kill_uses_the_cache_and_pushes_one_version(runs):
   assert production['pushed_to'].endswith(f'/{versions[-1]}')
   assert not [p for p in runs['serving']['rerun']
               if os.path.basename(p).startswith('.')], 'staging left behind'
+
+
+def test_a_repeated_run_pushes_nothing_again(runs):
+  repeat = runs['repeat']
+  states = _states(repeat)
+  for architecture in configs.ARCHITECTURES:
+    assert states[f'Trainer.{architecture}'] == 'CACHED'
+  # The Evaluators run again (their baseline is now the very same model)
+  # and bless it against itself; the Pushers find it is the newest version.
+  for model in repeat['models']:
+    assert model['blessed'] and model['already_pushed'], model
+    assert model['pushed_to'] is None
+  production = repeat['production']
+  assert production['blessed'] and production['already_pushed']
+  assert production['pushed_to'] is None
+  assert 'it is the production model already' in runs['repeat_stdout']
+  assert runs['serving']['repeat'] == runs['serving']['rerun']
 
 
 def test_metadata_is_consistent_after_the_kill(runs):
@@ -285,7 +313,7 @@ def test_selector_decision_is_readable_from_metadata(runs):
   selections = [a for a in store.get_artifacts_by_context(node.id)
                 if a.state == metadata_store_pb2.Artifact.LIVE and
                 model_selector.SELECTED_ARCHITECTURE in a.custom_properties]
-  assert len(selections) == 3  # first, crippled, rerun
+  assert len(selections) == 4  # first, crippled, rerun, repeat
   for selection in selections:
     props = selection.custom_properties
     winner = props[model_selector.SELECTED_ARCHITECTURE].string_value
@@ -308,4 +336,4 @@ def test_drifted_data_is_stopped_by_the_gate(runs):
   error = stderr[stderr.rindex('finsent: error: '):]
   assert error.startswith('finsent: error: the data gate stopped the run')
   assert 'drift: train_train: label: The Linfty distance' in error
-  assert runs['serving']['drifted'] == runs['serving']['rerun']
+  assert runs['serving']['drifted'] == runs['serving']['repeat']

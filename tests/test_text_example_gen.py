@@ -34,7 +34,7 @@ def test_reads_every_file_of_a_split(write, tmp_path):
 
 
 @pytest.mark.parametrize('words,bucket', [
-    (1, '1-8'), (8, '1-8'), (9, '9-16'), (16, '9-16'), (17, '17-32'),
+    (0, '0'), (1, '1-8'), (8, '1-8'), (9, '9-16'), (16, '9-16'), (17, '17-32'),
     (32, '17-32'), (33, '33+'), (200, '33+')])
 def test_length_bucket_counts_whitespace_separated_words(words, bucket):
   assert text_example_gen.length_bucket(' w\t' * words) == bucket
@@ -60,3 +60,4 @@ def test_the_curated_schema_lists_exactly_the_length_buckets():
   domain = set(tfdv.get_domain(schema, features.LENGTH_BUCKET_KEY).value)
   assert domain == {text_example_gen.length_bucket('w ' * words)
                     for words in range(1, 100)}
+  assert text_example_gen.length_bucket('  ') not in domain
