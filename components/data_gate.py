@@ -4,8 +4,8 @@ ExampleValidator (schema anomalies) and DistributionValidator (drift from
 the previous accepted data) record what they find but let the pipeline go
 on; TFX leaves acting on it to the pipeline. This component is that act:
 it fails, naming every anomaly, when either validator did not bless a
-split, so that Transform, the Trainers and the Pushers never run on such
-data. When the data passes, it republishes the statistics as
+split, found a split empty, or recorded no verdict, so that Transform, the
+Trainers and the Pushers never run on such data. When the data passes, it republishes the statistics as
 `validated_statistics`: the baseline the next run's drift check resolves,
 so that rejected data never becomes the reference.
 """
