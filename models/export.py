@@ -8,21 +8,49 @@ the signatures:
   [N, 3] in `LABELS` order and `label` string [N].
 * `serving_examples`: `examples` serialized tf.Example [N] -> same outputs;
   what TFMA and TF Serving's Predict on examples call.
+* `classification`: TF Serving's Classify API (method_name
+  `tensorflow/serving/classify`): `inputs` serialized tf.Example [N] ->
+  `classes` string [N, 3] (`LABELS`) and `scores` float32 [N, 3].
 * `transform_features`: `examples` [N] -> transformed features, label
   included; TFMA's preprocessing function to read the integer label.
 
-Loading needs only `tensorflow` and `tensorflow_text` (for the tokenizer op).
+The SavedModel also carries TF Serving warm-up requests
+(`assets.extra/tf_serving_warmup_requests`), replayed by the server before
+a new version takes traffic.
+
+Loading needs only `tensorflow` and `tensorflow_text` (for the tokenizer op),
+through TF2's `tf.saved_model.load` or the TF1 session loader TF Serving
+uses.
 """
+
+import functools
+import os
 
 import keras
 import tensorflow as tf
 import tensorflow_transform as tft
+from tensorflow.core.protobuf import saved_model_pb2
+from tensorflow.python.saved_model import fingerprinting_utils
+from tensorflow_serving.apis import model_pb2
+from tensorflow_serving.apis import predict_pb2
+from tensorflow_serving.apis import prediction_log_pb2
 
 from models import features
 
 SERVING_SIGNATURE = 'serving_default'
 EXAMPLES_SIGNATURE = 'serving_examples'
+CLASSIFICATION_SIGNATURE = 'classification'
 TRANSFORM_SIGNATURE = 'transform_features'
+WARMUP_REQUESTS_FILE = os.path.join('assets.extra',
+                                    'tf_serving_warmup_requests')
+# Replayed as one request of each length, so the first real requests of
+# batch size 1 and of a full batch do not pay for graph warm-up.
+WARMUP_TEXTS = (
+    'Acme shares jump 12% after earnings beat estimates',
+    'Acme cuts full-year guidance; stock falls',
+    'Acme to report fourth-quarter results on Tuesday',
+    '$ACME: CEO to step down, board names interim chief',
+)
 
 
 class SentimentServingModule(tf.Module):
@@ -31,11 +59,15 @@ class SentimentServingModule(tf.Module):
   def __init__(self, model: keras.Model,
                tft_output: tft.TFTransformOutput):
     super().__init__(name='sentiment_serving')
-    self.model = model
-    # Keras 3 keeps some state (dropout seed generators) outside the
-    # variables tf.Module tracks through `model`; listing them lets
-    # tf.saved_model.save find them, as keras.export.ExportArchive does.
-    self.keras_variables = list(model.variables)
+    # TF Serving restores variables with the SavedModel's TF1 saver, which
+    # restores the tracked objects. A tracked Keras 3 model would export each
+    # variable twice - its Keras wrapper (restored) and the tf.Variable it
+    # wraps (read by the signatures, never restored) - so the model is kept
+    # untracked (a partial is not a Trackable) and the tf.Variables are
+    # tracked instead, as keras.export.ExportArchive does. The list also
+    # holds state outside the layers' weights (dropout seed generators).
+    self._classifier = functools.partial(model, training=False)
+    self.model_variables = [v.value for v in model.variables]
     self.tft_layer = tft_output.transform_features_layer()
     raw_spec = tft_output.raw_feature_spec()
     text_spec = raw_spec[features.TEXT_KEY]
@@ -53,9 +85,8 @@ class SentimentServingModule(tf.Module):
 
   def _predict(self, raw_features):
     transformed = self.tft_layer(raw_features)
-    probabilities = self.model(
-        {features.TOKEN_IDS_KEY: transformed[features.TOKEN_IDS_KEY]},
-        training=False)
+    probabilities = self._classifier(
+        {features.TOKEN_IDS_KEY: transformed[features.TOKEN_IDS_KEY]})
     label = tf.gather(tf.constant(features.LABELS),
                       tf.argmax(probabilities, axis=1))
     return {'probabilities': probabilities, 'label': label}
@@ -71,6 +102,15 @@ class SentimentServingModule(tf.Module):
     return self._predict(tf.io.parse_example(examples, self._serving_spec))
 
   @tf.function(
+      input_signature=[tf.TensorSpec([None], tf.string, name='inputs')])
+  def classify_examples(self, inputs):
+    probabilities = self._predict(
+        tf.io.parse_example(inputs, self._serving_spec))['probabilities']
+    classes = tf.tile(tf.constant([features.LABELS]),
+                      [tf.shape(probabilities)[0], 1])
+    return {'classes': classes, 'scores': probabilities}
+
+  @tf.function(
       input_signature=[tf.TensorSpec([None], tf.string, name='examples')])
   def transform_examples(self, examples):
     return self.tft_layer(tf.io.parse_example(examples, self._labelled_spec))
@@ -84,5 +124,42 @@ def export_serving_model(model: keras.Model,
   tf.saved_model.save(module, export_dir, signatures={
       SERVING_SIGNATURE: module.serve_text,
       EXAMPLES_SIGNATURE: module.serve_examples,
+      CLASSIFICATION_SIGNATURE: module.classify_examples,
       TRANSFORM_SIGNATURE: module.transform_examples,
   })
+  _mark_classification_signature(export_dir)
+  write_warmup_requests(export_dir)
+
+
+def _mark_classification_signature(export_dir: str) -> None:
+  """Gives the classification signature TF Serving's Classify method name.
+
+  tf.saved_model.save writes every signature as a Predict signature and
+  has no argument for another method, so the SavedModel proto is edited
+  and its fingerprint rewritten, as tf.saved_model.save writes it.
+  """
+  path = os.path.join(export_dir, 'saved_model.pb')
+  saved_model = saved_model_pb2.SavedModel()
+  with tf.io.gfile.GFile(path, 'rb') as f:
+    saved_model.ParseFromString(f.read())
+  for meta_graph in saved_model.meta_graphs:
+    meta_graph.signature_def[CLASSIFICATION_SIGNATURE].method_name = (
+        tf.saved_model.CLASSIFY_METHOD_NAME)
+  with tf.io.gfile.GFile(path, 'wb') as f:
+    f.write(saved_model.SerializeToString(deterministic=True))
+  fingerprinting_utils.write_fingerprint(export_dir)
+
+
+def write_warmup_requests(export_dir: str) -> None:
+  """Writes TF Serving warm-up records: Predict requests on raw text."""
+  path = os.path.join(export_dir, WARMUP_REQUESTS_FILE)
+  tf.io.gfile.makedirs(os.path.dirname(path))
+  with tf.io.TFRecordWriter(path) as writer:
+    for texts in (WARMUP_TEXTS[:1], WARMUP_TEXTS):
+      request = predict_pb2.PredictRequest(
+          model_spec=model_pb2.ModelSpec(signature_name=SERVING_SIGNATURE))
+      request.inputs[features.TEXT_KEY].CopyFrom(
+          tf.make_tensor_proto(list(texts), dtype=tf.string))
+      writer.write(prediction_log_pb2.PredictionLog(
+          predict_log=prediction_log_pb2.PredictLog(request=request)
+      ).SerializeToString())

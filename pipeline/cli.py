@@ -1,229 +1,62 @@
-"""`finsent`: the command line of the finsent pipeline.
+"""`finsent`: the command line (USAGE).
 
-  finsent run [--data PATH] [--output_dir DIR] [flags] [Beam flags]
-
-Flags it does not know are Beam pipeline options (`--runner=...`,
-`--direct_num_workers=...`), as in Beam's own examples.
+Each command's module is imported only when that command runs, so the
+serving commands start without loading TFX or Beam.
 """
 
-import argparse
-import dataclasses
-import json
-import logging as pylogging
+import importlib
 import os
 import sys
-import time
 from typing import List, Optional
 
 # Before TensorFlow loads, here and (inherited) in Beam worker processes:
 # TF's C++ INFO and WARNING lines and google-api-core's Python-version
-# notices are noise. Hence the imports below, not above, these lines.
+# notices are noise.
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 _IGNORED_WARNINGS = ('You are using a Python version',
                      'grpcio < 1.83.0 does not support Post-Quantum')
 os.environ.setdefault('PYTHONWARNINGS', ','.join(
     f'ignore:{w}:FutureWarning' for w in _IGNORED_WARNINGS))
-import warnings
+import warnings  # noqa: E402  (after the environment it reads)
 for _warning in _IGNORED_WARNINGS:
   warnings.filterwarnings('ignore', _warning, FutureWarning)
 
-from absl import logging
+USAGE = """usage: finsent COMMAND [flags]   (finsent COMMAND --help for its flags)
 
-from components import data_gate
-from data import loaders
-from models import strategy as strategy_lib
-from models import trainer as trainer_lib
-from pipeline import configs
-from pipeline import pipeline as pipeline_lib
-from pipeline import summary as summary_lib
-from tfx import v1 as tfx
+  run [--data PATH] [flags] [Beam flags]   the TFX pipeline
+  summary                                  the last run's summary
+  serving-config --output_dir DIR          TF Serving's config files and
+                                           Kubernetes manifests
+  serve [tensorflow_model_server flags]    serve the pushed models
+  predict "headline" ...                   ask a served model"""
 
-
-def _positive_int(value: str) -> int:
-  try:
-    number = int(value)
-  except ValueError:
-    raise argparse.ArgumentTypeError(
-        f'expected a whole number, got {value!r}') from None
-  if number < 1:
-    raise argparse.ArgumentTypeError(f'must be at least 1, got {number}')
-  return number
-
-
-def _add_run_parser(subparsers) -> None:
-  defaults = configs.PipelineConfig()
-  run = subparsers.add_parser(
-      'run', help='run the TFX pipeline locally (LocalDagRunner + Beam)',
-      description='Runs ExampleGen -> StatisticsGen -> schema and drift '
-      'checks -> DataGate -> Transform -> Trainer/Evaluator/Pusher per '
-      'architecture -> ModelSelector -> production Evaluator/Pusher. '
-      'Unknown --flags are passed to Beam as pipeline options.')
-  run.add_argument('--data', default=defaults.data,
-                   help='data file or folder (CSV, Twitter-FNS CSV, JSONL, '
-                   'PhraseBank .txt); default: the bundled sample')
-  run.add_argument('--output_dir', default=defaults.output_dir,
-                   help='where tfx_pipeline_output/, tfx_metadata/ and '
-                   'serving_model/ go (default: %(default)s)')
-  run.add_argument('--pipeline_name', default=defaults.pipeline_name)
-  run.add_argument('--serving_model_dir', default=None,
-                   help='push destination root (default: '
-                   '<output_dir>/serving_model)')
-  run.add_argument('--enable_cache', action='store_true',
-                   help="reuse outputs of components whose inputs did not "
-                   "change (TFX's cache)")
-  run.add_argument('--strategy', choices=strategy_lib.STRATEGIES,
-                   default=defaults.training.strategy,
-                   help='tf.distribute strategy for both Trainers')
-  run.add_argument('--max_epochs', type=_positive_int,
-                   default=defaults.training.max_epochs)
-  run.add_argument('--train_steps', type=_positive_int, default=None,
-                   help='stop each Trainer after this many batches (TFX '
-                   'TrainArgs.num_steps); default: epochs until early '
-                   'stopping')
-  run.add_argument('--skip_drift_check', action='store_true',
-                   help='accept a deliberate change of data (a new source or '
-                   'dataset): no drift check against the last accepted data, '
-                   'which this data then replaces as the baseline')
-  run.add_argument('--class_weighting', choices=trainer_lib.CLASS_WEIGHTINGS,
-                   default=defaults.training.class_weighting,
-                   help='loss weights against class imbalance '
-                   '(default: %(default)s)')
-  run.add_argument('--verbosity', default='progress',
-                   choices=['debug', 'info', 'progress', 'warning', 'error'],
-                   help='log level; progress (default): warnings and one '
-                   'line per component started and finished')
-
-
-def _add_summary_parser(subparsers) -> None:
-  summary = subparsers.add_parser(
-      'summary', help="print the summary of a pipeline's latest run",
-      description='Reads the latest run of a pipeline back from its ML '
-      'Metadata store and prints the end-of-run summary.')
-  summary.add_argument('--output_dir',
-                       default=configs.PipelineConfig().output_dir)
-  summary.add_argument('--pipeline_name', default=configs.PIPELINE_NAME)
-  summary.set_defaults(verbosity='warning')
-
-
-def _config_from_args(args, beam_args: List[str]) -> configs.PipelineConfig:
-  defaults = configs.PipelineConfig()
-  return dataclasses.replace(
-      defaults,
-      data=args.data,
-      output_dir=args.output_dir,
-      pipeline_name=args.pipeline_name,
-      serving_model_dir=args.serving_model_dir,
-      enable_cache=args.enable_cache,
-      check_drift=not args.skip_drift_check,
-      beam_pipeline_args=tuple(configs.beam_pipeline_args(beam_args)),
-      training=dataclasses.replace(
-          defaults.training, strategy=args.strategy,
-          max_epochs=args.max_epochs, train_steps=args.train_steps,
-          class_weighting=args.class_weighting))
-
-
-def _check_beam_args(parser: argparse.ArgumentParser,
-                     beam_args: List[str]) -> None:
-  for arg in beam_args:
-    if not arg.startswith('--') or '=' not in arg:
-      parser.error(f'unrecognized argument {arg!r}: Beam options are passed '
-                   'as --name=value')
-
-
-def _check_data(config: configs.PipelineConfig) -> None:
-  """Reads all the data once before the pipeline and prints its counts.
-
-  Bad rows, or a class missing from the training data, stop the run here.
-  """
-  layout = loaders.resolve_input(config.data)
-  counts = layout.label_counts()
-  print(f'Data: {config.data}')
-  for split, by_label in counts.items():
-    name = (f'all (hash-split {config.split_hash_buckets[0]}:'
-            f'{config.split_hash_buckets[1]} into train/eval)'
-            if split == 'all' else split)
-    print(f'  {name}: {sum(by_label.values())} records, ' + ', '.join(
-        f'{n} {label}' for label, n in by_label.items()))
-  if layout.ignored:
-    print(f'  not read (in neither split): {", ".join(layout.ignored)}')
-  training_split = 'all' if 'all' in counts else 'train'
-  missing = [label for label, n in counts[training_split].items() if not n]
-  if missing:
-    raise loaders.DataFormatError(
-        os.path.join(layout.input_base, layout.splits[training_split]), None,
-        f'no records labelled {", ".join(missing)}: the models need '
-        f'examples of every class ({", ".join(loaders.LABELS)})')
-
-
-def run(config: configs.PipelineConfig) -> int:
-  """Checks the data, runs the pipeline, prints and saves the summary."""
-  _check_data(config)
-  started = time.monotonic()
-  tfx.orchestration.LocalDagRunner().run(
-      pipeline_lib.create_pipeline(config))
-  result = summary_lib.summarize_latest_run(config)
-  result.wall_seconds = round(time.monotonic() - started, 1)
-  summary_path = os.path.join(config.pipeline_root, 'run_summary.json')
-  with open(summary_path, 'w') as f:
-    json.dump(result.to_json(), f, indent=2)
-  print()
-  print(summary_lib.format_summary(result))
-  print(f'\n  Summary saved to {summary_path}')
-  return 0
-
-
-class _ProgressFilter(pylogging.Filter):
-  """Passes warnings and the LocalDagRunner's per-component progress.
-
-  Drops two messages that are not news: the launcher's error for the drift
-  baseline's resolver finding nothing (every pipeline's first run; the
-  drift check then records that it had no baseline), and TFX 1.16's input
-  resolver warning that it ignores a property predicate: it tests the
-  predicate message for truth, which an empty message is, so it warns on
-  queries that have none.
-  """
-  _DROPPED = (
-      f'[{pipeline_lib.BASELINE_STATISTICS_RESOLVER}] Input resolution',
-      'ArtifactQuery.property_predicate is not supported',
-  )
-
-  def filter(self, record: pylogging.LogRecord) -> bool:
-    if record.getMessage().startswith(self._DROPPED):
-      return False
-    return (record.levelno >= pylogging.WARNING or
-            str(record.msg).startswith('Component %s is '))
-
-
-def _set_verbosity(verbosity: str) -> None:
-  logging.set_verbosity('info' if verbosity == 'progress' else verbosity)
-  if verbosity == 'progress':
-    # On the logger, not a handler: TFX and Beam add handlers of their own.
-    pylogging.getLogger('absl').addFilter(_ProgressFilter())
+# command -> module whose main(argv, prog) runs it. run and summary share
+# the pipeline's parser, which takes the command itself.
+_PIPELINE_COMMANDS = ('run', 'summary')
+_COMMANDS = {
+    'run': 'pipeline.run_command',
+    'summary': 'pipeline.run_command',
+    'serving-config': 'serving.model_server_config',
+    'serve': 'serving.server',
+    'predict': 'serving.client',
+}
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-  parser = argparse.ArgumentParser(
-      prog='finsent', description='Financial sentiment TFX pipeline.')
-  subparsers = parser.add_subparsers(dest='command', required=True)
-  _add_run_parser(subparsers)
-  _add_summary_parser(subparsers)
-  args, beam_args = parser.parse_known_args(argv)
-  if args.command != 'run' and beam_args:
-    parser.error(f'unrecognized arguments: {" ".join(beam_args)}')
-  _check_beam_args(parser, beam_args)
-  _set_verbosity(args.verbosity)
-  try:
-    if args.command == 'run':
-      return run(_config_from_args(args, beam_args))
-    if args.command == 'summary':
-      print(summary_lib.format_summary(summary_lib.summarize_latest_run(
-          configs.PipelineConfig(output_dir=args.output_dir,
-                                 pipeline_name=args.pipeline_name))))
-      return 0
-  except (loaders.DataFormatError, data_gate.DataValidationError) as e:
-    print(f'finsent: error: {e}', file=sys.stderr)
+  argv = list(sys.argv[1:] if argv is None else argv)
+  if argv[:1] in (['-h'], ['--help']):
+    print(USAGE)
+    return 0
+  if not argv or argv[0] not in _COMMANDS:
+    print(USAGE, file=sys.stderr)
+    print(f'finsent: error: {"unknown command " + repr(argv[0]) if argv else "a command is required"}',
+          file=sys.stderr)
     return 2
-  return 1
+  command = argv[0]
+  module = importlib.import_module(_COMMANDS[command])
+  if command in _PIPELINE_COMMANDS:
+    return module.main(argv)
+  return module.main(argv[1:], prog=f'finsent {command}')
 
 
 if __name__ == '__main__':

@@ -9,7 +9,7 @@ import dataclasses
 import os
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from models.trainer import ARCHITECTURES  # noqa: F401  (the pipeline's)
+from models.trainer import ARCHITECTURES
 
 PIPELINE_NAME = 'finsent'
 _DATA_DIR = os.path.join(
@@ -137,6 +137,45 @@ class SelectionConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class BatchingConfig:
+  """Server-side batching of concurrent requests (TF Serving's
+  BatchingParameters; `batching.config`)."""
+  max_batch_size: int = 64
+  batch_timeout_micros: int = 2000
+  max_enqueued_batches: int = 100
+  num_batch_threads: int = 2
+
+
+@dataclasses.dataclass(frozen=True)
+class ServingConfig:
+  """How the pushed models are served: by TF Serving in production (the
+  image and manifests rendered by serving.model_server_config and
+  serving.kubernetes), by `finsent serve` where TF Serving cannot run."""
+  # The TF Serving release built against the TensorFlow the models use.
+  image: str = 'tensorflow/serving:2.16.1'
+  grpc_port: int = 8500
+  rest_api_port: int = 8501
+  file_system_poll_wait_seconds: int = 1
+  # Versions kept loaded per model: the newest is labelled `canary`, the
+  # one before it `stable` (TF Serving's latest{num_versions: 2}).
+  num_versions: int = 2
+  batching: BatchingConfig = BatchingConfig()
+  # What shows a candidate servable before it is pushed: `local` (the local
+  # server, components/serving_validator.py) or `kubernetes` (TFX's
+  # InfraValidator with `image`, on Kubeflow); and how many eval examples
+  # it predicts on.
+  validation: str = 'local'
+  validation_requests: int = 16
+  # Kubernetes: replicas of the TF Serving Deployment, the volume claim
+  # holding the push destination, and each replica's resources.
+  replicas: int = 2
+  models_volume_claim: str = 'finsent-serving-models'
+  models_mount_path: str = '/models'
+  cpu: str = '2'
+  memory: str = '4Gi'
+
+
+@dataclasses.dataclass(frozen=True)
 class PipelineConfig:
   """Where the pipeline reads and writes, and how each component runs."""
   data: str = SAMPLE_DATA
@@ -158,6 +197,7 @@ class PipelineConfig:
   thresholds: BlessingThresholds = BlessingThresholds()
   drift: DriftThresholds = DriftThresholds()
   selection: SelectionConfig = SelectionConfig()
+  serving: ServingConfig = ServingConfig()
 
   @property
   def pipeline_root(self) -> str:
@@ -176,6 +216,12 @@ class PipelineConfig:
 
   def serving_model_name(self, architecture: str) -> str:
     return f'{PRODUCTION_MODEL_NAME}_{architecture}'
+
+  @property
+  def served_model_names(self) -> List[str]:
+    """Every name the Pushers push to: the production model first."""
+    return [PRODUCTION_MODEL_NAME] + [
+        self.serving_model_name(a) for a in ARCHITECTURES]
 
   def trainer_custom_config(self, architecture: str) -> Dict:
     """What models.trainer.run_fn reads from the Trainer's custom_config."""

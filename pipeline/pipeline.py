@@ -3,10 +3,13 @@
   TextExampleGen -> StatisticsGen -> ExampleValidator (curated schema from
   ImportSchemaGen) + DistributionValidator (drift from the last accepted
   data) -> DataGate -> Transform
-  -> per architecture (RNN, Transformer): Trainer -> Evaluator -> Pusher
-  -> ModelSelector -> Evaluator.production -> Pusher.production
-  (`sentiment`); each Evaluator compares its model with the latest one it
-  blessed before.
+  -> per architecture (RNN, Transformer): Trainer -> Evaluator ->
+     ServingValidator -> Pusher
+  -> ModelSelector -> Evaluator.production -> ServingValidator.production
+     -> Pusher.production (`sentiment`).
+Each Evaluator compares its model with the latest one it blessed before;
+each ServingValidator serves the blessed candidate before its Pusher may
+push it (TFX's InfraValidator instead, on Kubernetes).
 """
 
 import dataclasses
@@ -23,14 +26,17 @@ from tfx.proto import distribution_validator_pb2
 from components.atomic_pusher import AtomicPusher
 from components.data_gate import DataGate
 from components.model_selector import ModelSelector
+from components.serving_validator import ServingValidator
 from components.text_example_gen import TextExampleGen
 from data import loaders
 from models import evaluation
+from models.export import EXAMPLES_SIGNATURE
 from pipeline import configs
 
 DATA_GATE = 'DataGate'
 BASELINE_STATISTICS_RESOLVER = 'latest_validated_statistics_resolver'
 BLESSED_MODEL_RESOLVER = 'latest_blessed_model_resolver'
+SERVABILITY_GATE = 'ServingValidator'
 PRODUCTION = 'production'
 PRODUCTION_EVALUATOR = f'Evaluator.{PRODUCTION}'
 PRODUCTION_PUSHER = f'Pusher.{PRODUCTION}'
@@ -102,13 +108,16 @@ def create_drift_config(
 
 def create_model_gate(name: str, examples: tfx.types.BaseChannel,
                       producer: base_node.BaseNode,
-                      eval_config: tfma.EvalConfig, push_base_directory: str
+                      eval_config: tfma.EvalConfig, push_base_directory: str,
+                      serving: configs.ServingConfig
                       ) -> List[base_node.BaseNode]:
-  """Resolver, Evaluator and Pusher ids `<kind>.<name>` for one served model.
+  """Resolver, Evaluator, servability gate and Pusher for one served model,
+  ids `<kind>.<name>`.
 
   The baseline is the latest model of `producer` that this same Evaluator
   blessed, so each served name is compared only with its own past; the
-  first time there is none and the value thresholds alone decide.
+  first time there is none and the value thresholds alone decide. The
+  Pusher takes only a model both blessed and shown servable.
   """
   evaluator_id = f'Evaluator.{name}'
   baseline = tfx.dsl.Resolver(
@@ -126,14 +135,47 @@ def create_model_gate(name: str, examples: tfx.types.BaseChannel,
       baseline_model=baseline.outputs['model'],
       eval_config=eval_config,
   ).with_id(evaluator_id)
+  servability = create_servability_gate(
+      serving, producer.outputs['model'], examples,
+      evaluator.outputs['blessing']).with_id(f'{SERVABILITY_GATE}.{name}')
   pusher = AtomicPusher(
       model=producer.outputs['model'],
       model_blessing=evaluator.outputs['blessing'],
+      infra_blessing=servability.outputs['blessing'],
       push_destination=tfx.proto.PushDestination(
           filesystem=tfx.proto.PushDestination.Filesystem(
               base_directory=push_base_directory)),
   ).with_id(f'Pusher.{name}')
-  return [baseline, evaluator, pusher]
+  return [baseline, evaluator, servability, pusher]
+
+
+def create_servability_gate(serving: configs.ServingConfig,
+                            model: tfx.types.BaseChannel,
+                            examples: tfx.types.BaseChannel,
+                            model_blessing: tfx.types.BaseChannel
+                            ) -> base_node.BaseNode:
+  """What shows a candidate servable (ServingConfig.validation).
+
+  `local`: ServingValidator, the local TF-Serving-compatible server in a
+  subprocess. `kubernetes` (Kubeflow): TFX's InfraValidator, running the
+  TF Serving image of ServingConfig.image in a pod beside the pipeline's
+  and sending it predictions on serialized examples.
+  """
+  if serving.validation == 'local':
+    return ServingValidator(model=model, examples=examples,
+                            model_blessing=model_blessing,
+                            num_examples=serving.validation_requests)
+  image, tag = serving.image.rsplit(':', 1)
+  return tfx.components.InfraValidator(
+      model=model, examples=examples,
+      serving_spec=tfx.proto.ServingSpec(
+          tensorflow_serving=tfx.proto.TensorFlowServing(
+              image_name=image, tags=[tag]),
+          kubernetes=tfx.proto.KubernetesConfig()),
+      request_spec=tfx.proto.RequestSpec(
+          tensorflow_serving=tfx.proto.TensorFlowServingRequestSpec(
+              signature_names=[EXAMPLES_SIGNATURE]),
+          num_examples=serving.validation_requests))
 
 
 def create_pipeline(config: configs.PipelineConfig) -> tfx.dsl.Pipeline:
@@ -172,7 +214,8 @@ def create_pipeline(config: configs.PipelineConfig) -> tfx.dsl.Pipeline:
     gate = create_model_gate(
         architecture, example_gen.outputs['examples'], trainer,
         eval_config, os.path.join(config.serving_root,
-                                  config.serving_model_name(architecture)))
+                                  config.serving_model_name(architecture)),
+        config.serving)
     components += [trainer, *gate]
     evaluator = gate[1]
     candidates[architecture] = {'model': trainer.outputs['model'],
@@ -185,7 +228,8 @@ def create_pipeline(config: configs.PipelineConfig) -> tfx.dsl.Pipeline:
   components += [model_selector, *create_model_gate(
       PRODUCTION, example_gen.outputs['examples'], model_selector,
       eval_config, os.path.join(config.serving_root,
-                                configs.PRODUCTION_MODEL_NAME))]
+                                configs.PRODUCTION_MODEL_NAME),
+      config.serving)]
 
   return tfx.dsl.Pipeline(
       pipeline_name=config.pipeline_name,

@@ -9,7 +9,7 @@ process that ran it, so it can be made again after the run
 import dataclasses
 import json
 import os
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import ml_metadata as mlmd
 from ml_metadata.proto import metadata_store_pb2
@@ -18,6 +18,7 @@ import tensorflow_model_analysis as tfma
 
 from components import atomic_pusher
 from components import model_selector
+from components import serving_validator
 from models import evaluation
 from models import trainer
 from pipeline import configs
@@ -39,6 +40,8 @@ class ModelSummary:
   architecture: str
   metrics: Dict[str, float]
   blessed: bool
+  # The servability gate's verdict; None when it did not run.
+  servable: Optional[bool]
   pushed_to: Optional[str]
   # Blessed, but the same model is already the newest version (a rerun
   # taken from TFX's cache), so it was not pushed again.
@@ -58,6 +61,9 @@ class ProductionSummary:
   blessed: bool
   # Why the production Evaluator refused it (TFMA validation failures).
   failures: List[str]
+  servable: Optional[bool]
+  # Why the servability gate refused it.
+  serving_problems: List[str]
   baseline: bool
   pushed_to: Optional[str]
   already_pushed: bool
@@ -145,6 +151,19 @@ def _blessed(blessing: Optional[metadata_store_pb2.Artifact]) -> bool:
               blessing.custom_properties['blessed'].int_value == 1)
 
 
+def _servability(components: Dict[str, ComponentRun], name: str
+                 ) -> Tuple[Optional[bool], List[str]]:
+  """(servable, problems) from the servability gate of `name`."""
+  blessing = _output(components, f'{pipeline_lib.SERVABILITY_GATE}.{name}',
+                     'blessing')
+  if blessing is None:
+    return None, []
+  problems = blessing.custom_properties.get(serving_validator.PROBLEMS)
+  return _blessed(blessing), (
+      problems.string_value.split('; ') if problems and
+      problems.string_value else [])
+
+
 def _model_summary(architecture: str, components: Dict[str, ComponentRun],
                    selection: Dict[str, metadata_store_pb2.Value]
                    ) -> ModelSummary:
@@ -166,6 +185,7 @@ def _model_summary(architecture: str, components: Dict[str, ComponentRun],
                if evaluation_artifact else {}),
       blessed=_blessed(_output(components, f'Evaluator.{architecture}',
                                'blessing')),
+      servable=_servability(components, architecture)[0],
       pushed_to=_pushed_to(pushed),
       already_pushed=_already_pushed(pushed),
       parameters=training.get('parameters'),
@@ -206,6 +226,8 @@ def _production_summary(components: Dict[str, ComponentRun]
       components, pipeline_lib.PRODUCTION_EVALUATOR, 'evaluation')
   evaluator = components.get(pipeline_lib.PRODUCTION_EVALUATOR)
   pushed = _output(components, pipeline_lib.PRODUCTION_PUSHER, 'pushed_model')
+  servable, serving_problems = _servability(components,
+                                            pipeline_lib.PRODUCTION)
   return ProductionSummary(
       selected=(props[model_selector.SELECTED_ARCHITECTURE].string_value
                 if selected else None),
@@ -215,6 +237,8 @@ def _production_summary(components: Dict[str, ComponentRun]
                                'blessing')),
       failures=(_validation_failures(evaluation_artifact.uri)
                 if evaluation_artifact else []),
+      servable=servable,
+      serving_problems=serving_problems,
       baseline=bool(evaluator and evaluator.inputs.get('baseline_model')),
       pushed_to=_pushed_to(pushed),
       already_pushed=_already_pushed(pushed))
@@ -249,6 +273,7 @@ def _fmt(value, spec: str) -> str:
 
 
 _NOT_PUSHED = {False: '(not pushed)', True: '(already the newest)'}
+_SERVABLE = {True: 'yes', False: 'NO', None: '-'}
 
 
 def _state_note(component: ComponentRun) -> str:
@@ -273,7 +298,7 @@ def format_summary(summary: RunSummary) -> str:
   lines.append(f'  {"model":<12} {"accuracy":>8} {"macro-F1":>8} '
                f'{"neg.rec":>7} {"Brier":>6} {"ECE":>6} {"params":>9} '
                f'{"train s":>7} {"epochs":>6} {"p50 ms":>6}  '
-               'blessed  pushed to')
+               'blessed  servable  pushed to')
   for m in summary.models:
     metric = m.metrics.get
     lines.append(
@@ -286,13 +311,15 @@ def format_summary(summary: RunSummary) -> str:
         f'{_fmt(m.train_seconds, ".0f"):>7} {_fmt(m.epochs, "d"):>6} '
         f'{_fmt(m.p50_latency_ms, ".2f"):>6}  '
         f'{"yes" if m.blessed else "NO":<7}  '
+        f'{_SERVABLE[m.servable]:<8}  '
         f'{m.pushed_to or _NOT_PUSHED[m.already_pushed]}')
   eval_examples = {m.metrics.get('example_count') for m in summary.models}
   lines.append(
       '  (TFMA on the eval split, '
       f'{"/".join(_fmt(n, ".0f") for n in eval_examples)} examples; neg.rec: '
       'recall of negative; ECE: top-label expected calibration error; '
-      'p50 ms: batch-1 serving_default latency here)')
+      'p50 ms: batch-1 serving_default latency here; servable: the local '
+      'model server loaded it and answered with it)')
 
   production = summary.production
   lines.append('')
@@ -310,6 +337,10 @@ def format_summary(summary: RunSummary) -> str:
     elif production.already_pushed:
       lines.append('    it is the production model already (this run took '
                    'it from the cache): nothing pushed')
+    elif production.blessed and production.servable is False:
+      lines.append(f'    blessed ({compared}), but NOT servable, not '
+                   'pushed:')
+      lines.extend(f'      {problem}' for problem in production.serving_problems)
     else:
       lines.append(f'    NOT blessed ({compared}), not pushed:')
       lines.extend(f'      {failure}' for failure in production.failures)

@@ -1,10 +1,28 @@
 """Shared test fixtures and paths."""
 
+import dataclasses
+import json
 import os
 import subprocess
 import sys
+import tempfile
 
+import apache_beam as beam
+import keras
 import pytest
+import tensorflow as tf
+import tensorflow_transform as tft
+from tensorflow.core.protobuf import saved_model_pb2
+import tensorflow_transform.beam as tft_beam
+from tensorflow_transform.tf_metadata import dataset_metadata
+from tensorflow_transform.tf_metadata import metadata_io
+from tensorflow_transform.tf_metadata import schema_utils
+
+from models import export
+from models import features
+from models import preprocessing
+from models import rnn
+from pipeline import configs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The full Twitter Financial News Sentiment set, beside the project (never
@@ -12,16 +30,32 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TWITTER_FNS_DIR = os.path.join(ROOT, '..', 'shared', 'data',
                                'twitter_financial_news_sentiment')
 LOAD_SAVED_MODEL = os.path.join(ROOT, 'tests', 'load_saved_model.py')
+# Padded length of the `exported_model` fixture's Transform.
+EXPORT_SEQUENCE_LENGTH = 12
 
 
 def predict_in_fresh_process(saved_model_dir, texts):
   """Runs tests/load_saved_model.py in a new Python; returns its JSON answer."""
-  import json
   result = subprocess.run(
       [sys.executable, LOAD_SAVED_MODEL, saved_model_dir, *texts],
       capture_output=True, text=True, timeout=300, check=False)
   assert result.returncode == 0, result.stderr[-3000:]
   return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def break_serving_signature(saved_model_dir: str) -> None:
+  """Makes serving_default fail at call time: its `label` output is rewired
+  to another signature's input placeholder, which it never feeds."""
+  path = os.path.join(saved_model_dir, 'saved_model.pb')
+  proto = saved_model_pb2.SavedModel()
+  with open(path, 'rb') as f:
+    proto.ParseFromString(f.read())
+  signature = proto.meta_graphs[0].signature_def[export.SERVING_SIGNATURE]
+  signature.outputs['label'].name = (
+      proto.meta_graphs[0].signature_def[export.EXAMPLES_SIGNATURE]
+      .inputs['examples'].name)
+  with open(path, 'wb') as f:
+    f.write(proto.SerializeToString())
 
 
 @pytest.fixture
@@ -36,3 +70,57 @@ def write(tmp_path):
       path.write_text(content, encoding='utf-8')
     return str(path)
   return _write
+
+
+HEADLINES = [
+    ('Acme shares plunge after profit warning', 'negative'),
+    ('Acme cuts guidance, shares tumble', 'negative'),
+    ('Acme beats estimates and raises guidance', 'positive'),
+    ('Acme shares surge on record profit', 'positive'),
+    ('Acme to report results on Tuesday', 'neutral'),
+    ('Acme names new chief financial officer', 'neutral'),
+]
+
+
+@pytest.fixture(scope='session')
+def exported_model():
+  """A Transform graph written by tft_beam, a model trained on it, exported."""
+  root = tempfile.mkdtemp()
+  # `source` is required in this schema, as SchemaGen infers it when every
+  # training example has one; clients must not have to send it.
+  raw_spec = {'text': tf.io.FixedLenFeature([1], tf.string),
+              'label': tf.io.FixedLenFeature([1], tf.string),
+              'source': tf.io.FixedLenFeature([1], tf.string)}
+  metadata = dataset_metadata.DatasetMetadata(
+      schema_utils.schema_from_feature_spec(raw_spec))
+  rows = [{'text': [t], 'label': [l], 'source': ['test']}
+          for t, l in HEADLINES * 5]
+  config = dataclasses.asdict(dataclasses.replace(
+      configs.PreprocessingConfig(), max_tokens=EXPORT_SEQUENCE_LENGTH))
+  with beam.Pipeline() as pipeline:
+    with tft_beam.Context(temp_dir=os.path.join(root, 'tmp')):
+      transform_fn = (
+          (pipeline | beam.Create(rows), metadata)
+          | tft_beam.AnalyzeDataset(
+              lambda x: preprocessing.preprocessing_fn(x, config)))
+      _ = transform_fn | tft_beam.WriteTransformFn(os.path.join(root, 'tft'))
+  # The raw schema, which TFX's Transform writes beside the transform graph.
+  metadata_io.write_metadata(
+      metadata, os.path.join(root, 'tft', tft.TFTransformOutput.RAW_METADATA_DIR))
+  tft_output = tft.TFTransformOutput(os.path.join(root, 'tft'))
+  transformed = tft_output.transform_raw_features({
+      'text': tf.constant([[t] for t, _ in HEADLINES * 5]),
+      'label': tf.constant([[l] for _, l in HEADLINES * 5]),
+  }, drop_unused_features=True)
+  ids = transformed[features.TOKEN_IDS_KEY].numpy()
+  labels = transformed[features.LABEL_ID_KEY].numpy()
+  vocabulary_size = tft_output.vocabulary_size_by_name(
+      features.TOKEN_VOCABULARY_NAME) + config['oov_buckets'] + 1
+  # The RNN with dropout: the case that needs `keras_variables` to export.
+  model = rnn.build_rnn_classifier(vocabulary_size, EXPORT_SEQUENCE_LENGTH,
+                                   embedding_dim=16, rnn_units=8)
+  model.compile(keras.optimizers.Adam(0.02), 'sparse_categorical_crossentropy')
+  model.fit({features.TOKEN_IDS_KEY: ids}, labels, epochs=25, verbose=0)
+  export_dir = os.path.join(root, 'export')
+  export.export_serving_model(model, tft_output, export_dir)
+  return export_dir, model, tft_output

@@ -7,6 +7,7 @@ import sys
 import pytest
 
 from pipeline import cli
+from pipeline import run_command
 from pipeline import configs
 
 
@@ -24,9 +25,9 @@ def test_flags_reach_the_config():
                  '--direct_running_mode=in_memory']
   import argparse
   parser = argparse.ArgumentParser()
-  cli._add_run_parser(parser.add_subparsers(dest='command'))
+  run_command._add_run_parser(parser.add_subparsers(dest='command'))
   args, beam_args = parser.parse_known_args(parser_args)
-  config = cli._config_from_args(args, beam_args)
+  config = run_command._config_from_args(args, beam_args)
   assert config.data == '/d.csv'
   assert config.serving_root == '/o/serving_model'
   assert config.training.strategy == 'mirrored'

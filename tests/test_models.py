@@ -1,28 +1,20 @@
 """Model builders, the training helpers of run_fn, and the exported signatures."""
 
 import dataclasses
-import os
-import tempfile
 
-import apache_beam as beam
-import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-import tensorflow_transform as tft
-import tensorflow_transform.beam as tft_beam
-from tensorflow_transform.tf_metadata import dataset_metadata
-from tensorflow_transform.tf_metadata import metadata_io
-from tensorflow_transform.tf_metadata import schema_utils
 
 from models import export
 from models import features
-from models import preprocessing
 from models import rnn
 from models import strategy
 from models import trainer
 from models import transformer
 from pipeline import configs
+from tests.conftest import EXPORT_SEQUENCE_LENGTH
+from tests.conftest import HEADLINES
 from tests.conftest import predict_in_fresh_process
 
 SEQUENCE_LENGTH = 12
@@ -119,60 +111,6 @@ def test_class_weights_modes_and_missing_class():
     trainer.class_weights(labels, 'inverse')
 
 
-HEADLINES = [
-    ('Acme shares plunge after profit warning', 'negative'),
-    ('Acme cuts guidance, shares tumble', 'negative'),
-    ('Acme beats estimates and raises guidance', 'positive'),
-    ('Acme shares surge on record profit', 'positive'),
-    ('Acme to report results on Tuesday', 'neutral'),
-    ('Acme names new chief financial officer', 'neutral'),
-]
-
-
-@pytest.fixture(scope='module')
-def exported_model():
-  """A Transform graph written by tft_beam, a model trained on it, exported."""
-  root = tempfile.mkdtemp()
-  # `source` is required in this schema, as SchemaGen infers it when every
-  # training example has one; clients must not have to send it.
-  raw_spec = {'text': tf.io.FixedLenFeature([1], tf.string),
-              'label': tf.io.FixedLenFeature([1], tf.string),
-              'source': tf.io.FixedLenFeature([1], tf.string)}
-  metadata = dataset_metadata.DatasetMetadata(
-      schema_utils.schema_from_feature_spec(raw_spec))
-  rows = [{'text': [t], 'label': [l], 'source': ['test']}
-          for t, l in HEADLINES * 5]
-  config = dataclasses.asdict(dataclasses.replace(
-      configs.PreprocessingConfig(), max_tokens=SEQUENCE_LENGTH))
-  with beam.Pipeline() as pipeline:
-    with tft_beam.Context(temp_dir=os.path.join(root, 'tmp')):
-      transform_fn = (
-          (pipeline | beam.Create(rows), metadata)
-          | tft_beam.AnalyzeDataset(
-              lambda x: preprocessing.preprocessing_fn(x, config)))
-      _ = transform_fn | tft_beam.WriteTransformFn(os.path.join(root, 'tft'))
-  # The raw schema, which TFX's Transform writes beside the transform graph.
-  metadata_io.write_metadata(
-      metadata, os.path.join(root, 'tft', tft.TFTransformOutput.RAW_METADATA_DIR))
-  tft_output = tft.TFTransformOutput(os.path.join(root, 'tft'))
-  transformed = tft_output.transform_raw_features({
-      'text': tf.constant([[t] for t, _ in HEADLINES * 5]),
-      'label': tf.constant([[l] for _, l in HEADLINES * 5]),
-  }, drop_unused_features=True)
-  ids = transformed[features.TOKEN_IDS_KEY].numpy()
-  labels = transformed[features.LABEL_ID_KEY].numpy()
-  vocabulary_size = tft_output.vocabulary_size_by_name(
-      features.TOKEN_VOCABULARY_NAME) + config['oov_buckets'] + 1
-  # The RNN with dropout: the case that needs `keras_variables` to export.
-  model = rnn.build_rnn_classifier(vocabulary_size, SEQUENCE_LENGTH,
-                                   embedding_dim=16, rnn_units=8)
-  model.compile(keras.optimizers.Adam(0.02), 'sparse_categorical_crossentropy')
-  model.fit({features.TOKEN_IDS_KEY: ids}, labels, epochs=25, verbose=0)
-  export_dir = os.path.join(root, 'export')
-  export.export_serving_model(model, tft_output, export_dir)
-  return export_dir, model, tft_output
-
-
 def test_export_serves_raw_text_in_a_fresh_process(exported_model):
   export_dir, _, _ = exported_model
   texts = [t for t, _ in HEADLINES] + ['', 'Ünïcödé 😀 only']
@@ -180,7 +118,7 @@ def test_export_serves_raw_text_in_a_fresh_process(exported_model):
   assert answer['modules'] == []
   assert answer['signatures'] == sorted([
       export.SERVING_SIGNATURE, export.EXAMPLES_SIGNATURE,
-      export.TRANSFORM_SIGNATURE])
+      export.CLASSIFICATION_SIGNATURE, export.TRANSFORM_SIGNATURE])
   assert len(answer['probabilities']) == len(texts)
   for row in answer['probabilities']:
     assert len(row) == 3 and sum(row) == pytest.approx(1.0, abs=1e-5)
@@ -211,4 +149,4 @@ def test_transform_signature_gives_tfma_the_label(exported_model):
   out = loaded.signatures[export.TRANSFORM_SIGNATURE](
       examples=tf.constant([example.SerializeToString()]))
   assert out[features.LABEL_ID_KEY].numpy().tolist() == [2]
-  assert out[features.TOKEN_IDS_KEY].shape == (1, SEQUENCE_LENGTH)
+  assert out[features.TOKEN_IDS_KEY].shape == (1, EXPORT_SEQUENCE_LENGTH)

@@ -71,3 +71,30 @@ def test_only_the_production_gate_feeds_the_production_push(tmp_path):
   push_destination = pusher.parameters.parameters['push_destination']
   assert (f'/serving_model/{configs.PRODUCTION_MODEL_NAME}"'
           in push_destination.field_value.string_value)
+
+
+@pytest.mark.parametrize('name,producer', [
+    ('rnn', 'Trainer.rnn'), ('transformer', 'Trainer.transformer'),
+    (pipeline_lib.PRODUCTION, 'ModelSelector')])
+def test_each_push_needs_the_model_shown_servable(tmp_path, name, producer):
+  nodes = _compiled(tmp_path)
+  gate_id = f'{pipeline_lib.SERVABILITY_GATE}.{name}'
+  gate = nodes[gate_id]
+  assert gate.node_info.type.name.endswith('ServingValidator')
+  assert _input_producers(gate, 'model') == [(producer, 'model')]
+  assert _input_producers(gate, 'model_blessing') == [
+      (f'Evaluator.{name}', 'blessing')]
+  pusher = nodes[f'Pusher.{name}']
+  assert _input_producers(pusher, 'infra_blessing') == [(gate_id, 'blessing')]
+  assert _input_producers(pusher, 'model') == [(producer, 'model')]
+
+
+def test_kubeflow_servability_gate_is_infra_validator_on_tf_serving(tmp_path):
+  serving = configs.ServingConfig(validation='kubernetes')
+  nodes = _compiled(tmp_path, serving=serving)
+  gate = nodes[f'{pipeline_lib.SERVABILITY_GATE}.{pipeline_lib.PRODUCTION}']
+  assert gate.node_info.type.name == 'tfx.components.infra_validator.component.InfraValidator'
+  spec = gate.parameters.parameters['serving_spec'].field_value.string_value
+  image, tag = serving.image.rsplit(':', 1)
+  assert f'"image_name": "{image}"' in spec and f'"{tag}"' in spec
+  assert '"kubernetes"' in spec

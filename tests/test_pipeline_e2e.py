@@ -199,7 +199,7 @@ def test_each_architecture_is_evaluated_sliced_and_pushed(runs, architecture):
   assert 0 <= metrics['brier_score'] <= 2
   assert 0 <= metrics['expected_calibration_error'] <= 1
   assert set(f'recall_{label}' for label in features.LABELS) <= set(metrics)
-  assert result['blessed'] and result['parameters'] > 0
+  assert result['blessed'] and result['servable'] and result['parameters'] > 0
   assert result['p50_latency_ms'] > 0
   pushed = result['pushed_to']
   assert os.path.dirname(pushed) == os.path.join(
@@ -215,6 +215,7 @@ def test_first_winner_becomes_production_version_one(runs):
   config, production = runs['config'], runs['first']['production']
   assert production['selected'] in configs.ARCHITECTURES
   assert production['blessed'] and not production['baseline']
+  assert production['servable'] and not production['serving_problems']
   versions = _versions(runs['serving']['first'],
                        configs.PRODUCTION_MODEL_NAME)
   assert len(versions) == 1
@@ -241,6 +242,7 @@ def test_crippled_candidates_are_refused_and_nothing_is_pushed(runs):
              for f in failures), failures
   for model in crippled['models']:
     assert not model['blessed'] and model['pushed_to'] is None
+    assert model['servable'] is False  # not served: nothing to push
   assert runs['serving']['crippled'] == runs['serving']['first']
 
 

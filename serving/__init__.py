@@ -1,0 +1,1 @@
+"""Serving the pushed models over TF Serving's REST and gRPC contract."""

@@ -1,0 +1,210 @@
+"""A client of the served sentiment models: REST or gRPC, one interface.
+
+  client = SentimentClient('127.0.0.1:8501')                   # REST
+  client = SentimentClient('127.0.0.1:8500', protocol='grpc')  # gRPC
+  client.predict(['Acme shares plunge after profit warning'])
+  -> [Prediction(label='negative', probabilities={...}, version=...)]
+
+It speaks TF Serving's own APIs, so it works against `tensorflow_model_server`
+and `finsent serve` alike. Long inputs are sent in batches of at most
+`max_batch_size` texts; a request answered "unavailable" (HTTP 503, gRPC
+UNAVAILABLE: a model still loading, a full batching queue) or not answered
+at all is retried with exponential backoff; every call has a timeout.
+
+`finsent predict "headline" ...` is the command line over it.
+"""
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from typing import Callable, Dict, List, Optional, Sequence
+
+from data.loaders import LABELS
+
+SIGNATURE_NAME = 'serving_default'
+TEXT_INPUT = 'text'
+LABEL_OUTPUT = 'label'
+PROBABILITIES_OUTPUT = 'probabilities'
+DEFAULT_PORTS = {'rest': 8501, 'grpc': 8500}
+
+
+class ServingClientError(RuntimeError):
+  """A request the server refused, or that failed after every retry."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Prediction:
+  text: str
+  label: str
+  probabilities: Dict[str, float]
+  # The model version that answered (gRPC responses carry it; REST's do not).
+  version: Optional[int] = None
+
+
+class _Retryable(Exception):
+  """A failure worth another try (the server said unavailable, or the
+  connection failed)."""
+
+
+class SentimentClient:
+  """Predicts sentiment through a TF Serving REST or gRPC endpoint."""
+
+  def __init__(self, server: str, model_name: str = 'sentiment',
+               protocol: str = 'rest', version: Optional[int] = None,
+               label: Optional[str] = None, timeout_seconds: float = 10.0,
+               retries: int = 3, backoff_seconds: float = 0.1,
+               max_batch_size: int = 64):
+    """`server` is host:port; `version` or `label` pins a model version."""
+    if protocol not in DEFAULT_PORTS:
+      raise ValueError(f'protocol must be rest or grpc, got {protocol!r}')
+    if version is not None and label is not None:
+      raise ValueError('give a version or a label, not both')
+    if max_batch_size < 1 or retries < 0 or timeout_seconds <= 0:
+      raise ValueError('max_batch_size and timeout_seconds must be positive '
+                       'and retries >= 0')
+    self.model_name = model_name
+    self._timeout = timeout_seconds
+    self._retries = retries
+    self._backoff = backoff_seconds
+    self._max_batch_size = max_batch_size
+    if protocol == 'rest':
+      self._send = self._rest_sender(server, version, label)
+    else:
+      self._send = self._grpc_sender(server, version, label)
+
+  def predict(self, texts: Sequence[str]) -> List[Prediction]:
+    """One prediction per text, in order."""
+    predictions = []
+    for start in range(0, len(texts), self._max_batch_size):
+      batch = list(texts[start:start + self._max_batch_size])
+      predictions.extend(self._with_retries(lambda b=batch: self._send(b)))
+    return predictions
+
+  def _with_retries(self, call: Callable[[], List[Prediction]]
+                    ) -> List[Prediction]:
+    for attempt in range(self._retries + 1):
+      try:
+        return call()
+      except _Retryable as e:
+        if attempt == self._retries:
+          raise ServingClientError(
+              f'{self.model_name}: gave up after {attempt + 1} attempts: '
+              f'{e}') from e
+        time.sleep(self._backoff * 2 ** attempt)
+    raise AssertionError('unreachable')
+
+  def _rest_sender(self, server, version, label):
+    import requests  # only what REST needs: no TensorFlow import
+    session = requests.Session()
+    url = f'http://{server}/v1/models/{self.model_name}'
+    if version is not None:
+      url += f'/versions/{version}'
+    elif label is not None:
+      url += f'/labels/{label}'
+    url += ':predict'
+
+    def send(texts: List[str]) -> List[Prediction]:
+      try:
+        response = session.post(url, timeout=self._timeout, data=json.dumps(
+            {'signature_name': SIGNATURE_NAME, 'instances': texts}))
+      except (requests.ConnectionError, requests.Timeout) as e:
+        raise _Retryable(str(e)) from e
+      if response.status_code == 503:
+        raise _Retryable(_rest_error(response))
+      if response.status_code != 200:
+        raise ServingClientError(
+            f'{url}: HTTP {response.status_code}: {_rest_error(response)}')
+      rows = response.json()['predictions']
+      return [Prediction(text, row[LABEL_OUTPUT],
+                         dict(zip(LABELS, row[PROBABILITIES_OUTPUT])))
+              for text, row in zip(texts, rows)]
+    return send
+
+  def _grpc_sender(self, server, version, label):
+    # TensorFlow for its TensorProto codec: the serving API protos import
+    # it anyway.
+    import grpc
+    import tensorflow as tf
+    from tensorflow_serving.apis import predict_pb2
+    from tensorflow_serving.apis import prediction_service_pb2_grpc
+    stub = prediction_service_pb2_grpc.PredictionServiceStub(
+        grpc.insecure_channel(server))
+
+    def send(texts: List[str]) -> List[Prediction]:
+      request = predict_pb2.PredictRequest()
+      request.model_spec.name = self.model_name
+      request.model_spec.signature_name = SIGNATURE_NAME
+      if version is not None:
+        request.model_spec.version.value = version
+      elif label is not None:
+        request.model_spec.version_label = label
+      request.inputs[TEXT_INPUT].CopyFrom(
+          tf.make_tensor_proto(texts, dtype=tf.string))
+      try:
+        response = stub.Predict(request, timeout=self._timeout)
+      except grpc.RpcError as e:
+        if e.code() in (grpc.StatusCode.UNAVAILABLE,
+                        grpc.StatusCode.DEADLINE_EXCEEDED):
+          raise _Retryable(f'{e.code().name}: {e.details()}') from e
+        raise ServingClientError(
+            f'{server} {self.model_name}: {e.code().name}: '
+            f'{e.details()}') from e
+      labels = tf.make_ndarray(response.outputs[LABEL_OUTPUT])
+      scores = tf.make_ndarray(response.outputs[PROBABILITIES_OUTPUT])
+      return [Prediction(text, label.decode('utf-8'),
+                         dict(zip(LABELS, map(float, row))),
+                         response.model_spec.version.value)
+              for text, label, row in zip(texts, labels, scores)]
+    return send
+
+
+def _rest_error(response) -> str:
+  try:
+    return response.json()['error']
+  except (ValueError, KeyError, TypeError):
+    return response.text[:500]
+
+
+def main(argv: Optional[List[str]] = None,
+         prog: str = 'finsent predict') -> int:
+  parser = argparse.ArgumentParser(
+      prog=prog, description='Sentiment of headlines from a served model '
+      '(TF Serving or finsent serve).')
+  parser.add_argument('texts', nargs='+', metavar='TEXT',
+                      help='headlines; "-" reads one per line from stdin')
+  parser.add_argument('--server', help='host:port (default: 127.0.0.1:8501 '
+                      'for REST, 127.0.0.1:8500 for gRPC)')
+  parser.add_argument('--protocol', choices=sorted(DEFAULT_PORTS),
+                      default='rest')
+  parser.add_argument('--model_name', default='sentiment')
+  pinned = parser.add_mutually_exclusive_group()
+  pinned.add_argument('--model_version', type=int)
+  pinned.add_argument('--model_version_label')
+  parser.add_argument('--timeout_seconds', type=float, default=10.0)
+  parser.add_argument('--retries', type=int, default=3)
+  parser.add_argument('--max_batch_size', type=int, default=64)
+  parser.add_argument('--json', action='store_true',
+                      help='one JSON object per line instead of a table')
+  args = parser.parse_args(argv)
+  texts = [line.rstrip('\n') for line in sys.stdin] if args.texts == ['-'] \
+      else args.texts
+  try:
+    client = SentimentClient(
+        args.server or f'127.0.0.1:{DEFAULT_PORTS[args.protocol]}',
+        args.model_name, args.protocol, args.model_version,
+        args.model_version_label, args.timeout_seconds, args.retries,
+        max_batch_size=args.max_batch_size)
+    predictions = client.predict(texts)
+  except (ValueError, ServingClientError) as e:
+    print(f'{prog}: error: {e}', file=sys.stderr)
+    return 2
+  for p in predictions:
+    if args.json:
+      print(json.dumps(dataclasses.asdict(p)))
+    else:
+      scores = '  '.join(f'{label} {p.probabilities[label]:.3f}'
+                         for label in LABELS)
+      print(f'{p.label:<8}  {scores}  {p.text}')
+  return 0

@@ -1,0 +1,77 @@
+"""The model server in a subprocess on 127.0.0.1, on free ports.
+
+What the servability gate (components/serving_validator.py), the tests and
+the serving benchmark start: the same `python -m serving.server` a user
+runs as `finsent serve`, in a process of its own so that a model that
+crashes the server cannot take the caller down.
+"""
+
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+import requests
+
+
+def free_port() -> int:
+  """A port free now (the server binds it a moment later)."""
+  with socket.socket() as s:
+    s.bind(('127.0.0.1', 0))
+    return s.getsockname()[1]
+
+
+class ModelServerProcess:
+  """`python -m serving.server FLAGS` with fresh ports; a context manager
+  that waits until the server answers and stops it with SIGTERM."""
+
+  def __init__(self, *flags: str, ready_model: str = 'sentiment',
+               timeout_seconds: float = 120):
+    self.grpc_port = free_port()
+    self.rest_port = free_port()
+    self.grpc_target = f'127.0.0.1:{self.grpc_port}'
+    self.rest_url = f'http://127.0.0.1:{self.rest_port}'
+    self._command = [
+        sys.executable, '-m', 'serving.server',
+        f'--port={self.grpc_port}', f'--rest_api_port={self.rest_port}',
+        *flags]
+    self._ready_model = ready_model
+    self._timeout = timeout_seconds
+    self._log = tempfile.TemporaryFile(mode='w+')
+    self.process = None
+
+  def __enter__(self) -> 'ModelServerProcess':
+    self.process = subprocess.Popen(self._command, stdout=self._log,
+                                    stderr=self._log)
+    deadline = time.monotonic() + self._timeout
+    while time.monotonic() < deadline:
+      if self.process.poll() is not None:
+        raise RuntimeError(f'server exited {self.process.returncode}:\n'
+                           f'{self.log()[-5000:]}')
+      try:
+        if requests.get(f'{self.rest_url}/v1/models/{self._ready_model}',
+                        timeout=1).status_code == 200:
+          return self
+      except requests.ConnectionError:
+        pass
+      time.sleep(0.2)
+    self.__exit__(None, None, None)
+    raise TimeoutError(f'server not ready:\n{self.log()[-5000:]}')
+
+  def __exit__(self, *exc_info) -> None:
+    if self.process.poll() is None:
+      self.process.send_signal(signal.SIGTERM)
+      try:
+        self.process.wait(timeout=30)
+      except subprocess.TimeoutExpired:
+        self.process.kill()
+        self.process.wait()
+
+  def log(self) -> str:
+    self._log.seek(0)
+    return self._log.read()
+
+  def url(self, path: str) -> str:
+    return self.rest_url + path

@@ -1,0 +1,121 @@
+"""components.serving_validator: only a model the local server serves is pushed.
+
+The real ServingValidator and AtomicPusher executors run on a real exported
+model, and on copies whose serving signature fails at call time.
+"""
+
+import gzip
+import os
+import shutil
+
+import pytest
+import tensorflow as tf
+from tfx import v1 as tfx
+from tfx.types import standard_artifacts
+
+from components import atomic_pusher
+from components import serving_validator
+from models import export
+from tests.conftest import break_serving_signature
+from tests.conftest import HEADLINES
+
+
+def _artifact(kind, uri, **int_properties):
+  artifact = kind()
+  artifact.uri = str(uri)
+  os.makedirs(artifact.uri, exist_ok=True)
+  for name, value in int_properties.items():
+    artifact.set_int_custom_property(name, value)
+  return artifact
+
+
+@pytest.fixture(scope='module')
+def examples(tmp_path_factory):
+  """ExampleGen-style output: gzipped tf.Examples in Split-eval."""
+  uri = tmp_path_factory.mktemp('examples')
+  artifact = _artifact(standard_artifacts.Examples, uri)
+  artifact.split_names = '["train", "eval"]'
+  os.makedirs(uri / 'Split-eval')
+  with tf.io.TFRecordWriter(str(uri / 'Split-eval' / 'data.gz'),
+                            options='GZIP') as writer:
+    for text, _ in HEADLINES:
+      writer.write(tf.train.Example(features=tf.train.Features(feature={
+          'text': tf.train.Feature(bytes_list=tf.train.BytesList(
+              value=[text.encode()]))})).SerializeToString())
+  return artifact
+
+
+def _model(exported_model, tmp_path, breakage):
+  export_dir, _, _ = exported_model
+  model = _artifact(standard_artifacts.Model, tmp_path / 'model')
+  serving_dir = os.path.join(model.uri, 'Format-Serving')
+  shutil.copytree(export_dir, serving_dir)
+  if breakage != 'none':
+    break_serving_signature(serving_dir)
+  if breakage == 'first request fails':
+    # Without warm-up records the version loads, and fails when asked.
+    os.remove(os.path.join(serving_dir, export.WARMUP_REQUESTS_FILE))
+  return model
+
+
+def _validate(model, examples, tmp_path, evaluator_blessed=1):
+  blessing = _artifact(standard_artifacts.InfraBlessing, tmp_path / 'infra')
+  serving_validator.ServingValidator.EXECUTOR_SPEC.executor_class().Do(
+      {'model': [model], 'examples': [examples],
+       'model_blessing': [_artifact(standard_artifacts.ModelBlessing,
+                                    tmp_path / 'blessing',
+                                    blessed=evaluator_blessed)]},
+      {'blessing': [blessing]}, {'num_examples': 4})
+  return blessing
+
+
+def _push(model, blessing, tmp_path):
+  pushed = _artifact(standard_artifacts.PushedModel, tmp_path / 'pushed')
+  base = str(tmp_path / 'serving' / 'sentiment')
+  atomic_pusher.Executor().Do(
+      {'model': [model],
+       'model_blessing': [_artifact(standard_artifacts.ModelBlessing,
+                                    tmp_path / 'blessing2', blessed=1)],
+       'infra_blessing': [blessing]},
+      {'pushed_model': [pushed]},
+      {'push_destination': '{"filesystem": {"base_directory": "%s"}}' % base,
+       'custom_config': 'null'})
+  return pushed, base
+
+
+def test_a_servable_model_is_blessed_and_pushed(exported_model, examples,
+                                                tmp_path):
+  model = _model(exported_model, tmp_path, 'none')
+  blessing = _validate(model, examples, tmp_path)
+  assert blessing.get_int_custom_property('blessed') == 1
+  assert os.path.exists(os.path.join(blessing.uri,
+                                     serving_validator.BLESSED_FILE))
+  pushed, base = _push(model, blessing, tmp_path)
+  assert pushed.get_int_custom_property('pushed') == 1
+  assert len(os.listdir(base)) == 1
+
+
+@pytest.mark.parametrize('breakage, problem', [
+    ('warm-up fails', 'the model did not load: '),
+    ('first request fails', 'predict failed'),
+])
+def test_an_unservable_model_is_not_pushed(exported_model, examples, tmp_path,
+                                           breakage, problem):
+  model = _model(exported_model, tmp_path, breakage)
+  blessing = _validate(model, examples, tmp_path)
+  assert blessing.get_int_custom_property('blessed') == 0
+  problems = blessing.get_string_custom_property('problems')
+  assert problem in problems and 'serving_examples_examples' in problems
+  assert os.path.exists(os.path.join(blessing.uri,
+                                     serving_validator.NOT_BLESSED_FILE))
+  pushed, base = _push(model, blessing, tmp_path)
+  assert pushed.get_int_custom_property('pushed') == 0
+  assert not os.path.exists(base) or not os.listdir(base)
+
+
+def test_a_model_the_evaluator_refused_is_not_served(exported_model, examples,
+                                                     tmp_path):
+  blessing = _validate(_model(exported_model, tmp_path, 'none'), examples,
+                       tmp_path, evaluator_blessed=0)
+  assert blessing.get_int_custom_property('blessed') == 0
+  assert 'did not bless' in blessing.get_string_custom_property('problems')
