@@ -83,8 +83,9 @@ def _answer_problems(server: ModelServerProcess,
   for protocol, target in (('rest', f'127.0.0.1:{server.rest_port}'),
                            ('grpc', server.grpc_target)):
     try:
-      predictions = SentimentClient(target, _MODEL_NAME, protocol,
-                                    retries=0).predict(texts)
+      with SentimentClient(target, _MODEL_NAME, protocol,
+                           retries=0) as client:
+        predictions = client.predict(texts)
     except ServingClientError as e:
       problems.append(f'{protocol} predict failed: {e}')
       continue

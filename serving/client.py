@@ -70,9 +70,20 @@ class SentimentClient:
     self._backoff = backoff_seconds
     self._max_batch_size = max_batch_size
     if protocol == 'rest':
-      self._send = self._rest_sender(server, version, label)
+      self._send, self._close = self._rest_sender(server, version, label)
     else:
-      self._send = self._grpc_sender(server, version, label)
+      self._send, self._close = self._grpc_sender(server, version, label)
+
+  def close(self) -> None:
+    """Closes the connection (an open gRPC channel holds up a server's
+    graceful stop for its whole grace period)."""
+    self._close()
+
+  def __enter__(self) -> 'SentimentClient':
+    return self
+
+  def __exit__(self, *exc_info) -> None:
+    self.close()
 
   def predict(self, texts: Sequence[str]) -> List[Prediction]:
     """One prediction per text, in order."""
@@ -120,7 +131,7 @@ class SentimentClient:
       return [Prediction(text, row[LABEL_OUTPUT],
                          dict(zip(LABELS, row[PROBABILITIES_OUTPUT])))
               for text, row in zip(texts, rows)]
-    return send
+    return send, session.close
 
   def _grpc_sender(self, server, version, label):
     # TensorFlow for its TensorProto codec: the serving API protos import
@@ -129,8 +140,8 @@ class SentimentClient:
     import tensorflow as tf
     from tensorflow_serving.apis import predict_pb2
     from tensorflow_serving.apis import prediction_service_pb2_grpc
-    stub = prediction_service_pb2_grpc.PredictionServiceStub(
-        grpc.insecure_channel(server))
+    channel = grpc.insecure_channel(server)
+    stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
 
     def send(texts: List[str]) -> List[Prediction]:
       request = predict_pb2.PredictRequest()
@@ -157,7 +168,7 @@ class SentimentClient:
                          dict(zip(LABELS, map(float, row))),
                          response.model_spec.version.value)
               for text, label, row in zip(texts, labels, scores)]
-    return send
+    return send, channel.close
 
 
 def _rest_error(response) -> str:
@@ -191,12 +202,12 @@ def main(argv: Optional[List[str]] = None,
   texts = [line.rstrip('\n') for line in sys.stdin] if args.texts == ['-'] \
       else args.texts
   try:
-    client = SentimentClient(
+    with SentimentClient(
         args.server or f'127.0.0.1:{DEFAULT_PORTS[args.protocol]}',
         args.model_name, args.protocol, args.model_version,
         args.model_version_label, args.timeout_seconds, args.retries,
-        max_batch_size=args.max_batch_size)
-    predictions = client.predict(texts)
+        max_batch_size=args.max_batch_size) as client:
+      predictions = client.predict(texts)
   except (ValueError, ServingClientError) as e:
     print(f'{prog}: error: {e}', file=sys.stderr)
     return 2

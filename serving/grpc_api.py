@@ -12,6 +12,7 @@ import concurrent.futures
 from typing import Callable
 
 import grpc
+import numpy as np
 import tensorflow as tf
 from tensorflow_serving.apis import classification_pb2
 from tensorflow_serving.apis import model_management_pb2
@@ -43,6 +44,16 @@ def _serve(server: ModelServer, api: str,
   return response
 
 
+def _ndarray(alias: str, tensor) -> np.ndarray:
+  """A request's TensorProto as an array; a malformed one is the client's
+  error (TF Serving's "tensor parsing error")."""
+  try:
+    return tf.make_ndarray(tensor)
+  except (ValueError, TypeError) as e:
+    raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
+                       f'tensor parsing error: {alias} ({e})') from e
+
+
 class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
   """tensorflow.serving.PredictionService."""
 
@@ -52,7 +63,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
   def Predict(self, request, context):
     def handle(timer):
       timer.model_name = request.model_spec.name
-      inputs = {alias: tf.make_ndarray(tensor)
+      inputs = {alias: _ndarray(alias, tensor)
                 for alias, tensor in request.inputs.items()}
       signature_name = signature_key(request.model_spec.signature_name)
       with self._server.acquired(request.model_spec) as loaded:

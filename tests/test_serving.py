@@ -274,8 +274,9 @@ def test_grpc_errors(served, spec, inputs, code):
 def test_client_batches_long_inputs(served, protocol):
   target = (served.grpc_target if protocol == 'grpc'
             else f'127.0.0.1:{served.rest_port}')
-  client = SentimentClient(target, protocol=protocol, max_batch_size=4)
-  predictions = client.predict(TEXTS * 3)
+  with SentimentClient(target, protocol=protocol,
+                       max_batch_size=4) as client:
+    predictions = client.predict(TEXTS * 3)
   assert [p.label for p in predictions] == LABELS * 3
   assert [p.text for p in predictions] == TEXTS * 3
   for p in predictions:
@@ -527,3 +528,18 @@ def test_load_while_two_versions_are_pushed(exported_model, tmp_path):
       newest_seen = max(newest_seen, by_end[i][2])
       i += 1
     assert version >= newest_seen
+
+
+def test_grpc_malformed_tensor_is_invalid_argument(served):
+  from tensorflow.core.framework import tensor_pb2
+  stub = prediction_service_pb2_grpc.PredictionServiceStub(
+      grpc.insecure_channel(served.grpc_target))
+  request = predict_pb2.PredictRequest(model_spec={'name': 'sentiment'})
+  # Claims 4 floats, carries 3 bytes.
+  request.inputs['text'].CopyFrom(tensor_pb2.TensorProto(
+      dtype=tf.float32.as_datatype_enum,
+      tensor_shape={'dim': [{'size': 4}]}, tensor_content=b'abc'))
+  with pytest.raises(grpc.RpcError) as error:
+    stub.Predict(request, timeout=30)
+  assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+  assert 'tensor parsing error: text' in error.value.details()

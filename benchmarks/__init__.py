@@ -1,0 +1,1 @@
+"""Benchmarks of finsent's serving path (run as `python -m benchmarks.NAME`)."""
