@@ -451,11 +451,6 @@ class ModelManager:
                          f'Servable not found for request: Latest({name})')
     return model
 
-  @property
-  def model_names(self) -> List[str]:
-    with self._lock:
-      return sorted(self._models)
-
   def poll_once(self) -> None:
     with self._lock:
       models = list(self._models.values())
