@@ -657,7 +657,7 @@ def write_chart(path: str, results: Dict) -> None:
   short = {IN_PROCESS: 'in-proc', IN_PROCESS_TF2: 'tf.load', 'REST': 'REST',
            'gRPC': 'gRPC'}
   latency_groups, in_process_lines = [], []
-  for g, name in enumerate(MODELS):
+  for g, name in enumerate(results['models']):
     rows = [r for r in results['latency'] if r['model'] == name]
     bars = [(short[r['path']], r['summary']['p50_ms']['median'], r['path'])
             for r in rows]
@@ -667,7 +667,7 @@ def write_chart(path: str, results: Dict) -> None:
          'Batch-1 p50 latency (ms, medians; dashed: in-process)',
          latency_groups, in_process_lines, font, small)
   throughput_groups = []
-  for name in MODELS:
+  for name in results['models']:
     throughput_groups.append((name, [
         (f'{r["protocol"]} x{r["headlines_per_request"]}',
          r['summary']['headlines_per_s']['median'], r['protocol'])
@@ -690,6 +690,9 @@ def build_parser() -> argparse.ArgumentParser:
                       'sentiment_transformer/<version>/ (the newest is used)')
   parser.add_argument('--output', required=True,
                       help='folder for serving_results.{json,md,png}')
+  parser.add_argument('--models', nargs='+', choices=MODELS,
+                      default=list(MODELS), help='which served models '
+                      '(default: both)')
   parser.add_argument('--quick', action='store_true',
                       help='small numbers, for a smoke test')
   for key, value in FULL.items():
@@ -711,7 +714,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     print(f'[{time.monotonic() - started:5.0f} s] {message}', flush=True)
 
   models = {}
-  for name in MODELS:
+  for name in args.models:
     base_path = os.path.abspath(os.path.join(args.serving_model_dir, name))
     models[name] = {'base_path': base_path,
                     'version': newest_version(base_path)}

@@ -53,7 +53,8 @@ NODES = sorted(
     [f'Trainer.{a}' for a in configs.ARCHITECTURES] +
     [f'{node}.{name}'
      for name in configs.ARCHITECTURES + (pipeline_lib.PRODUCTION,)
-     for node in (pipeline_lib.BLESSED_MODEL_RESOLVER, 'Evaluator', 'Pusher')])
+     for node in (pipeline_lib.BLESSED_MODEL_RESOLVER, 'Evaluator',
+                  pipeline_lib.SERVABILITY_GATE, 'Pusher')])
 
 
 def _versions(snapshot, model_name):
@@ -154,7 +155,7 @@ def test_first_run_completes_every_component(runs):
   assert set(states.values()) == {'COMPLETE'}, states
   stdout = runs['first_stdout']
   for column in ('accuracy', 'macro-F1', 'neg.rec', 'params', 'train s',
-                 'p50 ms'):
+                 'p50 ms', 'servable'):
     assert column in stdout
   assert 'Production (sentiment): selected ' in stdout
   assert 'tensorboard --logdir_spec' in stdout

@@ -14,13 +14,16 @@ from benchmarks import serving_benchmark
 
 def test_quick_run_reports_every_cell(exported_model, tmp_path):
   export_dir, _, _ = exported_model
-  for name in serving_benchmark.MODELS:
+  # One model keeps the test short; the script treats each the same way.
+  models = serving_benchmark.MODELS[-1:]
+  for name in models:
     shutil.copytree(export_dir, tmp_path / 'serving_model' / name / '1')
   output = tmp_path / 'results'
 
   assert serving_benchmark.main([
       '--serving_model_dir', str(tmp_path / 'serving_model'),
-      '--output', str(output), '--quick', '--requests', '20',
+      '--output', str(output), '--models', *models, '--quick',
+      '--requests', '20',
       '--warmup_calls', '5', '--duration_seconds', '0.5',
       '--warmup_seconds', '0.2', '--processes', '1',
       '--threads_per_process', '4']) == 0
@@ -29,7 +32,7 @@ def test_quick_run_reports_every_cell(exported_model, tmp_path):
   paths = (serving_benchmark.IN_PROCESS, serving_benchmark.IN_PROCESS_TF2,
            *serving_benchmark.PROTOCOLS)
   assert {(r['model'], r['path']) for r in results['latency']} == {
-      (m, p) for m in serving_benchmark.MODELS for p in paths}
+      (m, p) for m in models for p in paths}
   for row in results['latency']:
     summary = row['summary']
     for key in ('p50_ms', 'p99_ms'):
@@ -40,7 +43,7 @@ def test_quick_run_reports_every_cell(exported_model, tmp_path):
       assert summary['server_side_mean_ms']['median'] > 0
   assert {(r['model'], r['protocol'], r['headlines_per_request'])
           for r in results['throughput']} == {
-              (m, p, s) for m in serving_benchmark.MODELS
+              (m, p, s) for m in models
               for p in serving_benchmark.PROTOCOLS
               for s in serving_benchmark.REQUEST_SHAPES}
   for row in results['throughput']:
