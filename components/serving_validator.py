@@ -25,6 +25,7 @@ import shutil
 import tempfile
 from typing import List, Sequence
 
+import requests
 import tensorflow as tf
 from tfx import v1 as tfx
 from tfx.dsl.io import fileio
@@ -74,7 +75,6 @@ def serving_problems(saved_model_dir: str, texts: Sequence[str]) -> List[str]:
 
 def _answer_problems(server: ModelServerProcess,
                      texts: Sequence[str]) -> List[str]:
-  import requests  # pylint: disable=g-import-not-at-top
   status = requests.get(server.url(f'/v1/models/{_MODEL_NAME}'),
                         timeout=30).json()['model_version_status'][0]
   if status['state'] != 'AVAILABLE':

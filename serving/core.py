@@ -13,7 +13,6 @@ from typing import Dict, Iterator, Optional, Sequence
 
 import grpc
 import numpy as np
-import tensorflow as tf
 from tensorflow.core.example import example_pb2
 from tensorflow_serving.apis import classification_pb2
 from tensorflow_serving.apis import get_model_metadata_pb2
@@ -213,7 +212,3 @@ class RequestTimer:
         self.model_name, self.version, self._api, self._entrypoint,
         code.name, time.perf_counter() - self._started)
 
-
-def signature_key(signature_name: str) -> str:
-  """The signature a request names ('' means serving_default)."""
-  return signature_name or tf.saved_model.DEFAULT_SERVING_SIGNATURE_DEF_KEY

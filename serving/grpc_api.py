@@ -24,8 +24,8 @@ from tensorflow_serving.apis import status_pb2
 from serving.core import classification_result
 from serving.core import ModelServer
 from serving.core import RequestTimer
-from serving.core import signature_key
 from serving.errors import ServingError
+from serving.model_manager import signature_key
 
 ENTRYPOINT = 'GRPC'
 

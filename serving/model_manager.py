@@ -46,6 +46,11 @@ MAX_WARMUP_RECORDS = 1000
 _State = get_model_status_pb2.ModelVersionStatus.State
 
 
+def signature_key(signature_name: str) -> str:
+  """The signature a request names ('' means serving_default)."""
+  return signature_name or tf.saved_model.DEFAULT_SERVING_SIGNATURE_DEF_KEY
+
+
 class LoadedVersion:
   """One version of a model, loaded in its own TF session.
 
@@ -73,7 +78,7 @@ class LoadedVersion:
 
   def signature(self, signature_name: str) -> meta_graph_pb2.SignatureDef:
     """The SignatureDef called `signature_name` ('' = serving_default)."""
-    name = signature_name or tf.saved_model.DEFAULT_SERVING_SIGNATURE_DEF_KEY
+    name = signature_key(signature_name)
     if name not in self.signature_defs:
       raise ServingError(
           grpc.StatusCode.FAILED_PRECONDITION,

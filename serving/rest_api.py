@@ -26,9 +26,9 @@ from serving import json_codec
 from serving.core import classification_result
 from serving.core import ModelServer
 from serving.core import RequestTimer
-from serving.core import signature_key
 from serving.errors import ServingError
 from serving.model_manager import LoadedVersion
+from serving.model_manager import signature_key
 
 ENTRYPOINT = 'REST'
 # TF Serving's URL grammar (model_servers/http_rest_api_handler.cc).
