@@ -2,6 +2,8 @@
 PYTHON ?= python3
 VENV ?= .venv
 DATA ?=
+# More `finsent run` flags, e.g. FLAGS='--strategy mirrored --cpu_replicas 2'
+FLAGS ?=
 PYTEST_ARGS ?=
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.finsent-installed
@@ -22,7 +24,7 @@ $(STAMP): requirements/lock.txt setup.py
 	touch $@
 
 run: $(STAMP)
-	$(BIN)/finsent run $(if $(DATA),--data $(DATA))
+	$(BIN)/finsent run $(if $(DATA),--data $(DATA)) $(FLAGS)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS) tests

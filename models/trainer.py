@@ -5,7 +5,8 @@ hyperparameters and the training settings (see `pipeline.configs`), so the
 RNN and the Transformer Trainers run this same function.
 """
 
-import json
+import hashlib
+import math
 import os
 import time
 from typing import Any, Dict, List, Optional, Tuple
@@ -19,12 +20,11 @@ from tfx import v1 as tfx
 
 from models import export
 from models import features
+from models import model_run as model_run_lib
+from models import profiling
 from models import rnn
 from models import strategy as strategy_lib
 from models import transformer
-
-# Written into the ModelRun artifact beside the TensorBoard logs.
-TRAINING_SUMMARY_FILE = 'training_summary.json'
 
 MODEL_BUILDERS = {
     'rnn': rnn.build_rnn_classifier,
@@ -33,18 +33,25 @@ MODEL_BUILDERS = {
 ARCHITECTURES = tuple(MODEL_BUILDERS)
 
 
-def _examples(file_patterns: List[str],
-              feature_spec: Dict[str, Any]) -> tf.data.Dataset:
-  """Unbatched (token_ids dict, label_id) pairs from transformed TFRecords."""
+def transformed_examples(file_patterns: List[str],
+                         feature_spec: Dict[str, Any]) -> tf.data.Dataset:
+  """Unbatched (token_ids dict, label_id) pairs from transformed TFRecords.
+
+  Sharded between multi-worker replicas by example, not by file: Beam
+  writes as many files as it likes, often fewer than there are workers.
+  """
   files = sorted(f for p in file_patterns for f in tf.io.gfile.glob(p))
   if not files:
     raise ValueError(f'no transformed examples match {file_patterns}')
   spec = {k: feature_spec[k]
           for k in (features.TOKEN_IDS_KEY, features.LABEL_ID_KEY)}
+  options = tf.data.Options()
+  options.experimental_distribute.auto_shard_policy = (
+      tf.data.experimental.AutoShardPolicy.DATA)
   return tf.data.TFRecordDataset(files, compression_type='GZIP').map(
       lambda record: tf.io.parse_single_example(record, spec)).map(
           lambda x: ({features.TOKEN_IDS_KEY: x[features.TOKEN_IDS_KEY]},
-                     x[features.LABEL_ID_KEY]))
+                     x[features.LABEL_ID_KEY])).with_options(options)
 
 
 def split_for_early_stopping(examples: tf.data.Dataset,
@@ -98,6 +105,21 @@ def class_weights(examples: tf.data.Dataset,
           for i, n in enumerate(counts)}
 
 
+def shuffled_batches(examples: tf.data.Dataset, batch_size: int, seed: int,
+                     static_shapes: bool) -> tf.data.Dataset:
+  """Training batches, reshuffled each epoch.
+
+  With `static_shapes` (a TPU) the last partial batch is dropped and every
+  shape is checked to be fixed, so XLA compiles the training step once.
+  """
+  batches = examples.shuffle(
+      10_000, seed=seed, reshuffle_each_iteration=True).batch(
+          batch_size, drop_remainder=static_shapes)
+  if static_shapes:
+    strategy_lib.require_static_shapes(batches.element_spec)
+  return batches
+
+
 def build_model(architecture: str, vocabulary_size: int, sequence_length: int,
                 hyperparameters: Dict[str, Any]) -> keras.Model:
   if architecture not in MODEL_BUILDERS:
@@ -108,10 +130,27 @@ def build_model(architecture: str, vocabulary_size: int, sequence_length: int,
       **hyperparameters)
 
 
-def run_fn(fn_args: tfx.components.FnArgs) -> None:
-  """Trains the architecture named in `custom_config` and exports it."""
+def weights_digest(model: keras.Model) -> str:
+  """SHA-256 of the model's weights: equal on every worker of a synchronous
+  multi-worker run, and a name for the exported model's parameters."""
+  digest = hashlib.sha256()
+  for weight in model.weights:
+    digest.update(np.ascontiguousarray(keras.ops.convert_to_numpy(weight)))
+  return digest.hexdigest()
+
+
+def run_fn(fn_args: tfx.components.FnArgs) -> Dict[str, Any]:
+  """Trains the architecture named in `custom_config` and exports it.
+
+  Under a multi-worker strategy every worker runs this; only the chief's
+  model and logs land in the Trainer's output dirs. Returns the training
+  summary, which is also written to the model_run dir.
+  """
   config = fn_args.custom_config
   training = config['training']
+  # First: a multi-worker strategy and logical CPU devices must be set up
+  # before TensorFlow's runtime starts.
+  strategy_name, strategy = strategy_lib.get_distribution_strategy(training)
   keras.utils.set_random_seed(training['seed'])
   tft_output = tft.TFTransformOutput(fn_args.transform_output)
   feature_spec = tft_output.transformed_feature_spec()
@@ -120,15 +159,17 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
       tft_output.vocabulary_size_by_name(features.TOKEN_VOCABULARY_NAME) +
       config['oov_buckets'] + 1)  # + padding id 0
 
-  strategy = strategy_lib.get_distribution_strategy(training['strategy'])
-  batch_size = training['batch_size'] * strategy.num_replicas_in_sync
+  replicas = strategy.num_replicas_in_sync
+  batch_size = training['batch_size'] * replicas
+  learning_rate = strategy_lib.scaled_learning_rate(
+      training['learning_rate'], replicas, training['learning_rate_scaling'])
+  on_tpu = isinstance(strategy, tf.distribute.TPUStrategy)
   fit_examples, held_out = split_for_early_stopping(
-      _examples(fn_args.train_files, feature_spec),
+      transformed_examples(fn_args.train_files, feature_spec),
       training['validation_fraction'])
   weights = class_weights(fit_examples, training['class_weighting'])
-  fit_data = fit_examples.shuffle(
-      10_000, seed=training['seed'], reshuffle_each_iteration=True).batch(
-          batch_size)
+  fit_data = shuffled_batches(fit_examples, batch_size, training['seed'],
+                              static_shapes=on_tpu)
   # TFX's TrainArgs.num_steps, when set, caps training at that many batches
   # in all (one long epoch); else epochs until early stopping.
   if fn_args.train_steps:
@@ -137,46 +178,66 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
   else:
     epochs, steps_per_epoch = training['max_epochs'], None
   fit_data = fit_data.prefetch(tf.data.AUTOTUNE)
-  held_out_data = held_out.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+  held_out_data, validation_steps = held_out.batch(batch_size), None
+  if replicas > 1:
+    # Keras 3 builds a distributed model by reducing the first validation
+    # batch over the replicas, which fails when a partial batch splits
+    # unevenly; so every batch is full, the last one completed from the
+    # start of the held-out examples.
+    count = int(held_out.reduce(0, lambda n, _: n + 1))
+    validation_steps = max(1, math.ceil(count / batch_size))
+    held_out_data = held_out.repeat().batch(batch_size)
+  held_out_data = held_out_data.prefetch(tf.data.AUTOTUNE)
 
   with strategy.scope():
     model = build_model(config['architecture'], vocabulary_size,
                         sequence_length, config['hyperparameters'])
     model.compile(
-        optimizer=keras.optimizers.Adam(training['learning_rate']),
+        optimizer=keras.optimizers.Adam(learning_rate),
         loss='sparse_categorical_crossentropy',
         metrics=['sparse_categorical_accuracy'])
   model.summary(print_fn=logging.info)
 
-  started = time.monotonic()
-  history = model.fit(
-      fit_data,
-      validation_data=held_out_data,
-      epochs=epochs,
-      steps_per_epoch=steps_per_epoch,
-      class_weight=weights,
-      verbose=2,
-      callbacks=[
-          keras.callbacks.EarlyStopping(
-              monitor=training['early_stopping_monitor'],
-              patience=training['early_stopping_patience'],
-              restore_best_weights=True),
-          keras.callbacks.TensorBoard(
-              log_dir=fn_args.model_run_dir,
-              profile_batch=tuple(training['profile_batches'])),
-      ])
-  train_seconds = time.monotonic() - started
-  export.export_serving_model(model, tft_output, fn_args.serving_model_dir)
-  training_summary = {
-      'architecture': config['architecture'],
-      'parameters': model.count_params(),
-      'epochs': len(history.epoch),
-      'train_seconds': round(train_seconds, 1),
-      'replicas': strategy.num_replicas_in_sync,
-      'strategy': type(strategy).__name__,
-  }
-  with tf.io.gfile.GFile(
-      os.path.join(fn_args.model_run_dir, TRAINING_SUMMARY_FILE), 'w') as f:
-    json.dump(training_summary, f)
-  logging.info('Exported %s to %s', training_summary,
-               fn_args.serving_model_dir)
+  with strategy_lib.worker_output_dirs(
+      strategy, fn_args.serving_model_dir,
+      fn_args.model_run_dir) as (serving_model_dir, model_run_dir):
+    callbacks = [
+        keras.callbacks.EarlyStopping(
+            monitor=training['early_stopping_monitor'],
+            patience=training['early_stopping_patience'],
+            restore_best_weights=True),
+        keras.callbacks.TensorBoard(log_dir=model_run_dir, profile_batch=0),
+    ]
+    if strategy_lib.is_chief(strategy):
+      callbacks.append(profiling.StepProfiler(
+          os.path.join(model_run_dir, model_run_lib.TRAIN_LOG_SUBDIR),
+          *training['profile_steps']))
+    started = time.monotonic()
+    history = model.fit(
+        fit_data,
+        validation_data=held_out_data,
+        validation_steps=validation_steps,
+        epochs=epochs,
+        steps_per_epoch=steps_per_epoch,
+        class_weight=weights,
+        verbose=2,
+        callbacks=callbacks)
+    train_seconds = time.monotonic() - started
+    export.export_serving_model(model, tft_output, serving_model_dir)
+    task_type, task_id = strategy_lib.task_of(strategy)
+    training_summary = {
+        'architecture': config['architecture'],
+        'parameters': model.count_params(),
+        'epochs': len(history.epoch),
+        'train_seconds': round(train_seconds, 1),
+        'strategy': strategy_name,
+        'replicas': replicas,
+        'task': f'{task_type}:{task_id}' if task_type else None,
+        'global_batch_size': batch_size,
+        'learning_rate': learning_rate,
+        'weights_sha256': weights_digest(model),
+    }
+    model_run_lib.write_training_summary(model_run_dir, training_summary)
+  logging.info('Trained %s; exported to %s', training_summary,
+               serving_model_dir)
+  return training_summary

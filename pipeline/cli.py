@@ -28,7 +28,11 @@ USAGE = """usage: finsent COMMAND [flags]   (finsent COMMAND --help for its flag
   serving-config --output_dir DIR          TF Serving's config files and
                                            Kubernetes manifests
   serve [tensorflow_model_server flags]    serve the pushed models
-  predict "headline" ...                   ask a served model"""
+  predict "headline" ...                   ask a served model
+  train-worker --architecture A [flags]    one worker of a multi-worker
+                                           Trainer (TF_CONFIG)
+  profile-report MODEL_RUN ...             where training steps went, from
+                                           the Trainers' profiles"""
 
 # command -> module whose main(argv, prog) runs it. run and summary share
 # the pipeline's parser, which takes the command itself.
@@ -39,6 +43,8 @@ _COMMANDS = {
     'serving-config': 'serving.model_server_config',
     'serve': 'serving.server',
     'predict': 'serving.client',
+    'train-worker': 'pipeline.train_worker',
+    'profile-report': 'models.profile_report',
 }
 
 

@@ -77,9 +77,20 @@ class TransformerConfig:
 @dataclasses.dataclass(frozen=True)
 class TrainingConfig:
   """Trainer settings shared by both architectures (models.trainer.run_fn)."""
+  # models.strategy.STRATEGIES; `auto` picks from the environment: a TPU
+  # when `tpu` is set, multi-worker when TF_CONFIG names a cluster, mirrored
+  # over several GPUs or `cpu_replicas` > 1, else one device.
   strategy: str = 'auto'
+  # A Cloud TPU name, grpc://host:port, or 'local' (a TPU VM).
+  tpu: Optional[str] = None
+  # MirroredStrategy over this many logical CPU devices (where there is no
+  # GPU); `finsent run` splits the CPU at start-up.
+  cpu_replicas: int = 1
+  # The global batch is batch_size x replicas; the learning rate follows it
+  # by `learning_rate_scaling` (models.strategy.LEARNING_RATE_SCALINGS).
   batch_size: int = 64  # per replica
-  learning_rate: float = 5e-4
+  learning_rate: float = 5e-4  # for one replica
+  learning_rate_scaling: str = 'sqrt'
   max_epochs: int = 12
   # Stops when held-out accuracy has not improved for `patience` epochs and
   # restores the best epoch's weights (loss turns up epochs earlier, as the
@@ -95,8 +106,9 @@ class TrainingConfig:
   # `balanced`, `sqrt` or `none` (models.trainer.class_weights); chosen by
   # measurement (README, "Measured").
   class_weighting: str = 'none'
-  # TensorBoard captures a profile of these (first, last) training steps.
-  profile_batches: Tuple[int, int] = (3, 5)
+  # A TensorBoard profile of training steps first..last (1-based, across
+  # epochs) goes into the model_run artifact (models.profiling).
+  profile_steps: Tuple[int, int] = (3, 12)
   seed: int = 42
 
 

@@ -16,6 +16,7 @@ import time
 from typing import List, Optional
 
 from absl import logging
+import tensorflow as tf
 
 from components import data_gate
 from data import loaders
@@ -36,6 +37,43 @@ def _positive_int(value: str) -> int:
   if number < 1:
     raise argparse.ArgumentTypeError(f'must be at least 1, got {number}')
   return number
+
+
+def add_training_flags(parser: argparse.ArgumentParser,
+                       defaults: configs.TrainingConfig) -> None:
+  """The Trainer's flags (pipeline.configs.TrainingConfig)."""
+  parser.add_argument('--strategy', choices=strategy_lib.STRATEGIES,
+                      default=defaults.strategy,
+                      help='tf.distribute strategy (default: %(default)s: '
+                      'TPU if --tpu, multi-worker if TF_CONFIG names a '
+                      'cluster, mirrored over several GPUs or --cpu_replicas '
+                      '> 1, else one device)')
+  parser.add_argument('--cpu_replicas', type=_positive_int,
+                      default=defaults.cpu_replicas,
+                      help='mirrored: split the CPU into this many logical '
+                      'devices, one replica each (default: %(default)s)')
+  parser.add_argument('--tpu', default=defaults.tpu,
+                      help="TPU to train on: a Cloud TPU name, "
+                      "grpc://host:port, or 'local' (a TPU VM)")
+  parser.add_argument('--max_epochs', type=_positive_int,
+                      default=defaults.max_epochs)
+  parser.add_argument('--train_steps', type=_positive_int, default=None,
+                      help='stop each Trainer after this many batches (TFX '
+                      'TrainArgs.num_steps); default: epochs until early '
+                      'stopping')
+  parser.add_argument('--class_weighting',
+                      choices=trainer_lib.CLASS_WEIGHTINGS,
+                      default=defaults.class_weighting,
+                      help='loss weights against class imbalance '
+                      '(default: %(default)s)')
+
+
+def training_config_from_args(args, defaults: configs.TrainingConfig
+                              ) -> configs.TrainingConfig:
+  return dataclasses.replace(
+      defaults, strategy=args.strategy, cpu_replicas=args.cpu_replicas,
+      tpu=args.tpu, max_epochs=args.max_epochs, train_steps=args.train_steps,
+      class_weighting=args.class_weighting)
 
 
 def _add_run_parser(subparsers) -> None:
@@ -59,23 +97,11 @@ def _add_run_parser(subparsers) -> None:
   run.add_argument('--enable_cache', action='store_true',
                    help="reuse outputs of components whose inputs did not "
                    "change (TFX's cache)")
-  run.add_argument('--strategy', choices=strategy_lib.STRATEGIES,
-                   default=defaults.training.strategy,
-                   help='tf.distribute strategy for both Trainers')
-  run.add_argument('--max_epochs', type=_positive_int,
-                   default=defaults.training.max_epochs)
-  run.add_argument('--train_steps', type=_positive_int, default=None,
-                   help='stop each Trainer after this many batches (TFX '
-                   'TrainArgs.num_steps); default: epochs until early '
-                   'stopping')
+  add_training_flags(run, defaults.training)
   run.add_argument('--skip_drift_check', action='store_true',
                    help='accept a deliberate change of data (a new source or '
                    'dataset): no drift check against the last accepted data, '
                    'which this data then replaces as the baseline')
-  run.add_argument('--class_weighting', choices=trainer_lib.CLASS_WEIGHTINGS,
-                   default=defaults.training.class_weighting,
-                   help='loss weights against class imbalance '
-                   '(default: %(default)s)')
   run.add_argument('--verbosity', default='progress',
                    choices=['debug', 'info', 'progress', 'warning', 'error'],
                    help='log level; progress (default): warnings and one '
@@ -104,10 +130,7 @@ def _config_from_args(args, beam_args: List[str]) -> configs.PipelineConfig:
       enable_cache=args.enable_cache,
       check_drift=not args.skip_drift_check,
       beam_pipeline_args=tuple(configs.beam_pipeline_args(beam_args)),
-      training=dataclasses.replace(
-          defaults.training, strategy=args.strategy,
-          max_epochs=args.max_epochs, train_steps=args.train_steps,
-          class_weighting=args.class_weighting))
+      training=training_config_from_args(args, defaults.training))
 
 
 def _check_beam_args(parser: argparse.ArgumentParser,
@@ -143,8 +166,26 @@ def _check_data(config: configs.PipelineConfig) -> None:
         f'examples of every class ({", ".join(loaders.LABELS)})')
 
 
+def _prepare_strategy(training: configs.TrainingConfig) -> None:
+  """Checks the Trainers' strategy can run in this process, and splits the
+  CPU for a mirrored one before TensorFlow starts."""
+  name = strategy_lib.choose_strategy(
+      training.strategy, training.tpu, training.cpu_replicas,
+      len(tf.config.list_physical_devices('GPU')),
+      strategy_lib.cluster_from_tf_config())
+  if name == 'multi_worker_mirrored':
+    raise strategy_lib.StrategyError(
+        'the local pipeline runs its Trainers inside this one process, so '
+        'it cannot be one worker of a cluster; unset TF_CONFIG, or run the '
+        "workers with `finsent train-worker` (README, 'Distributed "
+        "training')")
+  if name == 'mirrored' and not tf.config.list_physical_devices('GPU'):
+    strategy_lib.configure_cpu_replicas(training.cpu_replicas)
+
+
 def run(config: configs.PipelineConfig) -> int:
   """Checks the data, runs the pipeline, prints and saves the summary."""
+  _prepare_strategy(config.training)
   _check_data(config)
   started = time.monotonic()
   tfx.orchestration.LocalDagRunner().run(
@@ -208,7 +249,8 @@ def main(argv: Optional[List[str]] = None) -> int:
           configs.PipelineConfig(output_dir=args.output_dir,
                                  pipeline_name=args.pipeline_name))))
       return 0
-  except (loaders.DataFormatError, data_gate.DataValidationError) as e:
+  except (loaders.DataFormatError, data_gate.DataValidationError,
+          strategy_lib.StrategyError) as e:
     print(f'finsent: error: {e}', file=sys.stderr)
     return 2
   return 1

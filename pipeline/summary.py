@@ -7,20 +7,18 @@ process that ran it, so it can be made again after the run
 """
 
 import dataclasses
-import json
-import os
 from typing import Dict, List, Optional, Tuple
 
 import ml_metadata as mlmd
 from ml_metadata.proto import metadata_store_pb2
-import tensorflow as tf
 import tensorflow_model_analysis as tfma
 
 from components import atomic_pusher
 from components import model_selector
 from components import serving_validator
 from models import evaluation
-from models import trainer
+from models import model_run as model_run_lib
+from models import profile_report
 from pipeline import configs
 from pipeline import pipeline as pipeline_lib
 
@@ -51,6 +49,12 @@ class ModelSummary:
   epochs: Optional[int]
   p50_latency_ms: Optional[float]
   tensorboard_logdir: Optional[str]
+  # How it was trained: the tf.distribute strategy and its replicas.
+  strategy: Optional[str] = None
+  replicas: Optional[int] = None
+  # The Trainer's profile (models.profile_report), or why there is none.
+  profile: Optional[profile_report.ProfileReport] = None
+  profile_problem: Optional[str] = None
 
 
 @dataclasses.dataclass
@@ -171,12 +175,14 @@ def _model_summary(architecture: str, components: Dict[str, ComponentRun],
                                 'evaluation')
   model_run = _output(components, f'Trainer.{architecture}', 'model_run')
   pushed = _output(components, f'Pusher.{architecture}', 'pushed_model')
-  training = {}
+  training = (model_run_lib.read_training_summary(model_run.uri)
+              if model_run else {})
+  profile, profile_problem = None, None
   if model_run:
-    path = os.path.join(model_run.uri, trainer.TRAINING_SUMMARY_FILE)
-    if tf.io.gfile.exists(path):
-      with tf.io.gfile.GFile(path) as f:
-        training = json.load(f)
+    try:
+      profile = profile_report.read_profile(model_run.uri)
+    except profile_report.ProfileError as e:
+      profile_problem = str(e)
   latency = selection.get(
       f'{architecture}_{model_selector.P50_LATENCY_MS}')
   return ModelSummary(
@@ -192,7 +198,11 @@ def _model_summary(architecture: str, components: Dict[str, ComponentRun],
       train_seconds=training.get('train_seconds'),
       epochs=training.get('epochs'),
       p50_latency_ms=latency.double_value if latency else None,
-      tensorboard_logdir=model_run.uri if model_run else None)
+      tensorboard_logdir=model_run.uri if model_run else None,
+      strategy=training.get('strategy'),
+      replicas=training.get('replicas'),
+      profile=profile,
+      profile_problem=profile_problem)
 
 
 def _validation_failures(evaluation_uri: str) -> List[str]:
@@ -320,6 +330,20 @@ def format_summary(summary: RunSummary) -> str:
       'recall of negative; ECE: top-label expected calibration error; '
       'p50 ms: batch-1 serving_default latency here; servable: the local '
       'model server loaded it and answered with it)')
+
+  trained_with = {f'{m.strategy} x{m.replicas}' for m in summary.models
+                  if m.strategy}
+  if trained_with:
+    lines.append(f'  trained with: {", ".join(sorted(trained_with))} '
+                 '(tf.distribute strategy x replicas)')
+  profiles = [m.profile for m in summary.models if m.profile]
+  if profiles:
+    lines.append('  training profile: ' + profile_report.summary_line(profiles))
+    lines.append('    details and chart: finsent profile-report ' + ' '.join(
+        p.model_run for p in profiles) + ' --chart profile.png')
+  lines.extend(f'  no training profile for {m.architecture}: '
+               f'{m.profile_problem}'
+               for m in summary.models if m.profile_problem)
 
   production = summary.production
   lines.append('')

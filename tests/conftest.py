@@ -18,6 +18,7 @@ from tensorflow_transform.tf_metadata import dataset_metadata
 from tensorflow_transform.tf_metadata import metadata_io
 from tensorflow_transform.tf_metadata import schema_utils
 
+from data import loaders
 from models import export
 from models import features
 from models import preprocessing
@@ -124,3 +125,57 @@ def exported_model():
   export_dir = os.path.join(root, 'export')
   export.export_serving_model(model, tft_output, export_dir)
   return export_dir, model, tft_output
+
+
+@dataclasses.dataclass(frozen=True)
+class TransformedSample:
+  """What TFX's Transform hands the Trainer, for the bundled sample."""
+  transform_graph: str
+  transformed_examples: str  # holds Split-train/ and Split-eval/
+
+
+# Padded length of the `transformed_sample` fixture's Transform.
+SAMPLE_SEQUENCE_LENGTH = 24
+
+
+@pytest.fixture(scope='session')
+def transformed_sample():
+  """The bundled sample through preprocessing_fn on Beam, laid out like
+  Transform's transform_graph and transformed_examples artifacts."""
+  root = tempfile.mkdtemp()
+  records = list(loaders.read_records(configs.SAMPLE_DATA))
+  splits = {'train': records[:800], 'eval': records[800:]}
+  raw_spec = {features.TEXT_KEY: tf.io.FixedLenFeature([1], tf.string),
+              features.LABEL_KEY: tf.io.FixedLenFeature([1], tf.string)}
+  metadata = dataset_metadata.DatasetMetadata(
+      schema_utils.schema_from_feature_spec(raw_spec))
+  config = dataclasses.asdict(dataclasses.replace(
+      configs.PreprocessingConfig(), max_tokens=SAMPLE_SEQUENCE_LENGTH))
+  rows = {split: [{features.TEXT_KEY: [r.text], features.LABEL_KEY: [r.label]}
+                  for r in split_records]
+          for split, split_records in splits.items()}
+  graph_dir = os.path.join(root, 'transform_graph')
+  examples_dir = os.path.join(root, 'transformed_examples')
+  with beam.Pipeline() as pipeline:
+    with tft_beam.Context(temp_dir=os.path.join(root, 'tmp')):
+      train = pipeline | 'Train' >> beam.Create(rows['train'])
+      (transformed_train, transformed_metadata), transform_fn = (
+          (train, metadata)
+          | tft_beam.AnalyzeAndTransformDataset(
+              lambda x: preprocessing.preprocessing_fn(x, config)))
+      transformed_eval, _ = (
+          ((pipeline | 'Eval' >> beam.Create(rows['eval']), metadata),
+           transform_fn) | tft_beam.TransformDataset())
+      _ = transform_fn | tft_beam.WriteTransformFn(graph_dir)
+      coder = tft.coders.ExampleProtoCoder(transformed_metadata.schema)
+      for split, transformed in (('train', transformed_train),
+                                 ('eval', transformed_eval)):
+        _ = (transformed
+             | f'Encode{split}' >> beam.Map(coder.encode)
+             | f'Write{split}' >> beam.io.WriteToTFRecord(
+                 os.path.join(examples_dir, f'Split-{split}',
+                              'transformed_examples'),
+                 file_name_suffix='.gz'))
+  metadata_io.write_metadata(metadata, os.path.join(
+      graph_dir, tft.TFTransformOutput.RAW_METADATA_DIR))
+  return TransformedSample(graph_dir, examples_dir)

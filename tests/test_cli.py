@@ -20,7 +20,8 @@ def test_beam_args_override_defaults_by_name():
 
 def test_flags_reach_the_config():
   parser_args = ['run', '--data', '/d.csv', '--output_dir', '/o',
-                 '--strategy', 'mirrored', '--max_epochs', '3',
+                 '--strategy', 'mirrored', '--cpu_replicas', '2',
+                 '--tpu', 'grpc://10.0.0.2:8470', '--max_epochs', '3',
                  '--train_steps', '7', '--skip_drift_check',
                  '--direct_running_mode=in_memory']
   import argparse
@@ -31,6 +32,8 @@ def test_flags_reach_the_config():
   assert config.data == '/d.csv'
   assert config.serving_root == '/o/serving_model'
   assert config.training.strategy == 'mirrored'
+  assert config.training.cpu_replicas == 2
+  assert config.training.tpu == 'grpc://10.0.0.2:8470'
   assert config.training.max_epochs == 3
   assert config.training.train_steps == 7
   assert not config.check_drift
@@ -42,7 +45,9 @@ def test_flags_reach_the_config():
     (['--max_epochs', '0'], 'argument --max_epochs: must be at least 1'),
     (['--max_epochs', 'many'], "argument --max_epochs: expected a whole number, got 'many'"),
     (['--train_steps', '0'], 'argument --train_steps: must be at least 1'),
-    (['--strategy', 'tpu'], "argument --strategy: invalid choice: 'tpu'"),
+    (['--strategy', 'tpu-please'],
+     "argument --strategy: invalid choice: 'tpu-please'"),
+    (['--cpu_replicas', '0'], 'argument --cpu_replicas: must be at least 1'),
     (['--class_weighting', 'inverse'], 'argument --class_weighting: invalid'),
 ])
 def test_bad_flags_are_rejected(capsys, flags, message):
@@ -75,4 +80,27 @@ def test_bad_data_stops_the_process_before_the_pipeline(tmp_path):
   assert result.returncode == 2, result.stderr[-2000:]
   assert (f'finsent: error: {data}: no records labelled negative: the '
           'models need examples of every class') in result.stderr
+  assert not (tmp_path / 'out').exists()
+
+
+@pytest.mark.parametrize('tf_config,message', [
+    (None, "strategy 'multi_worker_mirrored' needs TF_CONFIG"),
+    ('{"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]}, '
+     '"task": {"type": "worker", "index": 0}}',
+     'the local pipeline runs its Trainers inside this one process'),
+    ('{"cluster": {"worker": ["127.0.0.1:1"]}, '
+     '"task": {"type": "worker", "index": 3}}',
+     'is not a task of its cluster'),
+    ('{cluster', 'TF_CONFIG is not JSON'),
+])
+def test_multi_worker_strategy_is_refused_before_the_pipeline(
+    tmp_path, capsys, monkeypatch, tf_config, message):
+  if tf_config is None:
+    monkeypatch.delenv('TF_CONFIG', raising=False)
+  else:
+    monkeypatch.setenv('TF_CONFIG', tf_config)
+  code = cli.main(['run', '--strategy', 'multi_worker_mirrored',
+                   '--output_dir', str(tmp_path / 'out')])
+  assert code == 2
+  assert message in capsys.readouterr().err
   assert not (tmp_path / 'out').exists()

@@ -9,7 +9,6 @@ import tensorflow as tf
 from models import export
 from models import features
 from models import rnn
-from models import strategy
 from models import trainer
 from models import transformer
 from pipeline import configs
@@ -65,16 +64,6 @@ def test_builders_reject_bad_arguments():
                                              num_heads=4)
   with pytest.raises(ValueError, match='architecture must be one of'):
     trainer.build_model('cnn', 10, 4, {})
-
-
-def test_strategy_choice():
-  assert strategy.get_distribution_strategy('default') is (
-      tf.distribute.get_strategy())
-  assert strategy.get_distribution_strategy('auto').num_replicas_in_sync == 1
-  assert isinstance(strategy.get_distribution_strategy('mirrored'),
-                    tf.distribute.MirroredStrategy)
-  with pytest.raises(ValueError, match='strategy must be one of'):
-    strategy.get_distribution_strategy('tpu-please')
 
 
 def _labelled(labels, ids=None):

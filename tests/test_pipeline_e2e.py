@@ -20,6 +20,7 @@ goes through the runs a production pipeline sees, with real trainings:
 import csv
 import glob
 import os
+import re
 import signal
 import subprocess
 import time
@@ -159,6 +160,10 @@ def test_first_run_completes_every_component(runs):
     assert column in stdout
   assert 'Production (sentiment): selected ' in stdout
   assert 'tensorboard --logdir_spec' in stdout
+  # One device here: the default strategy; both profiles side by side.
+  assert 'trained with: default x1' in stdout
+  assert re.search(r'training profile: rnn [\d.]+ ms/step .* \| '
+                   r'transformer [\d.]+ ms/step', stdout), stdout
 
 
 def test_examples_carry_the_length_bucket_and_the_curated_schema(runs):
@@ -202,6 +207,10 @@ def test_each_architecture_is_evaluated_sliced_and_pushed(runs, architecture):
   assert set(f'recall_{label}' for label in features.LABELS) <= set(metrics)
   assert result['blessed'] and result['servable'] and result['parameters'] > 0
   assert result['p50_latency_ms'] > 0
+  profile = result['profile']
+  first, last = configs.TrainingConfig().profile_steps
+  assert profile['steps'] == last - first + 1 and profile['step_ms'] > 0
+  assert result['replicas'] == 1 and result['profile_problem'] is None
   pushed = result['pushed_to']
   assert os.path.dirname(pushed) == os.path.join(
       config.serving_root, config.serving_model_name(architecture))

@@ -4,13 +4,11 @@ The real ServingValidator and AtomicPusher executors run on a real exported
 model, and on copies whose serving signature fails at call time.
 """
 
-import gzip
 import os
 import shutil
 
 import pytest
 import tensorflow as tf
-from tfx import v1 as tfx
 from tfx.types import standard_artifacts
 
 from components import atomic_pusher
