@@ -39,7 +39,6 @@ import datetime
 import json
 import multiprocessing
 import os
-import platform
 import shlex
 import statistics
 import sys
@@ -57,6 +56,7 @@ from PIL import ImageDraw
 from PIL import ImageFont
 import requests
 
+from benchmarks import host
 from serving.process import ModelServerProcess
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -112,18 +112,6 @@ def newest_version(base_path: str) -> int:
   return max(versions)
 
 
-def machine() -> Dict[str, object]:
-  with open('/proc/cpuinfo', encoding='utf-8') as f:
-    cpu = next((line.split(':', 1)[1].strip() for line in f
-                if line.startswith('model name')), platform.processor())
-  with open('/proc/meminfo', encoding='utf-8') as f:
-    memory_kib = next(int(line.split()[1]) for line in f
-                      if line.startswith('MemTotal'))
-  return {'cpu_model': cpu, 'cores': os.cpu_count(),
-          'memory_gib': round(memory_kib / 2 ** 20, 1),
-          'os': platform.platform(), 'python': platform.python_version()}
-
-
 def _percentiles(seconds: Sequence[float]) -> Dict[str, float]:
   values = np.asarray(seconds) * 1e3
   return {'p50_ms': float(np.percentile(values, 50)),
@@ -148,15 +136,6 @@ def _cpu_seconds(pid: int) -> float:
     # stime 15 of proc(5).
     fields = f.read().rsplit(')', 1)[1].split()
   return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
-
-
-def _machine_cpu_seconds() -> float:
-  """CPU seconds every process on the machine has used (/proc/stat: all
-  but idle and iowait; steal included, as the hypervisor's other guests
-  take those cores too)."""
-  with open('/proc/stat', encoding='utf-8') as f:
-    ticks = [int(v) for v in f.readline().split()[1:9]]
-  return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf('SC_CLK_TCK')
 
 
 def _scrape(server: ModelServerProcess) -> Dict[Tuple, float]:
@@ -226,7 +205,7 @@ def _time_sequential(call: Callable[[int], object], settings: Dict,
   if server is not None:
     metrics_before = _scrape(server)
     server_cpu = _cpu_seconds(server.process.pid)
-  machine_cpu, cpu = _machine_cpu_seconds(), time.process_time()
+  machine_cpu, cpu = host.machine_cpu_seconds(), time.process_time()
   wall = time.perf_counter()
   seconds = []
   for i in range(warmup, warmup + settings['requests']):
@@ -235,7 +214,7 @@ def _time_sequential(call: Callable[[int], object], settings: Dict,
     seconds.append(time.perf_counter() - started)
   wall = time.perf_counter() - wall
   cpu = time.process_time() - cpu
-  other_cpu = _machine_cpu_seconds() - machine_cpu - cpu
+  other_cpu = host.machine_cpu_seconds() - machine_cpu - cpu
   count = len(seconds)
   result = _percentiles(seconds)
   result['client_cpu_ms_per_request'] = cpu * 1e3 / count
@@ -412,9 +391,9 @@ def _run_load(server: ModelServerProcess, model_name: str, protocol: str,
     time.sleep(settings['warmup_seconds'])
     metrics_before = _scrape(server)
     server_cpu = _cpu_seconds(server.process.pid)
-    machine_cpu = _machine_cpu_seconds()
+    machine_cpu = host.machine_cpu_seconds()
     time.sleep(settings['duration_seconds'])
-    machine_cpu = _machine_cpu_seconds() - machine_cpu
+    machine_cpu = host.machine_cpu_seconds() - machine_cpu
     server_cpu = _cpu_seconds(server.process.pid) - server_cpu
     metrics = _scrape(server)
     reports = [results.get(timeout=_LOAD_START_TIMEOUT_SECONDS)
@@ -514,7 +493,8 @@ def markdown(results: Dict) -> str:
   headlines = results['headlines']
   lines = [
       '# Serving benchmark: `finsent serve` against the in-process call', '',
-      f'Measured {results["date"]} on {m["cpu_model"]}, {m["cores"]} cores, '
+      f'Measured {results["date"]} on {m["cpu_model"]}, {m["logical_cpus"]} '
+      'cores, '
       f'{m["memory_gib"]} GiB RAM; Python {m["python"]}, '
       f'TensorFlow {results["tensorflow_version"]}; '
       f'{results["wall_seconds"]:.0f} s in all. Headlines: the '
@@ -555,7 +535,7 @@ def markdown(results: Dict) -> str:
       f'{settings["warmup_seconds"]:g} s of warm-up; the server batches with '
       '`max_batch_size 64, batch_timeout_micros 2000, num_batch_threads 2, '
       'max_enqueued_batches 1000`. Latency is under that load; CPU is in '
-      f'cores ({m["cores"]} = the whole machine).', '',
+      f'cores ({m["logical_cpus"]} = the whole machine).', '',
       '| model | protocol | headlines/request | headlines/s | requests/s | '
       'p50 ms | p99 ms | mean batch | server CPU | client CPU | errors |',
       '|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|']
@@ -674,7 +654,7 @@ def write_chart(path: str, results: Dict) -> None:
         for r in results['throughput'] if r['model'] == name]))
   _panel(draw, (830, 20, 1580, 560),
          'Headlines/s with batching on (medians; client and server on the '
-         f'same {results["machine"]["cores"]} cores)', throughput_groups,
+         f'same {results["machine"]["logical_cpus"]} cores)', throughput_groups,
          [(GOAL_HEADLINES_PER_S, f'goal {GOAL_HEADLINES_PER_S:,}/s',
            (200, 30, 30), None)], font, small)
   image.save(path)
@@ -738,7 +718,7 @@ def main(argv: Optional[List[str]] = None) -> int:
       'date': datetime.datetime.now(datetime.timezone.utc).strftime(
           '%Y-%m-%d %H:%M UTC'),
       'command': 'python -m benchmarks.serving_benchmark ' + shlex.join(argv),
-      'machine': machine(),
+      'machine': host.machine(),
       'tensorflow_version': tf.__version__,
       'note': f'Client and server share the same {os.cpu_count()} cores.',
       'settings': settings,

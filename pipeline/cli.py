@@ -32,7 +32,9 @@ USAGE = """usage: finsent COMMAND [flags]   (finsent COMMAND --help for its flag
   train-worker --architecture A [flags]    one worker of a multi-worker
                                            Trainer (TF_CONFIG)
   profile-report MODEL_RUN ...             where training steps went, from
-                                           the Trainers' profiles"""
+                                           the Trainers' profiles
+  bench --output DIR [--quick]             RNN vs Transformer: speed, FLOP/s
+                                           and thread scaling here"""
 
 # command -> module whose main(argv, prog) runs it. run and summary share
 # the pipeline's parser, which takes the command itself.
@@ -45,6 +47,7 @@ _COMMANDS = {
     'predict': 'serving.client',
     'train-worker': 'pipeline.train_worker',
     'profile-report': 'models.profile_report',
+    'bench': 'benchmarks.parallelism_benchmark',
 }
 
 
