@@ -154,28 +154,37 @@ def _tpu_strategy(tpu: str) -> tf.distribute.Strategy:
   return tf.distribute.TPUStrategy(resolver)
 
 
+def prepare_strategy(training: Mapping[str, Any]) -> str:
+  """The name in STRATEGIES that `training` (pipeline.configs.TrainingConfig
+  as a dict) resolves to here; for a mirrored strategy without GPUs, splits
+  the CPU into `cpu_replicas` logical devices first.
+
+  Call it before any other TF op of the process: multi-worker collectives
+  and logical CPU devices are fixed when TensorFlow's runtime starts.
+  """
+  cpu_replicas = training.get('cpu_replicas', 1)
+  name = choose_strategy(
+      training['strategy'], training.get('tpu'), cpu_replicas,
+      len(tf.config.list_physical_devices('GPU')), cluster_from_tf_config())
+  if name == 'mirrored' and not tf.config.list_physical_devices('GPU'):
+    configure_cpu_replicas(cpu_replicas)
+  return name
+
+
 def get_distribution_strategy(training: Mapping[str, Any]
                               ) -> Tuple[str, tf.distribute.Strategy]:
-  """(name in STRATEGIES, strategy) for `training`
-  (pipeline.configs.TrainingConfig as a dict).
-
-  Call it before any other TF op of a worker: multi-worker collectives and
-  logical CPU devices are fixed when TensorFlow's runtime starts.
-  """
-  tpu = training.get('tpu')
-  cpu_replicas = training.get('cpu_replicas', 1)
+  """(name in STRATEGIES, strategy) for `training`, as `prepare_strategy`
+  resolves it; call it first in a worker, for the same reason."""
+  name = prepare_strategy(training)
   tf_config = cluster_from_tf_config()
-  name = choose_strategy(
-      training['strategy'], tpu, cpu_replicas,
-      len(tf.config.list_physical_devices('GPU')), tf_config)
   if name == 'tpu':
-    strategy = _tpu_strategy(tpu)
+    strategy = _tpu_strategy(training['tpu'])
   elif name == 'multi_worker_mirrored':
     strategy = KerasMultiWorkerMirroredStrategy()
   elif name == 'mirrored':
     devices = None
-    if not tf.config.list_physical_devices('GPU') and cpu_replicas > 1:
-      configure_cpu_replicas(cpu_replicas)
+    if (not tf.config.list_physical_devices('GPU') and
+        training.get('cpu_replicas', 1) > 1):
       devices = [d.name for d in tf.config.list_logical_devices('CPU')]
     strategy = tf.distribute.MirroredStrategy(devices)
   else:

@@ -16,7 +16,6 @@ import time
 from typing import List, Optional
 
 from absl import logging
-import tensorflow as tf
 
 from components import data_gate
 from data import loaders
@@ -169,18 +168,13 @@ def _check_data(config: configs.PipelineConfig) -> None:
 def _prepare_strategy(training: configs.TrainingConfig) -> None:
   """Checks the Trainers' strategy can run in this process, and splits the
   CPU for a mirrored one before TensorFlow starts."""
-  name = strategy_lib.choose_strategy(
-      training.strategy, training.tpu, training.cpu_replicas,
-      len(tf.config.list_physical_devices('GPU')),
-      strategy_lib.cluster_from_tf_config())
-  if name == 'multi_worker_mirrored':
+  if strategy_lib.prepare_strategy(
+      dataclasses.asdict(training)) == 'multi_worker_mirrored':
     raise strategy_lib.StrategyError(
         'the local pipeline runs its Trainers inside this one process, so '
         'it cannot be one worker of a cluster; unset TF_CONFIG, or run the '
         "workers with `finsent train-worker` (README, 'Distributed "
         "training')")
-  if name == 'mirrored' and not tf.config.list_physical_devices('GPU'):
-    strategy_lib.configure_cpu_replicas(training.cpu_replicas)
 
 
 def run(config: configs.PipelineConfig) -> int:
