@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.finsent-installed
 PIP_VERSION := 24.3.1
 
-.PHONY: run test venv lock clean
+.PHONY: run test browser venv lock clean
 
 venv: $(STAMP)
 
@@ -26,8 +26,13 @@ $(STAMP): requirements/lock.txt setup.py
 run: $(STAMP)
 	$(BIN)/finsent run $(if $(DATA),--data $(DATA)) $(FLAGS)
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS) tests
+
+# Chromium and its ChromeDriver for the monitor report's browser test
+# (Debian's packages; Selenium must not download a browser of its own).
+browser:
+	command -v chromium >/dev/null && command -v chromedriver >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver)
 
 # Re-resolves requirements/lock.txt from requirements/*.in (needs PyPI; minutes).
 lock:

@@ -12,7 +12,7 @@ setuptools.setup(
     description='TFX pipeline for financial sentiment monitoring',
     license='MIT',
     python_requires='>=3.10',
-    packages=setuptools.find_packages(include=['pipeline', 'pipeline.*', 'components', 'components.*', 'models', 'models.*', 'data', 'data.*', 'kubeflow', 'kubeflow.*', 'serving', 'serving.*']),
-    package_data={'data': ['sample/*.csv', 'schema/*.pbtxt']},
+    packages=setuptools.find_packages(include=['pipeline', 'pipeline.*', 'components', 'components.*', 'models', 'models.*', 'data', 'data.*', 'kubeflow', 'kubeflow.*', 'serving', 'serving.*', 'monitoring', 'monitoring.*']),
+    package_data={'data': ['sample/*.csv', 'schema/*.pbtxt', 'ticker_aliases.csv'], 'monitoring': ['grafana/*.json']},
     entry_points={'console_scripts': ['finsent=pipeline.cli:main']},
 )

@@ -42,7 +42,7 @@ from tfx.utils import path_utils
 
 from models import evaluation
 from models import features
-from models.trainer import ARCHITECTURES
+from models.features import ARCHITECTURES
 
 WARMUP_REQUESTS = 20
 SELECTED_ARCHITECTURE = 'selected_architecture'

@@ -13,7 +13,9 @@ LABEL_ID_KEY = 'label_id'
 # is padding (Keras `mask_zero`).
 TOKEN_VOCABULARY_NAME = 'tokens'
 PADDING_ID = 0
+# The model architectures trained side by side (models.trainer.MODEL_BUILDERS).
+ARCHITECTURES = ('rnn', 'transformer')
 
 __all__ = ['LABELS', 'TEXT_KEY', 'LABEL_KEY', 'SOURCE_KEY', 'LENGTH_BUCKET_KEY',
            'TOKEN_IDS_KEY', 'LABEL_ID_KEY',
-           'TOKEN_VOCABULARY_NAME', 'PADDING_ID']
+           'TOKEN_VOCABULARY_NAME', 'PADDING_ID', 'ARCHITECTURES']

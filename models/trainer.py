@@ -30,7 +30,8 @@ MODEL_BUILDERS = {
     'rnn': rnn.build_rnn_classifier,
     'transformer': transformer.build_transformer_classifier,
 }
-ARCHITECTURES = tuple(MODEL_BUILDERS)
+if tuple(MODEL_BUILDERS) != features.ARCHITECTURES:
+  raise ImportError('MODEL_BUILDERS must build exactly features.ARCHITECTURES')
 
 
 def transformed_examples(file_patterns: List[str],

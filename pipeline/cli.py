@@ -34,7 +34,13 @@ USAGE = """usage: finsent COMMAND [flags]   (finsent COMMAND --help for its flag
   profile-report MODEL_RUN ...             where training steps went, from
                                            the Trainers' profiles
   bench --output DIR [--quick]             RNN vs Transformer: speed, FLOP/s
-                                           and thread scaling here"""
+                                           and thread scaling here
+  monitor --input PATH --output DIR        score a headline stream, window
+          (--saved_model DIR|--model_url)  it per ticker, alert on shocks
+  replay --data PATH --output FILE         labelled data -> a timestamped
+                                           stream with an injected shock
+  monitor-report DIR                       timelines and an HTML page of a
+                                           monitor run"""
 
 # command -> module whose main(argv, prog) runs it. run and summary share
 # the pipeline's parser, which takes the command itself.
@@ -48,6 +54,9 @@ _COMMANDS = {
     'train-worker': 'pipeline.train_worker',
     'profile-report': 'models.profile_report',
     'bench': 'benchmarks.parallelism_benchmark',
+    'monitor': 'monitoring.job',
+    'replay': 'monitoring.replay',
+    'monitor-report': 'monitoring.report',
 }
 
 

@@ -9,7 +9,7 @@ import dataclasses
 import os
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from models.trainer import ARCHITECTURES
+from models.features import ARCHITECTURES
 
 PIPELINE_NAME = 'finsent'
 _DATA_DIR = os.path.join(
@@ -243,3 +243,80 @@ class PipelineConfig:
         'training': dataclasses.asdict(self.training),
         'oov_buckets': self.preprocessing.oov_buckets,
     }
+
+
+# --- The monitoring job (`finsent monitor`, monitoring/) ---
+
+# Company names -> tickers, besides $cashtags (monitoring/entities.py).
+TICKER_ALIASES = os.path.join(_DATA_DIR, 'ticker_aliases.csv')
+
+
+@dataclasses.dataclass(frozen=True)
+class ShockConfig:
+  """When a window is a negative-sentiment shock (monitoring/shocks.py).
+
+  A window's `metric` is compared with the same key's trailing baseline:
+  its windows that ended within `baseline_seconds` before this window
+  starts (so never overlapping it). The robust z-score is
+  (value - median) / max(1.4826 * MAD, min_scale): the median and the
+  median absolute deviation resist earlier shocks in the baseline, and
+  `min_scale` keeps a flat baseline from turning noise into alerts.
+  """
+  # share_negative (alerts when it rises) or mean_score (when it falls).
+  metric: str = 'share_negative'
+  z_threshold: float = 3.5
+  # Headlines a window needs before it can alert. Below 20 the share's own
+  # sampling error (sqrt(p(1-p)/n) is 0.10 at p=0.3, n=20) reaches
+  # min_scale, and a handful of headlines makes a "shock": with 10, a
+  # shuffled replay with no shock alerted on tickers whose windows held
+  # 14-15 headlines (README, "Monitoring").
+  min_count: int = 20
+  # Headlines a window needs to be part of a baseline.
+  min_baseline_count: int = 5
+  baseline_seconds: int = 6 * 3600
+  # Baseline windows needed before a key can alert at all.
+  min_baseline_windows: int = 12
+  # Floor of the baseline's spread, in the metric's units (a share of 0.10
+  # is 10 percentage points).
+  min_scale: float = 0.10
+  # Headlines an alert quotes: the window's most negative.
+  top_headlines: int = 5
+
+
+@dataclasses.dataclass(frozen=True)
+class MonitorConfig:
+  """Scoring, windows and outputs of the monitoring job."""
+  # Sliding event-time windows (published_at), per ticker and overall.
+  window_seconds: int = 3600
+  period_seconds: int = 300
+  # Headlines later than the watermark by up to this much still update
+  # their windows (a late pane); later ones are dropped by Beam and counted.
+  allowed_lateness_seconds: int = 3600
+  # RunInference batches (beam.BatchElements bounds).
+  min_batch_size: int = 16
+  max_batch_size: int = 256
+  # Through a server: the client's timeout and retries per batch before a
+  # batch's headlines go to the dead letters.
+  timeout_seconds: float = 10.0
+  retries: int = 3
+  # Alerts POSTed to a webhook (when one is given): timeout and retries.
+  webhook_timeout_seconds: float = 5.0
+  webhook_retries: int = 3
+  shock: ShockConfig = ShockConfig()
+
+
+@dataclasses.dataclass(frozen=True)
+class ReplayConfig:
+  """`finsent replay`: labelled data -> a timestamped headline stream with
+  an injected negative shock (monitoring/replay.py)."""
+  start: str = '2026-03-02T00:00:00Z'
+  span_hours: float = 12.0
+  tickers: Tuple[str, ...] = ('ACME', 'BOLT', 'CRUX', 'DYNA')
+  # Share of headlines given a ticker's cashtag; the rest are market-wide.
+  ticker_share: float = 0.6
+  # Where in the span the shock starts (0..1), how many negative headlines
+  # it adds for the shocked ticker, and over how many minutes.
+  shock_at: float = 0.75
+  shock_size: int = 30
+  shock_minutes: float = 15.0
+  seed: int = 7

@@ -1,0 +1,391 @@
+"""`finsent monitor`: the monitoring job, an Apache Beam pipeline.
+
+  finsent monitor --input headlines.jsonl --output monitor/ \\
+      --saved_model serving_model/sentiment            # in process
+  finsent monitor --input 'feed/*.jsonl' --output monitor/ \\
+      --model_url 127.0.0.1:8501                        # TF Serving
+
+Reads headlines (JSONL or CSV: text, published_at, optional id and source),
+finds their tickers, scores them with RunInference (the pushed SavedModel
+in process, or TF Serving through its REST/gRPC API), aggregates sentiment
+per ticker and for the market in sliding event-time windows, and raises an
+alert when a window's negative share breaks far above its key's own
+trailing baseline. Writes to --output:
+
+  windows.jsonl       one record per key and window
+  alerts.jsonl        one record per shock, with the headlines behind it
+  dead_letters.jsonl  every line that could not be read or scored, and why
+  summary.json        counts, throughput and the settings of the run
+
+Sources: files, read once (batch: a replay, a day's file); Pub/Sub
+(--input_subscription) and Kafka (--kafka_topic), streaming, with Beam's
+own IOs.
+Any Beam flag (--runner=..., --direct_num_workers=...) is passed on.
+"""
+
+import argparse
+import dataclasses
+import glob
+import json
+import os
+import sys
+import threading
+import time
+from typing import Any, Dict, List, Optional
+
+import apache_beam as beam
+from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.options.pipeline_options import StandardOptions
+
+from monitoring import metrics
+from monitoring.entities import AliasError
+from monitoring.entities import TickerExtractor
+from monitoring.headlines import DEAD_LETTERS
+from monitoring.headlines import parse_json_line
+from monitoring.headlines import ReadHeadlines
+from monitoring.scoring import SavedModelHandler
+from monitoring.scoring import ScoreHeadlines
+from monitoring.scoring import ServedModelHandler
+from monitoring.shocks import DetectShocks
+from monitoring.shocks import METRICS
+from monitoring.outputs import ALERTS_FILE
+from monitoring.outputs import CHANGELOGS
+from monitoring.outputs import compact_jsonl
+from monitoring.outputs import DEAD_LETTERS_FILE
+from monitoring.outputs import SUMMARY_FILE
+from monitoring.outputs import WINDOWS_FILE
+from monitoring.sinks import AppendJsonl
+from monitoring.sinks import PostToWebhook
+from monitoring.windows import WindowSentiment
+from monitoring.windows import without_top_headlines
+from pipeline import configs
+
+
+class MonitorHeadlines(beam.PTransform):
+  """Headlines -> (window records, alerts, dead letters of scoring)."""
+
+  def __init__(self, model_handler, extract_tickers: TickerExtractor,
+               config: configs.MonitorConfig, streaming: bool):
+    super().__init__()
+    self._model_handler = model_handler
+    self._extract_tickers = extract_tickers
+    self._config = config
+    self._streaming = streaming
+
+  def expand(self, headlines):
+    extract = self._extract_tickers
+    scored, dead_letters = (
+        headlines
+        | 'Tickers' >> beam.Map(lambda h: (h, extract(h.text)))
+        | 'Score' >> ScoreHeadlines(self._model_handler))
+    windows = scored | 'Windows' >> WindowSentiment(
+        self._config.window_seconds, self._config.period_seconds,
+        self._config.allowed_lateness_seconds,
+        self._config.shock.top_headlines, bounded=not self._streaming)
+    alerts = windows | 'Shocks' >> DetectShocks(
+        self._config.shock, self._config.window_seconds,
+        bounded=not self._streaming)
+    return windows, alerts, dead_letters
+
+
+def _input_patterns(inputs: List[str]) -> List[str]:
+  """Files, globs and directories (all their files) as file patterns."""
+  return [os.path.join(os.path.abspath(p), '*') if os.path.isdir(p)
+          else os.path.abspath(p) for p in inputs]
+
+
+def _parsed_messages(messages) -> Any:
+  """(where, JSON text) -> (headlines, dead letters)."""
+  return messages | 'Parse' >> beam.Map(
+      lambda m: parse_json_line(*m)).with_outputs(
+          DEAD_LETTERS, main='headlines')
+
+
+def read_source(pipeline, args) -> Any:
+  """(headlines, parse dead letters) from the source the flags choose."""
+  if args.input_subscription:
+    return _parsed_messages(
+        pipeline
+        | 'PubSub' >> beam.io.ReadFromPubSub(
+            subscription=args.input_subscription, with_attributes=True)
+        | 'Where' >> beam.Map(lambda m: (f'pubsub:{m.message_id}',
+                                         m.data.decode('utf-8'))))
+  if args.kafka_topic:
+    from apache_beam.io.kafka import ReadFromKafka  # a Java expansion service
+    return _parsed_messages(
+        pipeline
+        | 'Kafka' >> ReadFromKafka(
+            consumer_config={'bootstrap.servers': args.bootstrap_servers},
+            topics=[args.kafka_topic], with_metadata=True)
+        | 'Where' >> beam.Map(lambda r: (
+            f'kafka:{r.topic}/{r.partition}/{r.offset}',
+            r.value.decode('utf-8'))))
+  return (pipeline | 'Files' >> beam.Create(_input_patterns(args.input))
+          | 'Read' >> ReadHeadlines())
+
+
+def build(pipeline, args, config: configs.MonitorConfig, model_handler,
+          extract_tickers: TickerExtractor) -> None:
+  """The whole job on `pipeline`, writing into args.output."""
+  read = read_source(pipeline, args)
+  windows, alerts, score_dead_letters = (
+      read.headlines | 'Monitor' >> MonitorHeadlines(
+          model_handler, extract_tickers, config, _is_streaming(args)))
+  dead_letters = [read[DEAD_LETTERS] | 'CountParseFailures' >> beam.Map(
+      _counted_parse_failure), score_dead_letters]
+  if args.webhook_url:
+    dead_letters.append(alerts | 'Webhook' >> beam.ParDo(PostToWebhook(
+        args.webhook_url, config.webhook_timeout_seconds,
+        config.webhook_retries)))
+  _ = (windows | 'WindowRecord' >> beam.Map(without_top_headlines)
+       | 'WriteWindows' >> beam.ParDo(
+           AppendJsonl(os.path.join(args.output, WINDOWS_FILE))))
+  _ = alerts | 'WriteAlerts' >> beam.ParDo(
+      AppendJsonl(os.path.join(args.output, ALERTS_FILE)))
+  _ = (dead_letters | 'DeadLetters' >> beam.Flatten()
+       | 'DeadLetterRecord' >> beam.Map(lambda d: d.to_dict())
+       | 'WriteDeadLetters' >> beam.ParDo(
+           AppendJsonl(os.path.join(args.output, DEAD_LETTERS_FILE))))
+
+
+def _is_streaming(args) -> bool:
+  """Unbounded sources: Pub/Sub, Kafka."""
+  return bool(args.input_subscription or args.kafka_topic)
+
+
+def _counted_parse_failure(dead_letter):
+  metrics.HEADLINES.labels('dead_letter').inc()
+  metrics.DEAD_LETTERS.labels('parse').inc()
+  return dead_letter
+
+
+def compact_outputs(output_dir: str) -> Dict[str, int]:
+  """Each output file with one record per id (sinks.compact_jsonl)."""
+  counts = {}
+  for name, (id_field, order) in CHANGELOGS.items():
+    path = os.path.join(output_dir, name)
+    if not os.path.exists(path):
+      open(path, 'w').close()
+    counts[name] = compact_jsonl(path, id_field, order)
+  return counts
+
+
+class _Progress:
+  """Prints the job's counters every `interval` seconds while it runs."""
+
+  def __init__(self, interval: float = 10.0):
+    self._interval = interval
+    self._stop = threading.Event()
+    self._start = time.monotonic()
+    self._thread = threading.Thread(target=self._run, daemon=True)
+
+  def __enter__(self):
+    self._thread.start()
+    return self
+
+  def __exit__(self, *exc_info):
+    self._stop.set()
+    self._thread.join()
+
+  def _run(self):
+    scored_before = _scored_count()
+    while not self._stop.wait(self._interval):
+      scored = _scored_count() - scored_before
+      elapsed = time.monotonic() - self._start
+      print(f'monitor: {elapsed:5.0f} s: {scored:,.0f} headlines scored '
+            f'({scored / elapsed:,.0f}/s), {_dead_letter_count():,.0f} dead '
+            f'letters', file=sys.stderr, flush=True)
+
+
+def _dead_letter_count() -> float:
+  return sum(metrics.value('finsent_monitor_dead_letters_total', stage=s)
+             for s in ('parse', 'score', 'webhook'))
+
+
+def build_parser(prog: str) -> argparse.ArgumentParser:
+  defaults = configs.MonitorConfig()
+  parser = argparse.ArgumentParser(
+      prog=prog, description=__doc__.split('\n\n', 2)[1],
+      epilog='Other --name=value flags are Beam pipeline options.')
+  source = parser.add_argument_group('source (one of)')
+  source.add_argument('--input', action='append', default=[],
+                      metavar='PATH', help='a headline file, glob or '
+                      'directory (repeatable)')
+  source.add_argument('--input_subscription', help='Pub/Sub: projects/P/'
+                      'subscriptions/S, one JSON headline per message')
+  source.add_argument('--kafka_topic', help='Kafka: a topic of JSON '
+                      'headlines (with --bootstrap_servers)')
+  source.add_argument('--bootstrap_servers', default='localhost:9092')
+  model = parser.add_argument_group('model (one of)')
+  model.add_argument('--saved_model', metavar='DIR', help='score in process:'
+                     ' a SavedModel, or a model base path (newest version)')
+  model.add_argument('--model_url', metavar='HOST:PORT', help='score '
+                     'through TF Serving (or finsent serve)')
+  model.add_argument('--protocol', choices=('rest', 'grpc'), default='rest')
+  model.add_argument('--model_name', default=configs.PRODUCTION_MODEL_NAME)
+  parser.add_argument('--output', required=True, metavar='DIR')
+  parser.add_argument('--ticker_aliases', default=configs.TICKER_ALIASES,
+                      metavar='CSV', help='name,ticker rows (default: '
+                      '%(default)s)')
+  parser.add_argument('--window_seconds', type=int,
+                      default=defaults.window_seconds)
+  parser.add_argument('--period_seconds', type=int,
+                      default=defaults.period_seconds)
+  parser.add_argument('--allowed_lateness_seconds', type=int,
+                      default=defaults.allowed_lateness_seconds)
+  parser.add_argument('--max_batch_size', type=int,
+                      default=defaults.max_batch_size)
+  shock = parser.add_argument_group('shock detection (ShockConfig)')
+  for field in dataclasses.fields(configs.ShockConfig):
+    kwargs = {'choices': METRICS} if field.name == 'metric' else {}
+    shock.add_argument(f'--{field.name}', type=type(field.default),
+                       default=field.default, **kwargs)
+  parser.add_argument('--webhook_url', help='POST each alert here as JSON')
+  parser.add_argument('--metrics_port', type=int, help='serve Prometheus '
+                      'metrics on this port while the job runs')
+  return parser
+
+
+def _config_from_args(args) -> configs.MonitorConfig:
+  shock = configs.ShockConfig(**{
+      f.name: getattr(args, f.name)
+      for f in dataclasses.fields(configs.ShockConfig)})
+  return dataclasses.replace(
+      configs.MonitorConfig(), window_seconds=args.window_seconds,
+      period_seconds=args.period_seconds,
+      allowed_lateness_seconds=args.allowed_lateness_seconds,
+      max_batch_size=args.max_batch_size,
+      min_batch_size=min(configs.MonitorConfig().min_batch_size,
+                         args.max_batch_size),
+      shock=shock)
+
+
+def _check_args(parser, args, beam_args) -> None:
+  sources = [bool(args.input), bool(args.input_subscription),
+             bool(args.kafka_topic)]
+  if sum(sources) != 1:
+    parser.error('give one source: --input, --input_subscription or '
+                 '--kafka_topic')
+  if (args.saved_model is None) == (args.model_url is None):
+    parser.error('give one model: --saved_model DIR or --model_url HOST:PORT')
+  if args.input:
+    for path in args.input:
+      if not glob.glob(_input_patterns([path])[0]):
+        parser.error(f'--input {path}: no such file, or no file matches')
+  for arg in beam_args:
+    if not arg.startswith('--') or '=' not in arg:
+      parser.error(f'unrecognized argument {arg!r}: Beam options are passed '
+                   'as --name=value')
+  if args.max_batch_size < 1:
+    parser.error('--max_batch_size must be >= 1')
+
+
+def main(argv: Optional[List[str]] = None,
+         prog: str = 'finsent monitor') -> int:
+  parser = build_parser(prog)
+  args, beam_args = parser.parse_known_args(argv)
+  _check_args(parser, args, beam_args)
+  config = _config_from_args(args)
+  try:
+    extract_tickers = TickerExtractor.from_csv(args.ticker_aliases)
+    if args.saved_model:
+      handler = SavedModelHandler(args.saved_model, config.min_batch_size,
+                                  config.max_batch_size)
+    else:
+      handler = ServedModelHandler(
+          args.model_url, args.model_name, args.protocol,
+          config.timeout_seconds, config.retries, config.min_batch_size,
+          config.max_batch_size)
+    os.makedirs(args.output, exist_ok=True)
+    options = PipelineOptions(beam_args)
+    if _is_streaming(args):
+      options.view_as(StandardOptions).streaming = True
+    if args.metrics_port:
+      metrics.start_server(args.metrics_port)
+    start = time.monotonic()
+    scored_before = _scored_count()
+    with _Progress():
+      pipeline = beam.Pipeline(options=options)
+      build(pipeline, args, config, handler, extract_tickers)
+      result = pipeline.run()
+      try:
+        result.wait_until_finish()
+      except KeyboardInterrupt:
+        # A stream runs until stopped: Ctrl-C (SIGINT) stops it, and what
+        # it wrote is compacted and summarised below.
+        print(f'{prog}: stopping', file=sys.stderr)
+        result.cancel()
+    elapsed = time.monotonic() - start
+  except (AliasError, FileNotFoundError, ValueError) as e:
+    print(f'{prog}: error: {e}', file=sys.stderr)
+    return 2
+  counts = compact_outputs(args.output)
+  summary = _summary(args, config, counts, _scored_count() - scored_before,
+                     elapsed)
+  with open(os.path.join(args.output, SUMMARY_FILE), 'w') as f:
+    json.dump(summary, f, indent=2)
+  print(format_summary(summary))
+  return 0
+
+
+def _scored_count() -> float:
+  return metrics.value('finsent_monitor_headlines_total', outcome='scored')
+
+
+def _summary(args, config, counts, scored, elapsed) -> Dict[str, Any]:
+  return {
+      'input': args.input or args.input_subscription or args.kafka_topic,
+      'model': args.saved_model or f'{args.protocol}://{args.model_url}/'
+               f'{args.model_name}',
+      'headlines_scored': int(scored),
+      'dead_letters': counts[DEAD_LETTERS_FILE],
+      'windows': counts[WINDOWS_FILE],
+      'alerts': counts[ALERTS_FILE],
+      'seconds': round(elapsed, 2),
+      'headlines_per_second': round(scored / elapsed, 1) if elapsed else None,
+      'config': dataclasses.asdict(config),
+      'output': os.path.abspath(args.output),
+  }
+
+
+def incidents(alerts: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+  """Alerts of a key whose windows overlap, as one incident each: its first
+  window's start, its last window's end, and its strongest alert."""
+  found: List[Dict[str, Any]] = []
+  for alert in sorted(alerts, key=lambda a: (a['key'], a['window_start'])):
+    last = found[-1] if found else None
+    if last and last['key'] == alert['key'] and \
+        alert['window_start'] < last['end']:
+      last['end'] = max(last['end'], alert['window_end'])
+      last['windows'] += 1
+      if alert['z_score'] > last['peak']['z_score']:
+        last['peak'] = alert
+    else:
+      found.append({'key': alert['key'], 'start': alert['window_start'],
+                    'end': alert['window_end'], 'windows': 1,
+                    'peak': alert})
+  return found
+
+
+def format_summary(summary: Dict[str, Any]) -> str:
+  with open(os.path.join(summary['output'], ALERTS_FILE),
+            encoding='utf-8') as f:
+    alerts = [json.loads(line) for line in f]
+  lines = [
+      f'Monitored {summary["headlines_scored"]:,} headlines in '
+      f'{summary["seconds"]:.1f} s ({summary["headlines_per_second"]:,.0f}/s)'
+      f' with {summary["model"]}',
+      f'  windows: {summary["windows"]:,}   alerts: {summary["alerts"]}   '
+      f'dead letters: {summary["dead_letters"]}',
+  ]
+  for incident in incidents(alerts):
+    peak = incident['peak']
+    lines.append(
+        f'  SHOCK {incident["key"]:<6} {incident["start"]} .. '
+        f'{incident["end"]} ({incident["windows"]} windows): peak '
+        f'{peak["metric"]} {peak["value"]:.2f} vs baseline '
+        f'{peak["baseline_median"]:.2f} (z {peak["z_score"]:.1f}, '
+        f'{peak["count"]} headlines)')
+  lines.append(f'Outputs: {summary["output"]} (finsent monitor-report '
+               f'{summary["output"]} draws them)')
+  return '\n'.join(lines)

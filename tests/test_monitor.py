@@ -1,0 +1,416 @@
+"""The monitoring job's parts, each on Beam's TestPipeline (and TestStream
+for event time, watermarks and late data), with hand-computed values.
+
+The whole job, with a real model in process and through a real server, is
+in test_monitor_e2e.py."""
+
+import datetime
+import http.server
+import json
+import random
+import threading
+
+import apache_beam as beam
+from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.testing.test_pipeline import TestPipeline
+from apache_beam.testing.test_stream import TestStream
+from apache_beam.testing.util import assert_that
+from apache_beam.testing.util import equal_to
+from apache_beam.transforms import window as beam_window
+import pytest
+
+from monitoring import shocks
+from monitoring.entities import AliasError
+from monitoring.entities import TickerExtractor
+from monitoring.headlines import DEAD_LETTERS
+from monitoring.headlines import Headline
+from monitoring.headlines import ReadHeadlines
+from monitoring.outputs import compact_jsonl
+from monitoring.outputs import MARKET
+from monitoring.outputs import read_changelog
+from monitoring.scoring import ScoredHeadline
+from monitoring.sinks import AppendJsonl
+from monitoring.sinks import PostToWebhook
+from monitoring.windows import SentimentCombineFn
+from monitoring.windows import WindowSentiment
+from pipeline import configs
+from serving.process import free_port
+
+T0 = datetime.datetime(2026, 3, 2, 10, 0, tzinfo=datetime.timezone.utc)
+
+
+def _at(minutes: float) -> float:
+  return T0.timestamp() + minutes * 60
+
+
+def _iso(minutes: float) -> str:
+  return datetime.datetime.fromtimestamp(
+      _at(minutes), datetime.timezone.utc).isoformat().replace('+00:00', 'Z')
+
+
+def _scored(minutes, label, tickers=('ACME',), headline_id=None):
+  probabilities = dict.fromkeys(('negative', 'neutral', 'positive'), 0.1)
+  probabilities[label] = 0.8
+  headline_id = headline_id or f'h{minutes}-{label}'
+  return ScoredHeadline(
+      Headline(headline_id, f'{label} news', _iso(minutes), _at(minutes),
+               f'test:{headline_id}'), tuple(tickers), label, probabilities)
+
+
+# --- Reading: every line is a headline or a dead letter naming file:line ---
+
+def test_read_headlines_keeps_good_lines_and_names_bad_ones(write):
+  jsonl = write('feed.jsonl', '\n'.join([
+      json.dumps({'id': 'a', 'text': '$ACME jumps', 'published_at':
+                  '2026-03-02T10:00:00Z', 'label': 'positive'}),
+      'not json',
+      json.dumps({'text': '', 'published_at': '2026-03-02T10:00:00Z'}),
+      json.dumps({'text': 'no time'}),
+      json.dumps({'text': 'naive', 'published_at': '2026-03-02T10:00:00'}),
+      json.dumps(['a', 'list']),
+      '',
+      json.dumps({'text': 'Acme falls', 'published_at':
+                  '2026-03-02T11:00:00+01:00', 'source': 'wire'}),
+  ]) + '\n')
+  csv_path = write('feed.csv', 'text,published_at,source\n'
+                   'Acme rises,2026-03-02T10:05:00Z,wire\n'
+                   'too,many,fields,here\n'
+                   'Acme bad time,yesterday,wire\n')
+  with TestPipeline() as p:
+    read = p | beam.Create([jsonl, csv_path]) | ReadHeadlines()
+    assert_that(read.headlines | 'Id' >> beam.Map(
+        lambda h: (h.id, h.timestamp, h.source, dict(h.extra))), equal_to([
+            ('a', _at(0), None, {'label': 'positive'}),
+            ('feed.jsonl:8', _at(0), 'wire', {}),
+            ('feed.csv:2', _at(5), 'wire', {})]), label='headlines')
+    assert_that(read[DEAD_LETTERS] | 'Where' >> beam.Map(
+        lambda d: (d.stage, d.where, d.reason.split(':')[0].split(' (')[0])),
+        equal_to([
+            ('parse', 'feed.jsonl:2', 'not JSON'),
+            ('parse', 'feed.jsonl:3', "text must be a non-empty string, got ''"),
+            ('parse', 'feed.jsonl:4',
+             'published_at must be an ISO-8601 time, got None'),
+            ('parse', 'feed.jsonl:5', "published_at '2026-03-02T10"),
+            ('parse', 'feed.jsonl:6', 'expected a JSON object, got list'),
+            ('parse', 'feed.csv:3', '4 fields, the header has 3'),
+            ('parse', 'feed.csv:4',
+             "published_at 'yesterday' is not an ISO-8601 time"),
+        ]), label='dead letters')
+
+
+def test_csv_without_the_needed_columns_is_one_dead_letter(write):
+  path = write('bad.csv', 'headline,date\nAcme,2026-03-02\n')
+  with TestPipeline() as p:
+    read = p | beam.Create([path]) | ReadHeadlines()
+    assert_that(read.headlines, equal_to([]), label='none')
+    assert_that(read[DEAD_LETTERS] | beam.Map(lambda d: (d.where, d.reason)),
+                equal_to([('bad.csv:1', 'the CSV header lacks published_at, '
+                           'text; no line of the file was read')]))
+
+
+# --- Tickers ---
+
+def test_tickers_from_cashtags_and_aliases():
+  extract = TickerExtractor({'Apple': 'AAPL', 'Bank of America': 'BAC',
+                             'America': 'AMER'})
+  assert extract('$aapl and $MSFT up; Apple\'s chips') == ('AAPL', 'MSFT')
+  assert extract('Bank of America beats') == ('BAC',)
+  assert extract('Berkshire $BRK.B, costs $5 more, a$XYZ') == ('BRK.B',)
+  assert extract('Stocks drift lower') == ()
+  assert extract('Pineapple prices') == ()
+
+
+def test_bundled_aliases_load():
+  extract = TickerExtractor.from_csv(configs.TICKER_ALIASES)
+  assert extract('Solara Energy withdraws guidance') == ('SOLR',)
+
+
+@pytest.mark.parametrize('content, message', [
+    ('company,symbol\nApple,AAPL\n', ':1: the header must be name,ticker'),
+    ('name,ticker\nApple,aapl\n', ":2: 'aapl' is not a ticker"),
+    ('name,ticker\nApple,AAPL\nApple,APPL\n', ":3: 'Apple' is already AAPL"),
+    ('name,ticker\nApple\n', ":2: expected name,ticker, got ['Apple']"),
+])
+def test_bad_alias_file_says_where(write, content, message):
+  with pytest.raises(AliasError, match=message.replace('[', r'\[')
+                     .replace(']', r'\]')):
+    TickerExtractor.from_csv(write('aliases.csv', content))
+
+
+# --- Windows: event time, sliding, per key, late data ---
+
+def _window_ids(records):
+  return sorted((r['key'], r['window_end'], r['count'], r['negative'],
+                 r['pane']) for r in records)
+
+
+def test_a_headline_counts_in_every_sliding_window_that_covers_it():
+  with TestPipeline() as p:
+    records = (p | beam.Create([_scored(7, 'negative')])
+               | WindowSentiment(3600, 300, 0, 3))
+    # 10:07 lies in the 12 one-hour windows ending 10:10, 10:15 .. 11:05,
+    # for the market and for ACME.
+    ends = [_iso(10 + 5 * i) for i in range(12)]
+    assert_that(records | beam.Map(lambda r: (r['key'], r['window_end'])),
+                equal_to([(k, e) for k in (MARKET, 'ACME') for e in ends]))
+
+
+def test_bounded_input_gets_the_same_windows_as_a_stream():
+  """Files read once key by Beam's windows instead of windowing by them
+  (WindowSentiment's docstring): the same records."""
+  rng = random.Random(5)
+  scored = [_scored(rng.uniform(0, 90), rng.choice(('negative', 'neutral',
+                                                    'positive')),
+                    tickers=rng.choice(((), ('ACME',), ('ACME', 'BOLT'))),
+                    headline_id=f'h{i}') for i in range(60)]
+
+  def summary(records, name):
+    return (records
+            | f'Global{name}' >> beam.WindowInto(beam_window.GlobalWindows())
+            | f'Summary{name}' >> beam.Map(lambda r: (
+        r['id'], r['window_start'], r['count'], r['negative'], r['neutral'],
+        r['positive'], r['mean_score'], r['pane'],
+        [h['id'] for h in r['top_headlines']])))
+  with TestPipeline() as p:
+    headlines = p | beam.Create(scored)
+    bounded = headlines | 'Bounded' >> WindowSentiment(1800, 600, 0, 3,
+                                                       bounded=True)
+    windowed = headlines | 'Windowed' >> WindowSentiment(1800, 600, 0, 3)
+    collected = ((summary(bounded, 'B') | 'B' >> beam.Map(lambda r: ('b', r)),
+                  summary(windowed, 'W') | 'W' >> beam.Map(lambda r: ('w', r)))
+                 | beam.Flatten() | beam.GroupByKey()
+                 | beam.Map(lambda kv: (kv[0], sorted(kv[1]))))
+    assert_that(collected | beam.combiners.ToList() | beam.Map(
+        lambda pairs: (len(dict(pairs)['b']) > 20,
+                       dict(pairs)['b'] == dict(pairs)['w'])),
+                equal_to([(True, True)]))
+
+
+def test_late_headline_updates_its_window_and_too_late_is_not_counted():
+  stream = (TestStream()
+            .add_elements([beam_window.TimestampedValue(
+                _scored(1, 'positive'), _at(1))])
+            .advance_watermark_to(_at(12))  # fires [0, 10)
+            # 2 minutes past the window, within 5 minutes allowed lateness.
+            .add_elements([beam_window.TimestampedValue(
+                _scored(2, 'negative'), _at(2))])
+            .advance_watermark_to(_at(30))  # beyond lateness of [0, 10)
+            .add_elements([beam_window.TimestampedValue(
+                _scored(3, 'negative', headline_id='too-late'), _at(3))])
+            .advance_watermark_to_infinity())
+  options = PipelineOptions(streaming=True)
+  with TestPipeline(options=options) as p:
+    records = (p | stream | WindowSentiment(600, 600, 300, 3)
+               | beam.Filter(lambda r: r['key'] == MARKET))
+    assert_that(records | beam.Map(lambda r: (
+        r['window_end'], r['count'], r['negative'], r['pane'],
+        r['pane_index'])), equal_to([
+            (_iso(10), 1, 0, 'ON_TIME', 0),
+            (_iso(10), 2, 1, 'LATE', 1)]))
+
+
+def test_window_aggregate_by_hand():
+  fn = SentimentCombineFn(top_n=2)
+  parts = []
+  for group in ([('negative', 1), ('positive', 2)],
+                [('negative', 3), ('neutral', 4), ('negative', 5)]):
+    accumulator = fn.create_accumulator()
+    for label, minute in group:
+      accumulator = fn.add_input(accumulator, _scored(minute, label))
+    parts.append(accumulator)
+  result = fn.extract_output(fn.merge_accumulators(parts))
+  # scores: negative -0.7 x3, positive +0.7, neutral 0 -> mean -1.4/5.
+  assert {k: result[k] for k in ('count', 'negative', 'neutral', 'positive',
+                                 'share_negative', 'share_positive',
+                                 'mean_score')} == {
+      'count': 5, 'negative': 3, 'neutral': 1, 'positive': 1,
+      'share_negative': 0.6, 'share_positive': 0.2, 'mean_score': -0.28}
+  assert [h['p_negative'] for h in result['top_headlines']] == [0.8, 0.8]
+  assert {h['predicted'] for h in result['top_headlines']} == {'negative'}
+
+
+# --- Shocks: baseline, threshold, order ---
+
+def test_robust_z_by_hand():
+  baseline = [0.2, 0.3, 0.3, 0.4, 0.5]
+  # median 0.3; |deviations| 0.1 0 0 0.1 0.2 -> MAD 0.1 -> scale 0.14826.
+  z, median, scale = shocks.robust_z(0.9, baseline, 0.05, 'share_negative')
+  assert (median, scale) == (0.3, pytest.approx(0.14826))
+  assert z == pytest.approx(0.6 / 0.14826)
+  # The floor wins over a smaller spread.
+  assert shocks.robust_z(0.9, baseline, 0.2, 'share_negative')[0] == \
+      pytest.approx(3.0)
+  # mean_score alerts on a fall.
+  # median 0, MAD 0.1: z = (0 - -0.6) / 0.14826.
+  assert shocks.robust_z(-0.6, [0.0, 0.1, -0.1], 0.1, 'mean_score')[0] == \
+      pytest.approx(0.6 / 0.14826)
+
+
+SHOCK = configs.ShockConfig(z_threshold=3.0, min_count=5, min_baseline_count=5,
+                            baseline_seconds=3600, min_baseline_windows=3,
+                            min_scale=0.1, top_headlines=2)
+
+
+def _record(key, end_minutes, count, negative, window_minutes=10):
+  return {'id': f'{key}/{_iso(end_minutes)}', 'key': key,
+          'window_start': _iso(end_minutes - window_minutes),
+          'window_end': _iso(end_minutes), 'count': count,
+          'negative': negative, 'share_negative': round(negative / count, 4),
+          'mean_score': 0.0, 'pane': 'ON_TIME', 'pane_index': 0,
+          'top_headlines': []}
+
+
+def test_judge_window_uses_only_earlier_non_overlapping_windows():
+  # Windows of 10 min ending every 10 min from 10:10; share 0.2 .. 0.4.
+  history = [(_at(m), s) for m, s in
+             ((10, 0.2), (20, 0.3), (30, 0.4), (40, 0.3), (50, 0.9))]
+  shock = _record('ACME', 60, 10, 9)  # starts 10:50: 10:50 ends at its start
+  alert = shocks.judge_window(shock, history, SHOCK)
+  # Baseline = windows ending in (9:50, 10:50]: all five, median 0.3,
+  # MAD 0.1 -> scale 0.14826; z = (0.9 - 0.3) / 0.14826.
+  assert alert['baseline_windows'] == 5
+  assert alert['z_score'] == round(0.6 / 0.14826, 2)
+  assert (alert['baseline_median'], alert['value']) == (0.3, 0.9)
+  # The window ending 10:50 overlaps one starting 10:45: not in its baseline.
+  overlapping = _record('ACME', 60, 10, 9, window_minutes=15)
+  assert shocks.judge_window(overlapping, history, SHOCK)['baseline_windows'] \
+      == 4
+  assert shocks.judge_window(_record('ACME', 60, 4, 4), history, SHOCK) is None
+  assert shocks.judge_window(shock, history[:2], SHOCK) is None
+
+
+def test_shock_is_found_whatever_order_the_windows_arrive_in():
+  flat = [_record('ACME', 10 * i, 10, 3) for i in range(1, 9)]
+  flat[2] = _record('ACME', 30, 10, 2)
+  flat[5] = _record('ACME', 60, 10, 4)
+  shocked = flat + [_record('ACME', 90, 10, 9)]
+  market = [_record(MARKET, 10 * i, 20, 6) for i in range(1, 10)]
+  records = shocked + market
+  random.Random(1).shuffle(records)
+  # ACME 10:50 .. 11:20 shares before 11:30 (windows ending in (10:20,
+  # 11:20]): 0.3 0.3 0.4 0.3 0.3 0.3 -> median 0.3, MAD 0 -> floor 0.1:
+  # z = (0.9 - 0.3) / 0.1 = 6. The market is flat: no alert.
+  _assert_alerts(records, [('ACME', _iso(90), 6.0, 6)])
+
+
+def test_flat_stream_raises_no_alert():
+  rng = random.Random(3)
+  records = [_record(key, 10 * i, 20, rng.randint(4, 8))
+             for key in ('ACME', MARKET) for i in range(1, 40)]
+  _assert_alerts(records, [])
+
+
+def _at_window_end(record):
+  """A window record stamped as Beam stamps a window's output: its end."""
+  end = datetime.datetime.fromisoformat(
+      record['window_end'].replace('Z', '+00:00')).timestamp()
+  return beam_window.TimestampedValue(record, end - 1e-6)
+
+
+def _assert_alerts(records, expected):
+  """DetectShocks, on a stream (state and timers) and on bounded input
+  (grouped), finds exactly `expected`: (key, window end, z, baseline
+  windows)."""
+  for bounded in (False, True):
+    _assert_alerts_of(records, expected, bounded)
+
+
+def _assert_alerts_of(records, expected, bounded):
+  with TestPipeline() as p:
+    alerts = (p | beam.Create(records) | beam.Map(_at_window_end)
+              | shocks.DetectShocks(SHOCK, 600, bounded=bounded)
+              | beam.Map(lambda a: (a['key'], a['window_end'], a['z_score'],
+                                    a['baseline_windows'])))
+    assert_that(alerts, equal_to(expected))
+
+
+def test_shock_windows_in_streaming_order_with_a_late_pane():
+  """Window records arriving as a stream, the shock's window first on
+  time with few headlines (no alert), then as a late pane (alert)."""
+  base = [_record('ACME', 10 * i, 10, 3) for i in range(1, 7)]
+  on_time = _record('ACME', 70, 4, 4)
+  late = dict(_record('ACME', 70, 12, 11), pane='LATE', pane_index=1)
+  stream = (TestStream()
+            .add_elements([_at_window_end(r) for r in base + [on_time]])
+            .advance_watermark_to(_at(75))
+            .add_elements([_at_window_end(late)])
+            .advance_watermark_to_infinity())
+  with TestPipeline(options=PipelineOptions(streaming=True)) as p:
+    alerts = (p | stream | shocks.DetectShocks(SHOCK, 600)
+              | beam.Map(lambda a: (a['key'], a['window_end'], a['count'],
+                                    a['pane'])))
+    assert_that(alerts, equal_to([('ACME', _iso(70), 12, 'LATE')]))
+
+
+# --- Sinks: changelogs keyed by id, compacted; the webhook ---
+
+def test_appended_changelog_compacts_to_the_last_record_per_id(tmp_path):
+  path = str(tmp_path / 'windows.jsonl')
+  first = [{'id': f'k/{i}', 'v': i} for i in range(5)]
+  update = [{'id': 'k/2', 'v': 20}]
+  for records in (first, update, first[3:]):  # a late pane, a re-read
+    with TestPipeline() as p:
+      _ = p | beam.Create(records) | beam.ParDo(AppendJsonl(path))
+  assert len(open(path).readlines()) == 8
+  assert compact_jsonl(path, 'id', lambda r: r['id']) == 5
+  assert [r['v'] for _, r in read_changelog(path, 'id').values()] == \
+      [0, 1, 20, 3, 4]
+  before = open(path).read()
+  assert compact_jsonl(path, 'id', lambda r: r['id']) == 5
+  assert open(path).read() == before
+
+
+class _Webhook(http.server.BaseHTTPRequestHandler):
+  """Answers POSTs with the next of `statuses`; records the bodies."""
+  statuses = []
+  bodies = []
+
+  def do_POST(self):
+    self.bodies.append(json.loads(self.rfile.read(
+        int(self.headers['Content-Length']))))
+    self.send_response(self.statuses.pop(0) if self.statuses else 200)
+    self.end_headers()
+
+  def log_message(self, *args):
+    pass
+
+
+@pytest.fixture
+def webhook():
+  server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), _Webhook)
+  thread = threading.Thread(target=server.serve_forever, daemon=True)
+  thread.start()
+  _Webhook.statuses, _Webhook.bodies = [], []
+  yield f'http://127.0.0.1:{server.server_port}/alerts', _Webhook
+  server.shutdown()
+
+
+def _assert_posted(url, alerts, dead_letters):
+  """PostToWebhook gives exactly `dead_letters`: (stage, where, reason)."""
+  with TestPipeline() as p:
+    dead = (p | beam.Create(alerts)
+            | beam.ParDo(PostToWebhook(url, 2.0, 2, backoff_seconds=0.01))
+            | beam.Map(lambda d: (d.stage, d.where, d.reason)))
+    assert_that(dead, equal_to(dead_letters))
+
+
+def test_webhook_gets_each_alert_retrying_server_errors(webhook):
+  url, handler = webhook
+  handler.statuses = [503, 500]  # then 200
+  _assert_posted(url, [{'alert_id': 'ACME/x', 'z_score': 5.0}], [])
+  assert handler.bodies == [{'alert_id': 'ACME/x', 'z_score': 5.0}] * 3
+
+
+def test_webhook_failures_become_dead_letters(webhook):
+  url, handler = webhook
+  handler.statuses = [400]
+  _assert_posted(url, [{'alert_id': 'ACME/x'}],
+                 [('webhook', 'ACME/x', f'{url}: HTTP 400: ')])
+  assert len(handler.bodies) == 1  # a refusal is not retried
+  down = f'http://127.0.0.1:{free_port()}/alerts'
+  with TestPipeline() as p:
+    dead = (p | beam.Create([{'alert_id': 'ACME/y'}])
+            | beam.ParDo(PostToWebhook(down, 2.0, 1, backoff_seconds=0.01))
+            | beam.Map(lambda d: (d.stage, d.where,
+                                  d.reason.split(' ')[1].split('(')[0])))
+    assert_that(dead, equal_to([('webhook', 'ACME/y', 'ConnectionError:')]))
