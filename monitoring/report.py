@@ -277,6 +277,10 @@ def write_timeline(path: str, key: str, windows: Sequence[Window],
   scores.axhline(0, color='#999999', linewidth=0.8)
   scores.set_ylim(-1.05, 1.05)
   scores.set_ylabel('mean score')
+  # Overlapping windows of one shock alert together: only the strongest
+  # alert's z is written, so that the labels stay readable.
+  strongest = max((a for a in alerts if a.z_score is not None),
+                  key=lambda a: a.z_score, default=None)
   for alert in alerts:
     # On the count axes, the top panel's lowest, to stay behind the bars.
     for axes in (counts, scores):
@@ -289,7 +293,7 @@ def write_timeline(path: str, key: str, windows: Sequence[Window],
                   colors='#e67e22', linestyles='--', linewidth=1.2)
     axes.plot([alert.end], [alert.value], marker='*', markersize=15,
               color='#e67e22', markeredgecolor='black', linestyle='none')
-    if alert.z_score is not None:
+    if alert is strongest:
       axes.annotate(f'z={alert.z_score:.1f}', (alert.end, alert.value),
                     xytext=(6, 4), textcoords='offset points', fontsize=8)
   handles = shares.get_legend_handles_labels()[0] + \
