@@ -272,10 +272,7 @@ def _check_args(parser, args, beam_args) -> None:
     for path in args.input:
       if not glob.glob(_input_patterns([path])[0]):
         parser.error(f'--input {path}: no such file, or no file matches')
-  for arg in beam_args:
-    if not arg.startswith('--') or '=' not in arg:
-      parser.error(f'unrecognized argument {arg!r}: Beam options are passed '
-                   'as --name=value')
+  configs.check_beam_args(parser, beam_args)
   if args.max_batch_size < 1:
     parser.error('--max_batch_size must be >= 1')
 

@@ -45,6 +45,15 @@ def beam_pipeline_args(overrides: Sequence[str] = ()) -> List[str]:
           if flag(a) not in overridden] + list(overrides)
 
 
+def check_beam_args(parser, beam_args: Sequence[str]) -> None:
+  """Stops `parser` on a leftover argument that is not a Beam option
+  (`--name=value`): a typo of one of its own flags, most likely."""
+  for arg in beam_args:
+    if not arg.startswith('--') or '=' not in arg:
+      parser.error(f'unrecognized argument {arg!r}: Beam options are passed '
+                   'as --name=value')
+
+
 @dataclasses.dataclass(frozen=True)
 class PreprocessingConfig:
   """Transform: token vocabulary and padded length (see models.preprocessing)."""

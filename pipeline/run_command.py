@@ -132,14 +132,6 @@ def _config_from_args(args, beam_args: List[str]) -> configs.PipelineConfig:
       training=training_config_from_args(args, defaults.training))
 
 
-def _check_beam_args(parser: argparse.ArgumentParser,
-                     beam_args: List[str]) -> None:
-  for arg in beam_args:
-    if not arg.startswith('--') or '=' not in arg:
-      parser.error(f'unrecognized argument {arg!r}: Beam options are passed '
-                   'as --name=value')
-
-
 def _check_data(config: configs.PipelineConfig) -> None:
   """Reads all the data once before the pipeline and prints its counts.
 
@@ -233,7 +225,7 @@ def main(argv: Optional[List[str]] = None) -> int:
   args, beam_args = parser.parse_known_args(argv)
   if args.command != 'run' and beam_args:
     parser.error(f'unrecognized arguments: {" ".join(beam_args)}')
-  _check_beam_args(parser, beam_args)
+  configs.check_beam_args(parser, beam_args)
   _set_verbosity(args.verbosity)
   try:
     if args.command == 'run':
