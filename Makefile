@@ -2,14 +2,14 @@
 PYTHON ?= python3
 VENV ?= .venv
 DATA ?=
-# More `finsent run` flags, e.g. FLAGS='--strategy mirrored --cpu_replicas 2'
+# More flags of the target's command, e.g. FLAGS='--strategy mirrored --cpu_replicas 2'
 FLAGS ?=
 PYTEST_ARGS ?=
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.finsent-installed
 PIP_VERSION := 24.3.1
 
-.PHONY: run test browser venv lock clean
+.PHONY: run test browser kubeflow venv lock clean
 
 venv: $(STAMP)
 
@@ -25,6 +25,11 @@ $(STAMP): requirements/lock.txt setup.py
 
 run: $(STAMP)
 	$(BIN)/finsent run $(if $(DATA),--data $(DATA)) $(FLAGS)
+
+# The pipeline as a Kubeflow Pipelines v2 / Vertex AI spec, e.g.
+# make kubeflow FLAGS='--image REGISTRY/finsent-pipeline:TAG --output_dir gs://BUCKET/finsent'
+kubeflow: $(STAMP)
+	$(BIN)/finsent compile-kubeflow $(FLAGS)
 
 test: $(STAMP) browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS) tests

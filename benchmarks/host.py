@@ -2,7 +2,9 @@
 
 import os
 import platform
-from typing import Dict
+import threading
+import time
+from typing import Dict, List, Tuple
 
 
 def machine() -> Dict[str, object]:
@@ -34,3 +36,32 @@ def machine_cpu_seconds() -> float:
   with open('/proc/stat', encoding='utf-8') as f:
     ticks = [int(v) for v in f.readline().split()[1:9]]
   return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf('SC_CLK_TCK')
+
+
+class CpuSampler(threading.Thread):
+  """Samples machine_cpu_seconds() every `period` seconds in the
+  background, so that how busy the machine was in any window of a run
+  (such as one component's execution) can be read afterwards."""
+
+  def __init__(self, period: float = 0.25):
+    super().__init__(daemon=True)
+    self._period = period
+    self._stopped = threading.Event()
+    self.samples: List[Tuple[float, float]] = []  # (time.time(), CPU s)
+
+  def run(self) -> None:
+    while not self._stopped.wait(self._period):
+      self.samples.append((time.time(), machine_cpu_seconds()))
+
+  def stop(self) -> None:
+    self._stopped.set()
+    self.join()
+
+  def busy_cores(self, start: float, end: float) -> float:
+    """Mean busy cores between the first sample at or after `start` and
+    the last at or before `end`."""
+    inside = [s for s in self.samples if start <= s[0] <= end]
+    if len(inside) < 2:
+      raise ValueError(f'fewer than 2 CPU samples in [{start}, {end}]')
+    (t0, cpu0), (t1, cpu1) = inside[0], inside[-1]
+    return (cpu1 - cpu0) / (t1 - t0)

@@ -61,7 +61,14 @@ def _decode(path: str, raw: bytes, encoding: str) -> str:
 
 
 def _read_text(path: str, encoding: str = 'utf-8') -> str:
-  with open(path, 'rb') as f:
+  if '://' in path:  # pipeline.configs.is_uri, without importing it
+    # Object storage on a cluster (gs://, s3://): TensorFlow's file systems,
+    # imported only then (this module loads without TensorFlow).
+    from tfx.dsl.io import fileio  # pylint: disable=g-import-not-at-top
+    opener = fileio.open
+  else:
+    opener = open
+  with opener(path, 'rb') as f:
     raw = f.read()
   if raw.startswith(b'\xef\xbb\xbf'):
     raw = raw[3:]

@@ -58,6 +58,7 @@ from monitoring.sinks import AppendJsonl
 from monitoring.sinks import PostToWebhook
 from monitoring.windows import WindowSentiment
 from monitoring.windows import without_top_headlines
+from pipeline import beam_runners
 from pipeline import configs
 
 
@@ -260,7 +261,7 @@ def _config_from_args(args) -> configs.MonitorConfig:
       shock=shock)
 
 
-def _check_args(parser, args, beam_args) -> None:
+def _check_args(parser, args) -> None:
   sources = [bool(args.input), bool(args.input_subscription),
              bool(args.kafka_topic)]
   if sum(sources) != 1:
@@ -272,7 +273,6 @@ def _check_args(parser, args, beam_args) -> None:
     for path in args.input:
       if not glob.glob(_input_patterns([path])[0]):
         parser.error(f'--input {path}: no such file, or no file matches')
-  configs.check_beam_args(parser, beam_args)
   if args.max_batch_size < 1:
     parser.error('--max_batch_size must be >= 1')
 
@@ -281,7 +281,14 @@ def main(argv: Optional[List[str]] = None,
          prog: str = 'finsent monitor') -> int:
   parser = build_parser(prog)
   args, beam_args = parser.parse_known_args(argv)
-  _check_args(parser, args, beam_args)
+  _check_args(parser, args)
+  try:
+    # DirectRunner as Beam sets it up (in memory): the job's counters then
+    # live in this process, where --metrics_port serves them.
+    beam_pipeline_args = beam_runners.pipeline_args(beam_args,
+                                                    direct_defaults=())
+  except beam_runners.BeamArgsError as e:
+    parser.error(str(e))
   config = _config_from_args(args)
   try:
     extract_tickers = TickerExtractor.from_csv(args.ticker_aliases)
@@ -294,7 +301,7 @@ def main(argv: Optional[List[str]] = None,
           config.timeout_seconds, config.retries, config.min_batch_size,
           config.max_batch_size)
     os.makedirs(args.output, exist_ok=True)
-    options = PipelineOptions(beam_args)
+    options = PipelineOptions(beam_pipeline_args)
     if _is_streaming(args):
       options.view_as(StandardOptions).streaming = True
     if args.metrics_port:

@@ -25,12 +25,16 @@ USAGE = """usage: finsent COMMAND [flags]   (finsent COMMAND --help for its flag
 
   run [--data PATH] [flags] [Beam flags]   the TFX pipeline
   summary                                  the last run's summary
+  compile-kubeflow [--output FILE] [flags] the pipeline as a Kubeflow
+                                           Pipelines v2 / Vertex AI spec
   serving-config --output_dir DIR          TF Serving's config files and
                                            Kubernetes manifests
   serve [tensorflow_model_server flags]    serve the pushed models
   predict "headline" ...                   ask a served model
   train-worker --architecture A [flags]    one worker of a multi-worker
                                            Trainer (TF_CONFIG)
+  render-tfjob --workers N [flags]         those workers on Kubernetes: a
+                                           Training Operator TFJob
   profile-report MODEL_RUN ...             where training steps went, from
                                            the Trainers' profiles
   bench --output DIR [--quick]             RNN vs Transformer: speed, FLOP/s
@@ -48,10 +52,12 @@ _PIPELINE_COMMANDS = ('run', 'summary')
 _COMMANDS = {
     'run': 'pipeline.run_command',
     'summary': 'pipeline.run_command',
+    'compile-kubeflow': 'kubeflow.runner',
     'serving-config': 'serving.model_server_config',
     'serve': 'serving.server',
     'predict': 'serving.client',
     'train-worker': 'pipeline.train_worker',
+    'render-tfjob': 'kubeflow.tfjob',
     'profile-report': 'models.profile_report',
     'bench': 'benchmarks.parallelism_benchmark',
     'monitor': 'monitoring.job',

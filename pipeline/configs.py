@@ -7,7 +7,7 @@ Transform and Trainer components through their `custom_config`.
 
 import dataclasses
 import os
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Tuple
 
 from models.features import ARCHITECTURES
 
@@ -26,32 +26,22 @@ PRODUCTION_MODEL_NAME = 'sentiment'
 PREPROCESSING_FN = 'models.preprocessing.preprocessing_fn'
 RUN_FN = 'models.trainer.run_fn'
 
-# Beam: DirectRunner with one worker process per core by default. Any Beam
-# flag given to `finsent run` (e.g. --runner=DataflowRunner --project=...,
-# --runner=FlinkRunner --flink_master=..., --runner=SparkRunner) replaces
-# the default of the same name and is passed on as is.
-DEFAULT_BEAM_PIPELINE_ARGS = (
+# Beam (pipeline.beam_runners assembles the options per runner). Locally:
+# DirectRunner with one worker process per core.
+DIRECT_RUNNER_ARGS = (
     '--direct_running_mode=multi_processing',
     '--direct_num_workers=0',
 )
 
 
-def beam_pipeline_args(overrides: Sequence[str] = ()) -> List[str]:
-  """The default Beam args with `overrides` (`--flag=value`) applied."""
-  def flag(arg: str) -> str:
-    return arg.split('=', 1)[0]
-  overridden = {flag(a) for a in overrides}
-  return [a for a in DEFAULT_BEAM_PIPELINE_ARGS
-          if flag(a) not in overridden] + list(overrides)
-
-
-def check_beam_args(parser, beam_args: Sequence[str]) -> None:
-  """Stops `parser` on a leftover argument that is not a Beam option
-  (`--name=value`): a typo of one of its own flags, most likely."""
-  for arg in beam_args:
-    if not arg.startswith('--') or '=' not in arg:
-      parser.error(f'unrecognized argument {arg!r}: Beam options are passed '
-                   'as --name=value')
+@dataclasses.dataclass(frozen=True)
+class DataflowConfig:
+  """DataflowRunner's defaults (its own flags replace them)."""
+  machine_type: str = 'n1-standard-4'
+  max_num_workers: int = 10
+  # upload_graph: Transform's graph (tokenizer, vocabulary) can outgrow
+  # the size limit of a Dataflow job request.
+  experiments: Tuple[str, ...] = ('upload_graph',)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -182,9 +172,10 @@ class ServingConfig:
   num_versions: int = 2
   batching: BatchingConfig = BatchingConfig()
   # What shows a candidate servable before it is pushed: `local` (the local
-  # server, components/serving_validator.py) or `kubernetes` (TFX's
-  # InfraValidator with `image`, on Kubeflow); and how many eval examples
-  # it predicts on.
+  # server, components/serving_validator.py; in the pipeline's pod on
+  # Kubeflow) or `kubernetes` (TFX's InfraValidator running `image` in a pod
+  # beside a LocalDagRunner's; TFX 1.16's Kubeflow v2 compiler refuses
+  # InfraValidator); and how many eval examples it predicts on.
   validation: str = 'local'
   validation_requests: int = 16
   # Kubernetes: replicas of the TF Serving Deployment, the volume claim
@@ -196,12 +187,27 @@ class ServingConfig:
   memory: str = '4Gi'
 
 
+def is_uri(path: str) -> bool:
+  """Object storage (gs://, s3://) rather than a local path."""
+  return '://' in path
+
+
+def absolute_path(path: str) -> str:
+  """A local path made absolute; a URI as it is."""
+  return path if is_uri(path) else os.path.abspath(path)
+
+
 @dataclasses.dataclass(frozen=True)
 class PipelineConfig:
   """Where the pipeline reads and writes, and how each component runs."""
   data: str = SAMPLE_DATA
+  # Split name -> file pattern under `data`, a folder; when empty the
+  # layout is read from the data itself (data.loaders.resolve_input).
+  data_splits: Tuple[Tuple[str, str], ...] = ()
   output_dir: str = '.'
   pipeline_name: str = PIPELINE_NAME
+  # The curated schema, where the pipeline's tasks read it.
+  schema_file: str = SCHEMA_FILE
   # Push destination root; each model goes to <root>/<model name>/<version>.
   serving_model_dir: Optional[str] = None
   # train:eval hash buckets, for data that has no split of its own.
@@ -210,7 +216,7 @@ class PipelineConfig:
   # False accepts a deliberate change of data (a new source, another
   # dataset): the drift check is skipped and this data becomes the baseline.
   check_drift: bool = True
-  beam_pipeline_args: Tuple[str, ...] = DEFAULT_BEAM_PIPELINE_ARGS
+  beam_pipeline_args: Tuple[str, ...] = DIRECT_RUNNER_ARGS
   preprocessing: PreprocessingConfig = PreprocessingConfig()
   rnn: RnnConfig = RnnConfig()
   transformer: TransformerConfig = TransformerConfig()
@@ -222,17 +228,17 @@ class PipelineConfig:
 
   @property
   def pipeline_root(self) -> str:
-    return os.path.abspath(os.path.join(
+    return absolute_path(os.path.join(
         self.output_dir, 'tfx_pipeline_output', self.pipeline_name))
 
   @property
   def metadata_path(self) -> str:
-    return os.path.abspath(os.path.join(
+    return absolute_path(os.path.join(
         self.output_dir, 'tfx_metadata', self.pipeline_name, 'metadata.db'))
 
   @property
   def serving_root(self) -> str:
-    return os.path.abspath(self.serving_model_dir or os.path.join(
+    return absolute_path(self.serving_model_dir or os.path.join(
         self.output_dir, 'serving_model'))
 
   def serving_model_name(self, architecture: str) -> str:
@@ -252,6 +258,43 @@ class PipelineConfig:
         'training': dataclasses.asdict(self.training),
         'oov_buckets': self.preprocessing.oov_buckets,
     }
+
+
+# --- Kubeflow Pipelines and Vertex AI Pipelines (kubeflow/runner.py) ---
+
+@dataclasses.dataclass(frozen=True)
+class ContainerResources:
+  """Limits of a Trainer's container: in the compiled pipeline (the
+  PipelineSpec's resources, as kfp's set_cpu_limit, set_memory_limit and
+  set_accelerator_type/limit) and in a TFJob's pods (kubeflow/tfjob.py)."""
+  cpu_limit: float = 8.0
+  memory_limit_gb: float = 32.0
+  # e.g. NVIDIA_TESLA_T4 (Vertex AI) or nvidia.com/gpu (Kubeflow).
+  accelerator_type: Optional[str] = None
+  accelerator_count: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class KubeflowConfig:
+  """The pipeline compiled to a PipelineSpec (`finsent compile-kubeflow`).
+
+  Every pod runs `image` (the Dockerfile: the lock's packages and this
+  project), and reads and writes object storage that TensorFlow's file
+  system reaches (gs://, s3://): pipeline outputs under `output_dir`,
+  pushed models under <output_dir>/serving_model for TF Serving.
+  """
+  image: str = 'finsent-pipeline:latest'
+  # Where the Dockerfile puts the project inside the image (its WORKDIR).
+  image_project_dir: str = '/pipeline'
+  output_dir: str = 'gs://finsent-pipelines'
+  # The data folder is a runtime parameter of the compiled pipeline
+  # (`data_root`); its split files are named here, as the cluster's storage
+  # is not listed when compiling.
+  data_root: str = 'gs://finsent-pipelines/data/twitter_financial_news_sentiment'
+  data_splits: Tuple[Tuple[str, str], ...] = (('train', 'sent_train.csv'),
+                                              ('eval', 'sent_valid.csv'))
+  trainer: ContainerResources = ContainerResources()
+  output_file: str = 'kubeflow/build/finsent_pipeline.json'
 
 
 # --- The monitoring job (`finsent monitor`, monitoring/) ---

@@ -14,7 +14,7 @@ push it (TFX's InfraValidator instead, on Kubernetes).
 
 import dataclasses
 import os
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 import tensorflow_model_analysis as tfma
 from tfx import v1 as tfx
@@ -43,8 +43,10 @@ PRODUCTION_PUSHER = f'Pusher.{PRODUCTION}'
 
 
 def create_input_configs(config: configs.PipelineConfig):
-  """ExampleGen input base and split configs for `config.data`."""
-  layout = loaders.resolve_input(config.data)
+  """ExampleGen input base and split configs for `config.data`: the
+  layout of `config.data_splits`, else the one its files show."""
+  layout = (loaders.InputLayout(config.data, dict(config.data_splits))
+            if config.data_splits else loaders.resolve_input(config.data))
   input_config = tfx.proto.Input(splits=[
       tfx.proto.Input.Split(name=name, pattern=pattern)
       for name, pattern in layout.splits.items()])
@@ -55,6 +57,28 @@ def create_input_configs(config: configs.PipelineConfig):
         splits=[tfx.proto.SplitConfig.Split(name='train', hash_buckets=train),
                 tfx.proto.SplitConfig.Split(name='eval', hash_buckets=eval_)]))
   return layout.input_base, input_config, output_config
+
+
+def create_example_gen(
+    config: configs.PipelineConfig,
+    data_root: Optional[tfx.dsl.experimental.RuntimeParameter] = None
+) -> base_node.BaseNode:
+  """TextExampleGen over `config.data`, or over the folder `data_root`
+  names when given (a runtime parameter on Kubeflow)."""
+  input_base, input_config, output_config = create_input_configs(config)
+  return TextExampleGen(
+      input_base=input_base if data_root is None else data_root,
+      input_config=input_config, output_config=output_config)
+
+
+def create_transform(config: configs.PipelineConfig,
+                     examples: tfx.types.BaseChannel,
+                     schema: tfx.types.BaseChannel) -> base_node.BaseNode:
+  """Transform with the project's preprocessing_fn and its settings."""
+  return tfx.components.Transform(
+      examples=examples, schema=schema,
+      preprocessing_fn=configs.PREPROCESSING_FN,
+      custom_config=dataclasses.asdict(config.preprocessing))
 
 
 def create_data_gate(config: configs.PipelineConfig,
@@ -178,21 +202,19 @@ def create_servability_gate(serving: configs.ServingConfig,
           num_examples=serving.validation_requests))
 
 
-def create_pipeline(config: configs.PipelineConfig) -> tfx.dsl.Pipeline:
-  """The finsent pipeline for `config`."""
-  input_base, input_config, output_config = create_input_configs(config)
-  example_gen = TextExampleGen(input_base=input_base,
-                               input_config=input_config,
-                               output_config=output_config)
-  schema_gen = tfx.components.ImportSchemaGen(schema_file=configs.SCHEMA_FILE)
+def create_pipeline(
+    config: configs.PipelineConfig,
+    data_root: Optional[tfx.dsl.experimental.RuntimeParameter] = None
+) -> tfx.dsl.Pipeline:
+  """The finsent pipeline for `config`; with `data_root`, ExampleGen reads
+  the folder that runtime parameter names (Kubeflow) instead."""
+  example_gen = create_example_gen(config, data_root)
+  schema_gen = tfx.components.ImportSchemaGen(schema_file=config.schema_file)
   schema = schema_gen.outputs['schema']
   data_gate_nodes, data_gate = create_data_gate(
       config, example_gen.outputs['examples'], schema)
-  transform = tfx.components.Transform(
-      examples=example_gen.outputs['examples'],
-      schema=schema,
-      preprocessing_fn=configs.PREPROCESSING_FN,
-      custom_config=dataclasses.asdict(config.preprocessing))
+  transform = create_transform(config, example_gen.outputs['examples'],
+                               schema)
   # Nothing is transformed, trained or pushed unless the data passed.
   transform.add_upstream_node(data_gate)
   components = [example_gen, schema_gen, *data_gate_nodes, transform]
@@ -236,7 +258,10 @@ def create_pipeline(config: configs.PipelineConfig) -> tfx.dsl.Pipeline:
       pipeline_root=config.pipeline_root,
       components=components,
       enable_cache=config.enable_cache,
+      # Beside local outputs, ML Metadata in SQLite; with outputs in object
+      # storage (Kubeflow, Vertex AI), the orchestrator's own store.
       metadata_connection_config=(
+          None if configs.is_uri(config.output_dir) else
           tfx.orchestration.metadata.sqlite_metadata_connection_config(
               config.metadata_path)),
       beam_pipeline_args=list(config.beam_pipeline_args))

@@ -21,6 +21,7 @@ from components import data_gate
 from data import loaders
 from models import strategy as strategy_lib
 from models import trainer as trainer_lib
+from pipeline import beam_runners
 from pipeline import configs
 from pipeline import pipeline as pipeline_lib
 from pipeline import summary as summary_lib
@@ -118,7 +119,8 @@ def _add_summary_parser(subparsers) -> None:
   summary.set_defaults(verbosity='warning')
 
 
-def _config_from_args(args, beam_args: List[str]) -> configs.PipelineConfig:
+def _config_from_args(args, beam_pipeline_args: List[str]
+                      ) -> configs.PipelineConfig:
   defaults = configs.PipelineConfig()
   return dataclasses.replace(
       defaults,
@@ -128,7 +130,7 @@ def _config_from_args(args, beam_args: List[str]) -> configs.PipelineConfig:
       serving_model_dir=args.serving_model_dir,
       enable_cache=args.enable_cache,
       check_drift=not args.skip_drift_check,
-      beam_pipeline_args=tuple(configs.beam_pipeline_args(beam_args)),
+      beam_pipeline_args=tuple(beam_pipeline_args),
       training=training_config_from_args(args, defaults.training))
 
 
@@ -225,11 +227,18 @@ def main(argv: Optional[List[str]] = None) -> int:
   args, beam_args = parser.parse_known_args(argv)
   if args.command != 'run' and beam_args:
     parser.error(f'unrecognized arguments: {" ".join(beam_args)}')
-  configs.check_beam_args(parser, beam_args)
+  try:
+    beam_pipeline_args = beam_runners.pipeline_args(beam_args)
+  except beam_runners.BeamArgsError as e:
+    parser.error(str(e))
+  if configs.is_uri(args.output_dir):
+    parser.error(f'--output_dir {args.output_dir}: a local run keeps ML '
+                 'Metadata in SQLite there, so it must be a local folder '
+                 '(`finsent compile-kubeflow` writes to object storage)')
   _set_verbosity(args.verbosity)
   try:
     if args.command == 'run':
-      return run(_config_from_args(args, beam_args))
+      return run(_config_from_args(args, beam_pipeline_args))
     if args.command == 'summary':
       print(summary_lib.format_summary(summary_lib.summarize_latest_run(
           configs.PipelineConfig(output_dir=args.output_dir,

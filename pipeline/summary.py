@@ -27,6 +27,7 @@ from pipeline import pipeline as pipeline_lib
 class ComponentRun:
   node_id: str
   state: str
+  started: float  # seconds since the epoch
   seconds: float
   inputs: Dict[str, List[metadata_store_pb2.Artifact]]
   outputs: Dict[str, List[metadata_store_pb2.Artifact]]
@@ -94,7 +95,7 @@ class RunSummary:
     }
 
 
-def _latest_run_components(store: mlmd.MetadataStore, pipeline_name: str
+def latest_run_components(store: mlmd.MetadataStore, pipeline_name: str
                            ) -> (str, List[ComponentRun]):
   """Executions of the newest pipeline_run context, with their artifacts."""
   runs = store.get_contexts_by_type('pipeline_run')
@@ -122,6 +123,7 @@ def _latest_run_components(store: mlmd.MetadataStore, pipeline_name: str
     components.append(ComponentRun(
         node_id=node.name[len(pipeline_name) + 1:],
         state=state_names(execution.last_known_state),
+        started=execution.create_time_since_epoch / 1000,
         seconds=(execution.last_update_time_since_epoch -
                  execution.create_time_since_epoch) / 1000,
         inputs=by_kind[metadata_store_pb2.Event.INPUT],
@@ -266,7 +268,7 @@ def open_metadata_store(config: configs.PipelineConfig) -> mlmd.MetadataStore:
 def summarize_latest_run(config: configs.PipelineConfig) -> RunSummary:
   """Reads the newest run of `config`'s pipeline from its MLMD store."""
   store = open_metadata_store(config)
-  run_id, components = _latest_run_components(store, config.pipeline_name)
+  run_id, components = latest_run_components(store, config.pipeline_name)
   by_node = {c.node_id: c for c in components}
   selected = _output(by_node, 'ModelSelector', 'model')
   selection = dict(selected.custom_properties) if selected else {}

@@ -28,7 +28,7 @@ from pipeline import configs
 from pipeline import run_command
 
 
-def _parser(prog: str) -> argparse.ArgumentParser:
+def build_parser(prog: str) -> argparse.ArgumentParser:
   defaults = configs.TrainingConfig()
   parser = argparse.ArgumentParser(
       prog=prog, description=__doc__.split('\n\n', 2)[2],
@@ -51,7 +51,7 @@ def _parser(prog: str) -> argparse.ArgumentParser:
 
 def main(argv: Optional[List[str]] = None,
          prog: str = 'finsent train-worker') -> int:
-  args = _parser(prog).parse_args(argv)
+  args = build_parser(prog).parse_args(argv)
   train_files = os.path.join(args.transformed_examples, 'Split-train', '*')
   defaults = configs.PipelineConfig()
   config = dataclasses.replace(

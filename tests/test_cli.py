@@ -6,16 +6,9 @@ import sys
 
 import pytest
 
+from pipeline import beam_runners
 from pipeline import cli
 from pipeline import run_command
-from pipeline import configs
-
-
-def test_beam_args_override_defaults_by_name():
-  args = configs.beam_pipeline_args(['--direct_num_workers=2',
-                                     '--runner=DataflowRunner'])
-  assert args == ['--direct_running_mode=multi_processing',
-                  '--direct_num_workers=2', '--runner=DataflowRunner']
 
 
 def test_flags_reach_the_config():
@@ -28,7 +21,8 @@ def test_flags_reach_the_config():
   parser = argparse.ArgumentParser()
   run_command._add_run_parser(parser.add_subparsers(dest='command'))
   args, beam_args = parser.parse_known_args(parser_args)
-  config = run_command._config_from_args(args, beam_args)
+  config = run_command._config_from_args(
+      args, beam_runners.pipeline_args(beam_args))
   assert config.data == '/d.csv'
   assert config.serving_root == '/o/serving_model'
   assert config.training.strategy == 'mirrored'
@@ -49,6 +43,11 @@ def test_flags_reach_the_config():
      "argument --strategy: invalid choice: 'tpu-please'"),
     (['--cpu_replicas', '0'], 'argument --cpu_replicas: must be at least 1'),
     (['--class_weighting', 'inverse'], 'argument --class_weighting: invalid'),
+    # Beam itself would drop it with a warning and run on DirectRunner.
+    (['--runer=DataflowRunner'], 'unrecognized argument --runer: not a flag'),
+    (['--runner=DataflowRunner'], '--runner=DataflowRunner needs --project'),
+    (['--output_dir', 'gs://bucket/finsent'],
+     '--output_dir gs://bucket/finsent: a local run keeps ML Metadata'),
 ])
 def test_bad_flags_are_rejected(capsys, flags, message):
   with pytest.raises(SystemExit) as exited:
@@ -68,6 +67,7 @@ def test_bad_beam_arg_is_rejected(tmp_path):
   result = _finsent('run', 'stray', cwd=tmp_path)
   assert result.returncode == 2
   assert "unrecognized argument 'stray'" in result.stderr
+  assert not os.listdir(tmp_path)
 
 
 def test_bad_data_stops_the_process_before_the_pipeline(tmp_path):

@@ -5,6 +5,7 @@ from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that
 from apache_beam.testing.util import equal_to
 import pytest
+import tensorflow as tf
 import tensorflow_data_validation as tfdv
 
 from components import text_example_gen
@@ -29,6 +30,19 @@ def test_reads_every_file_of_a_split(write, tmp_path):
         {'text': 'Profits soar', 'label': 'positive', 'source': 'blog',
          'length_bucket': '1-8'},
         {'text': 'Date set', 'label': 'neutral', 'length_bucket': '1-8'},
+        {'text': 'Shares sink', 'label': 'negative', 'length_bucket': '1-8'},
+    ]))
+
+
+def test_reads_object_storage_through_tensorflows_file_systems():
+  # On a cluster the data is at gs:// or s3://; TensorFlow's in-memory
+  # file system (ram://) takes the same code path here.
+  with tf.io.gfile.GFile('ram://finsent-data/news.csv', 'w') as f:
+    f.write('text,label\nShares sink,negative\n')
+  with TestPipeline() as pipeline:
+    examples = pipeline | text_example_gen.ReadTextExamples(
+        {'input_base': 'ram://finsent-data'}, '*.csv')
+    assert_that(examples | beam.Map(_features), equal_to([
         {'text': 'Shares sink', 'label': 'negative', 'length_bucket': '1-8'},
     ]))
 

@@ -1,0 +1,40 @@
+# The finsent pipeline image (README, "Kubeflow"). Every task of the
+# compiled Kubeflow / Vertex AI pipeline runs it, with TFX's executor
+# entrypoint as the spec's command; Beam's Dataflow, Flink and Spark
+# workers run it through Beam's boot, its ENTRYPOINT. Both import the
+# project from /pipeline (kubeflow.runner: KubeflowConfig.image_project_dir).
+#
+#   docker build -t REGISTRY/finsent-pipeline:TAG . && docker push ...
+
+# Debian 12 with Python 3.11: where requirements/lock.txt is installed and
+# tested (TFX 1.16's and TensorFlow 2.16's images are other Pythons/OSes).
+FROM python:3.11.7-slim-bookworm
+
+# Beam's SDK worker boot, of the Beam in the lock.
+COPY --from=apache/beam_python3.11_sdk:2.60.0 /opt/apache/beam /opt/apache/beam
+
+WORKDIR /pipeline
+
+# The locked stack first: a code change rebuilds only the layers below.
+COPY requirements/lock.txt requirements/lock.txt
+RUN python -m pip install --no-cache-dir pip==24.3.1 \
+    && python -m pip install --no-cache-dir --ignore-requires-python \
+       --no-deps -r requirements/lock.txt
+
+# The project, installed in place: module paths (models.trainer.run_fn,
+# models.preprocessing.preprocessing_fn) and the schema file resolve here.
+COPY setup.py ./
+COPY pipeline/ pipeline/
+COPY components/ components/
+COPY models/ models/
+COPY data/ data/
+COPY kubeflow/ kubeflow/
+COPY serving/ serving/
+COPY monitoring/ monitoring/
+RUN python -m pip install --no-cache-dir --no-deps --no-build-isolation -e . \
+    && python -m pip check
+
+ENV PYTHONPATH=/pipeline \
+    TF_CPP_MIN_LOG_LEVEL=2
+
+ENTRYPOINT ["/opt/apache/beam/boot"]

@@ -1,0 +1,370 @@
+"""`finsent compile-kubeflow`, `finsent render-tfjob` and the pipeline image
+(kubeflow/, Dockerfile).
+
+The compiled PipelineSpec is read back and checked against the local DAG
+that `finsent run` runs; the Dockerfile is linted (hadolint) and parsed
+(BuildKit's parser): there is no Docker engine here. That the code the
+spec names imports from the image's layout is checked by copying what the
+Dockerfile copies and importing it in a fresh Python from there alone.
+"""
+
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import apache_beam
+import dockerfile
+import kfp
+import pytest
+import yaml
+
+from kubeflow import runner
+from kubeflow import tfjob
+from pipeline import cli
+from pipeline import configs
+from pipeline import pipeline as pipeline_lib
+from pipeline import train_worker
+from tests.conftest import ROOT
+
+IMAGE = 'europe-docker.pkg.dev/acme/ml/finsent-pipeline:1.0'
+OUTPUT_DIR = 'gs://acme-ml/finsent'
+DATA = 'gs://acme-ml/data/twitter_financial_news_sentiment'
+DOCKERFILE = os.path.join(ROOT, 'Dockerfile')
+# What every task runs: TFX's Kubeflow v2 executor entrypoint.
+TFX_EXECUTOR = ('tfx.orchestration.kubeflow.v2.container.'
+                'kubeflow_v2_run_executor')
+BEAM_NODES = ('TextExampleGen', 'StatisticsGen', 'Transform',
+              'Evaluator.rnn', 'Evaluator.transformer', 'Evaluator.production')
+# `finsent train-worker` flags for render-tfjob.
+WORKER_FLAGS = [
+    '--architecture', 'transformer',
+    '--transform_graph', f'{OUTPUT_DIR}/Transform/transform_graph/7',
+    '--transformed_examples', f'{OUTPUT_DIR}/Transform/transformed_examples/7',
+    '--serving_model_dir', f'{OUTPUT_DIR}/multi_worker/model',
+    '--model_run_dir', f'{OUTPUT_DIR}/multi_worker/model_run',
+    '--max_epochs', '4']
+
+
+def _compile(tmp_path, *flags):
+  """Compiles into tmp_path; returns the pipeline job JSON."""
+  output = tmp_path / 'finsent.json'
+  assert cli.main(['compile-kubeflow', '--output', str(output), '--image',
+                   IMAGE, '--output_dir', OUTPUT_DIR, '--data', DATA,
+                   *flags]) == 0
+  with open(output) as f:
+    return json.load(f)
+
+
+@pytest.fixture(scope='module')
+def compiled_dir(tmp_path_factory):
+  return tmp_path_factory.mktemp('kubeflow')
+
+
+@pytest.fixture(scope='module')
+def spec(compiled_dir):
+  return _compile(compiled_dir,
+                  '--trainer_cpu_limit', '6', '--trainer_memory_limit', '24',
+                  '--trainer_accelerator_type', 'NVIDIA_TESLA_T4',
+                  '--trainer_accelerator_limit', '1', '--max_epochs', '7')
+
+
+@pytest.fixture(scope='module')
+def local_pipeline(tmp_path_factory):
+  return pipeline_lib.create_pipeline(configs.PipelineConfig(
+      output_dir=str(tmp_path_factory.mktemp('local'))))
+
+
+def _tasks(spec):
+  return spec['pipelineSpec']['root']['dag']['tasks']
+
+
+def _executor(spec, task):
+  return spec['pipelineSpec']['deploymentSpec']['executors'][
+      f'{task}_executor']['container']
+
+
+def _node_id(task):
+  # The compiler splits a blessed-model resolver into two queries,
+  # <id>-model-resolver and <id>-model-blessing-resolver; ids have no '-'.
+  return task.split('-')[0]
+
+
+def _parameter(spec, task, name):
+  """A task's constant parameter (PipelineSpec 2.1)."""
+  return _tasks(spec)[task]['inputs']['parameters'][name]['runtimeValue'][
+      'constant']
+
+
+def test_kubeflow_pipelines_sdk_loads_the_spec_yaml(spec, compiled_dir):
+  path = str(compiled_dir / 'finsent.yaml')
+  with open(path) as f:
+    assert yaml.safe_load(f) == spec['pipelineSpec']
+  # kfp 2.13's own reader of pipeline YAML: a pipeline taking data_root.
+  pipeline = kfp.components.load_component_from_file(path)
+  assert pipeline.name == configs.PIPELINE_NAME
+  assert list(pipeline.component_spec.inputs) == [runner.DATA_ROOT_PARAMETER]
+
+
+def test_every_node_is_a_task_running_the_image(spec, local_pipeline):
+  tasks = _tasks(spec)
+  assert {_node_id(t) for t in tasks} == {
+      n.id for n in local_pipeline.components}
+  for task in tasks:
+    executor = spec['pipelineSpec']['deploymentSpec']['executors'][
+        f'{task}_executor']
+    if 'container' in executor:
+      assert executor['container']['image'] == IMAGE
+      assert executor['container']['command'] == ['python', '-m',
+                                                  TFX_EXECUTOR]
+    else:  # resolvers run in Kubeflow's own driver, no image of ours
+      assert set(executor) == {'resolver'}, (task, executor)
+
+
+def test_dependencies_match_the_local_dag(spec, local_pipeline):
+  tasks = _tasks(spec)
+  for node in local_pipeline.components:
+    compiled = {_node_id(d) for t in tasks if _node_id(t) == node.id
+                for d in tasks[t].get('dependentTasks', [])}
+    assert compiled == {u.id for u in node.upstream_nodes}, node.id
+
+
+def test_data_root_is_a_runtime_parameter_read_by_example_gen(spec):
+  root = spec['pipelineSpec']['root']
+  assert root['inputDefinitions']['parameters'] == {
+      runner.DATA_ROOT_PARAMETER: {'parameterType': 'STRING'}}
+  assert spec['runtimeConfig']['parameterValues'] == {
+      runner.DATA_ROOT_PARAMETER: DATA}
+  assert _tasks(spec)['TextExampleGen']['inputs']['parameters'][
+      'input_base'] == {'componentInputParameter': runner.DATA_ROOT_PARAMETER}
+  splits = json.loads(_parameter(spec, 'TextExampleGen',
+                                 'input_config'))['splits']
+  assert splits == [{'name': n, 'pattern': p}
+                    for n, p in configs.KubeflowConfig().data_splits]
+
+
+def test_outputs_pushes_and_schema_are_where_the_cluster_reads(spec):
+  assert spec['runtimeConfig']['gcsOutputDirectory'] == (
+      f'{OUTPUT_DIR}/tfx_pipeline_output/{configs.PIPELINE_NAME}')
+  config = configs.PipelineConfig()
+  pushers = {f'Pusher.{a}': config.serving_model_name(a)
+             for a in configs.ARCHITECTURES}
+  pushers[pipeline_lib.PRODUCTION_PUSHER] = configs.PRODUCTION_MODEL_NAME
+  for task, name in pushers.items():
+    destination = json.loads(_parameter(spec, task,
+                                        'push_destination'))
+    assert destination['filesystem']['base_directory'] == (
+        f'{OUTPUT_DIR}/serving_model/{name}')
+  assert _parameter(spec, 'ImportSchemaGen', 'schema_file') == (
+      '/pipeline/data/schema/schema.pbtxt')
+
+
+def test_trainers_get_their_resources_and_flags(spec):
+  for architecture in configs.ARCHITECTURES:
+    task = f'Trainer.{architecture}'
+    resources = _executor(spec, task)['resources']
+    assert resources['cpuLimit'] == 6 and resources['resourceCpuLimit'] == '6'
+    assert resources['memoryLimit'] == 24
+    assert resources['resourceMemoryLimit'] == '24G'
+    assert resources['accelerator'] == {
+        'type': 'NVIDIA_TESLA_T4', 'count': '1',
+        'resourceType': 'NVIDIA_TESLA_T4', 'resourceCount': '1'}
+    assert _parameter(spec, task, 'run_fn') == configs.RUN_FN
+    custom = json.loads(_parameter(spec, task, 'custom_config'))
+    assert custom['architecture'] == architecture
+    assert custom['training']['max_epochs'] == 7
+  assert 'resources' not in _executor(spec, 'Transform')
+
+
+def test_beam_components_get_the_beam_args(spec):
+  for task in BEAM_NODES:
+    args = _executor(spec, task)['args']
+    for arg in configs.DIRECT_RUNNER_ARGS:
+      assert arg in args, (task, args)
+
+
+def test_dataflow_runs_the_pipeline_image_on_its_workers(tmp_path):
+  spec = _compile(tmp_path, '--runner=DataflowRunner', '--project=acme',
+                  '--region=europe-west1', '--temp_location=gs://acme-ml/tmp')
+  for task in BEAM_NODES:
+    args = _executor(spec, task)['args']
+    assert f'--sdk_container_image={IMAGE}' in args
+    assert '--experiments=upload_graph' in args
+    assert '--runner=DataflowRunner' in args
+    assert not [a for a in args if a.startswith('--direct_')]
+
+
+_COMPILE, _TFJOB = 'compile-kubeflow', 'render-tfjob'
+
+
+@pytest.mark.parametrize('command,flags,message', [
+    (_COMPILE, ['--split', 'train'], 'argument --split: expected NAME=PATTERN'),
+    (_COMPILE, ['--split', 'train=a.csv'],
+     '--split: expected train and eval, or all'),
+    (_COMPILE, ['--trainer_cpu_limit', '0'],
+     'argument --trainer_cpu_limit: must be above 0'),
+    (_COMPILE, ['--trainer_accelerator_type', 'NVIDIA_TESLA_T4'],
+     '--trainer_accelerator_type needs --trainer_accelerator_limit'),
+    (_COMPILE, ['--trainer_accelerator_limit', '2'],
+     '--trainer_accelerator_limit needs --trainer_accelerator_type'),
+    (_COMPILE, ['--runner=FlinkRunner'],
+     '--runner=FlinkRunner needs --flink_master'),
+    (_COMPILE, ['--max_epochs', '0'],
+     'argument --max_epochs: must be at least 1'),
+    (_COMPILE, ['--strategy', 'multi_worker_mirrored'],
+     '--strategy multi_worker_mirrored: each Trainer of the compiled '
+     'pipeline is one pod'),
+    (_TFJOB, ['--workers', '1', *WORKER_FLAGS],
+     '--workers: a multi-worker Trainer needs 2 or more'),
+    (_TFJOB, ['--workers', '2', *WORKER_FLAGS[2:]],
+     'the following arguments are required: --architecture'),
+    (_TFJOB, ['--workers', '2', *WORKER_FLAGS, '--strategy', 'mirrored'],
+     '--strategy mirrored: the workers of a TFJob train with auto or '
+     'multi_worker_mirrored'),
+    (_TFJOB, ['--workers', '2', '--accelerator_type', 'NVIDIA_TESLA_T4',
+              '--accelerator_limit', '1', *WORKER_FLAGS],
+     "--accelerator_type 'NVIDIA_TESLA_T4': on Kubernetes an accelerator is "
+     'a resource name such as nvidia.com/gpu'),
+    (_TFJOB, ['--workers', '2', '--accelerator_limit', '1', *WORKER_FLAGS],
+     '--accelerator_type and --accelerator_limit go together'),
+])
+def test_bad_flags_stop_before_anything_is_written(tmp_path, capsys, command,
+                                                   flags, message):
+  output = tmp_path / 'written'
+  with pytest.raises(SystemExit) as exited:
+    cli.main([command, '--output', str(output), *flags])
+  assert exited.value.code == 2
+  assert message in capsys.readouterr().err
+  assert not output.exists()
+
+
+# --- The image ---
+
+def _instructions():
+  return dockerfile.parse_file(DOCKERFILE)
+
+
+def _one(cmd):
+  found = [i for i in _instructions() if i.cmd == cmd]
+  assert len(found) == 1, (cmd, found)
+  return found[0]
+
+
+def test_dockerfile_passes_hadolint():
+  hadolint = shutil.which('hadolint', path=os.path.dirname(sys.executable))
+  result = subprocess.run([hadolint, '--no-color', DOCKERFILE],
+                          capture_output=True, text=True, check=False)
+  assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_image_matches_this_python_and_beam_and_boots_beam_workers():
+  base = _one('FROM').value[0]
+  assert base.startswith(
+      f'python:{".".join(map(str, sys.version_info[:3]))}-slim-bookworm')
+  beam_copy = next(i for i in _instructions() if i.cmd == 'COPY' and i.flags)
+  assert beam_copy.flags == (
+      f'--from=apache/beam_python{sys.version_info.major}.'
+      f'{sys.version_info.minor}_sdk:{apache_beam.__version__}',)
+  # Beam's workers start the image's ENTRYPOINT; the spec's tasks give
+  # their own command, TFX's executor, which the lock installs.
+  assert _one('ENTRYPOINT').value == ('/opt/apache/beam/boot',)
+  assert _one('ENTRYPOINT').json
+  assert importlib.util.find_spec(TFX_EXECUTOR) is not None
+  assert _one('WORKDIR').value == (configs.KubeflowConfig().image_project_dir,)
+  env = _one('ENV').value
+  assert dict(zip(env[::2], env[1::2]))['PYTHONPATH'] == (
+      configs.KubeflowConfig().image_project_dir)
+
+
+def _copied_files(destination):
+  """Lays out what the Dockerfile's plain COPYs copy, as in the image."""
+  for instruction in _instructions():
+    if instruction.cmd != 'COPY' or instruction.flags:
+      continue
+    *sources, target = instruction.value
+    for source in sources:
+      path = os.path.join(ROOT, source)
+      where = os.path.join(destination, target)
+      if os.path.isdir(path):
+        shutil.copytree(path, where, dirs_exist_ok=True,
+                        ignore=shutil.ignore_patterns('__pycache__', 'build'))
+        continue
+      if target.endswith('/'):
+        where = os.path.join(where, os.path.basename(source))
+      os.makedirs(os.path.dirname(where), exist_ok=True)
+      shutil.copy(path, where)
+
+
+def test_what_the_spec_names_resolves_in_the_image_layout(spec, tmp_path):
+  image_root = tmp_path / 'pipeline'
+  image_root.mkdir()
+  _copied_files(str(image_root))
+  assert (image_root / 'requirements' / 'lock.txt').exists()
+  names = set()
+  for task in _tasks(spec):
+    executor = spec['pipelineSpec']['deploymentSpec']['executors'][
+        f'{task}_executor']
+    args = executor.get('container', {}).get('args', [])
+    if '--executor_class_path' in args:
+      names.add(args[args.index('--executor_class_path') + 1])
+  names |= {_parameter(spec, 'Transform', 'preprocessing_fn'),
+            _parameter(spec, 'Trainer.rnn', 'run_fn')}
+  assert 'components.text_example_gen.Executor' in names
+  # In a fresh Python that sees the copied tree and not this checkout
+  # (the editable install's path is dropped): each name imports from it.
+  probe = f'''
+import importlib, json, sys
+sys.path = [{str(image_root)!r}] + [p for p in sys.path if p != {ROOT!r}]
+found = {{}}
+for name in {sorted(names)!r}:
+    module_name, attribute = name.rsplit('.', 1)
+    module = importlib.import_module(module_name)
+    getattr(module, attribute)
+    found[name] = module.__file__
+print(json.dumps(found))
+'''
+  result = subprocess.run([sys.executable, '-c', probe], capture_output=True,
+                          text=True, cwd=str(tmp_path), timeout=300,
+                          check=False)
+  assert result.returncode == 0, result.stderr[-3000:]
+  found = json.loads(result.stdout.strip().splitlines()[-1])
+  assert sorted(found) == sorted(names)
+  for name, path in found.items():
+    if not name.startswith('tfx.'):
+      assert path.startswith(str(image_root)), (name, path)
+  schema = _parameter(spec, 'ImportSchemaGen', 'schema_file')
+  assert (image_root / os.path.relpath(schema, '/pipeline')).is_file()
+
+
+# --- Multi-worker training on Kubernetes (finsent render-tfjob) ---
+
+
+
+def test_tfjob_runs_train_worker_on_every_pod(tmp_path):
+  output = tmp_path / 'tfjob.yaml'
+  assert cli.main(['render-tfjob', '--workers', '3', '--image', IMAGE,
+                   '--cpu_limit', '4', '--memory_limit', '16',
+                   '--accelerator_type', 'nvidia.com/gpu',
+                   '--accelerator_limit', '1', '--output', str(output),
+                   *WORKER_FLAGS]) == 0
+  with open(output) as f:
+    job = yaml.safe_load(f)
+  assert (job['apiVersion'], job['kind']) == ('kubeflow.org/v1', 'TFJob')
+  assert job['metadata']['name'] == 'finsent-train-transformer'
+  workers = job['spec']['tfReplicaSpecs']
+  assert list(workers) == ['Worker']  # no chief pod: worker 0 is the chief
+  assert workers['Worker']['replicas'] == 3
+  container, = workers['Worker']['template']['spec']['containers']
+  assert container['name'] == tfjob.CONTAINER_NAME
+  assert container['image'] == IMAGE
+  assert container['command'][:2] == ['finsent', 'train-worker']
+  # What each pod runs is what `finsent train-worker` itself parses.
+  worker = train_worker.build_parser('finsent train-worker').parse_args(
+      container['command'][2:])
+  assert worker.architecture == 'transformer'
+  assert worker.transform_graph == f'{OUTPUT_DIR}/Transform/transform_graph/7'
+  assert worker.max_epochs == 4 and worker.strategy == 'auto'
+  limits = {'cpu': '4', 'memory': '16G', 'nvidia.com/gpu': '1'}
+  assert container['resources'] == {'requests': limits, 'limits': limits}
