@@ -5,7 +5,6 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 
 import apache_beam as beam
 import keras
@@ -84,9 +83,9 @@ HEADLINES = [
 
 
 @pytest.fixture(scope='session')
-def exported_model():
+def exported_model(tmp_path_factory):
   """A Transform graph written by tft_beam, a model trained on it, exported."""
-  root = tempfile.mkdtemp()
+  root = str(tmp_path_factory.mktemp('exported_model'))
   # `source` is required in this schema, as SchemaGen infers it when every
   # training example has one; clients must not have to send it.
   raw_spec = {'text': tf.io.FixedLenFeature([1], tf.string),
@@ -139,10 +138,10 @@ SAMPLE_SEQUENCE_LENGTH = 24
 
 
 @pytest.fixture(scope='session')
-def transformed_sample():
+def transformed_sample(tmp_path_factory):
   """The bundled sample through preprocessing_fn on Beam, laid out like
   Transform's transform_graph and transformed_examples artifacts."""
-  root = tempfile.mkdtemp()
+  root = str(tmp_path_factory.mktemp('transformed_sample'))
   records = list(loaders.read_records(configs.SAMPLE_DATA))
   splits = {'train': records[:800], 'eval': records[800:]}
   raw_spec = {features.TEXT_KEY: tf.io.FixedLenFeature([1], tf.string),

@@ -1,7 +1,6 @@
 """models.preprocessing: normalisation, tokenisation and the preprocessing_fn on Beam."""
 
 import dataclasses
-import tempfile
 
 import pytest
 import tensorflow as tf
@@ -57,18 +56,18 @@ def test_label_to_id_order_and_unknown():
   assert ids.numpy().tolist() == [0, 1, 2, -1]
 
 
-def _analyze_and_transform(rows, config):
+def _analyze_and_transform(rows, config, temp_dir):
   metadata = dataset_metadata.DatasetMetadata(
       schema_utils.schema_from_feature_spec(RAW_SPEC))
   rows = [{k: [v] for k, v in row.items()} for row in rows]
-  with tft_beam.Context(temp_dir=tempfile.mkdtemp()):
+  with tft_beam.Context(temp_dir=str(temp_dir)):
     (transformed, transformed_metadata), _ = (
         (rows, metadata) | tft_beam.AnalyzeAndTransformDataset(
             lambda inputs: preprocessing.preprocessing_fn(inputs, config)))
   return transformed, transformed_metadata
 
 
-def test_preprocessing_fn_on_beam():
+def test_preprocessing_fn_on_beam(tmp_path):
   config = dataclasses.asdict(dataclasses.replace(
       configs.PreprocessingConfig(), max_tokens=6, vocabulary_size=3,
       oov_buckets=2, min_token_frequency=1))
@@ -78,7 +77,7 @@ def test_preprocessing_fn_on_beam():
       {'text': 'beat miss date set for the meeting later', 'label': 'neutral'},
       {'text': '', 'label': 'neutral'},
   ]
-  transformed, metadata = _analyze_and_transform(rows, config)
+  transformed, metadata = _analyze_and_transform(rows, config, tmp_path)
   spec = metadata.schema
   assert {f.name for f in spec.feature} == {features.TOKEN_IDS_KEY,
                                             features.LABEL_ID_KEY}
