@@ -16,7 +16,7 @@ container resources asked for. Offline: nothing is uploaded.
 
 KFP v1's KubeflowDagRunner (Argo YAML) is gone from TFX 1.16:
 tfx.orchestration.kubeflow.kubeflow_dag_runner does not exist, so only the
-v2 spec is compiled (README, "Kubeflow").
+v2 spec is compiled (README, "Kubeflow, Vertex AI and Beam runners").
 """
 
 import argparse
@@ -177,6 +177,9 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
 
 
 def _configs_from_args(parser, args, beam_args: List[str]):
+  if not args.output.endswith('.json'):
+    parser.error(f'--output {args.output}: the pipeline job is JSON '
+                 '(FILE.json); the PipelineSpec YAML goes beside it')
   splits = tuple(args.split or configs.KubeflowConfig().data_splits)
   names = sorted(name for name, _ in splits)
   if names not in (['eval', 'train'], ['all']):

@@ -200,6 +200,8 @@ _COMPILE, _TFJOB = 'compile-kubeflow', 'render-tfjob'
 
 
 @pytest.mark.parametrize('command,flags,message', [
+    (_COMPILE, ['--output', 'finsent.yaml'], '--output finsent.yaml: the '
+     'pipeline job is JSON (FILE.json)'),
     (_COMPILE, ['--split', 'train'], 'argument --split: expected NAME=PATTERN'),
     (_COMPILE, ['--split', 'train=a.csv'],
      '--split: expected train and eval, or all'),
@@ -232,7 +234,7 @@ _COMPILE, _TFJOB = 'compile-kubeflow', 'render-tfjob'
 ])
 def test_bad_flags_stop_before_anything_is_written(tmp_path, capsys, command,
                                                    flags, message):
-  output = tmp_path / 'written'
+  output = tmp_path / 'written.json'
   with pytest.raises(SystemExit) as exited:
     cli.main([command, '--output', str(output), *flags])
   assert exited.value.code == 2
