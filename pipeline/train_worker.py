@@ -10,7 +10,7 @@ Runs the Trainer's own `run_fn` (models.trainer) on the outputs of a
 pipeline run's Transform, with the strategy from TF_CONFIG: start one per
 task of the cluster (locally, on Kubernetes, or as Vertex AI worker pools).
 Only the chief writes the model and logs to the given dirs; every worker
-prints its training summary as the last line of its output.
+prints its training summary as the last line of its standard output.
 """
 
 import argparse

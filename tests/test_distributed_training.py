@@ -27,8 +27,10 @@ PROFILED_STEPS = TRAIN_STEPS - configs.TrainingConfig().profile_steps[0] + 1
 
 
 def _train_worker(sample, architecture, out_dir, *flags, env=None):
-  """Starts `finsent train-worker`; returns the Popen."""
-  log = open(os.path.join(out_dir, f'{architecture}.log'), 'w')
+  """Starts `finsent train-worker`; returns the Popen. Its standard output
+  goes to <architecture>.out, its log (stderr) to <architecture>.log."""
+  stdout = open(os.path.join(out_dir, f'{architecture}.out'), 'w')
+  stderr = open(os.path.join(out_dir, f'{architecture}.log'), 'w')
   return subprocess.Popen(
       [sys.executable, '-m', 'pipeline.cli', 'train-worker',
        '--architecture', architecture,
@@ -37,16 +39,20 @@ def _train_worker(sample, architecture, out_dir, *flags, env=None):
        '--serving_model_dir', os.path.join(out_dir, 'serving'),
        '--model_run_dir', os.path.join(out_dir, 'model_run'),
        '--train_steps', str(TRAIN_STEPS), *flags],
-      stdout=log, stderr=subprocess.STDOUT, text=True,
+      stdout=stdout, stderr=stderr, text=True,
       env={**os.environ, 'PYTHONPATH': os.getcwd(), **(env or {})})
 
 
 def _finish(process, out_dir, architecture):
-  """Waits for a worker; returns the training summary it printed last."""
+  """Waits for a worker; returns the training summary, the last line of its
+  standard output. (Its log may go on after it: gRPC reports the other
+  worker's channel closing as that one exits.)"""
   code = process.wait(timeout=600)
-  with open(os.path.join(out_dir, f'{architecture}.log')) as f:
+  with open(os.path.join(out_dir, f'{architecture}.out')) as f:
     output = f.read()
-  assert code == 0, output[-4000:]
+  with open(os.path.join(out_dir, f'{architecture}.log')) as f:
+    log = f.read()
+  assert code == 0, (output + log)[-4000:]
   return json.loads(output.strip().splitlines()[-1])
 
 
