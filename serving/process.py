@@ -12,15 +12,29 @@ import subprocess
 import sys
 import tempfile
 import time
+from typing import List
 
 import requests
 
 
+def free_ports(count: int) -> List[int]:
+  """`count` different ports free now (the server binds them a moment
+  later). They are chosen while all are held open: one after another, the
+  kernel may hand out the same port twice (a gRPC and a REST port that
+  collided made a server exit with "Address already in use")."""
+  sockets = [socket.socket() for _ in range(count)]
+  try:
+    for s in sockets:
+      s.bind(('127.0.0.1', 0))
+    return [s.getsockname()[1] for s in sockets]
+  finally:
+    for s in sockets:
+      s.close()
+
+
 def free_port() -> int:
   """A port free now (the server binds it a moment later)."""
-  with socket.socket() as s:
-    s.bind(('127.0.0.1', 0))
-    return s.getsockname()[1]
+  return free_ports(1)[0]
 
 
 class ModelServerProcess:
@@ -29,8 +43,7 @@ class ModelServerProcess:
 
   def __init__(self, *flags: str, ready_model: str = 'sentiment',
                timeout_seconds: float = 120):
-    self.grpc_port = free_port()
-    self.rest_port = free_port()
+    self.grpc_port, self.rest_port = free_ports(2)
     self.grpc_target = f'127.0.0.1:{self.grpc_port}'
     self.rest_url = f'http://127.0.0.1:{self.rest_port}'
     self._command = [

@@ -26,6 +26,7 @@ from tensorflow_serving.apis import prediction_service_pb2_grpc
 from components.atomic_pusher import publish_model
 from models import export
 from serving.client import SentimentClient
+from serving.process import free_ports
 from serving.process import ModelServerProcess
 from tests.conftest import break_serving_signature
 from tests.conftest import HEADLINES
@@ -554,3 +555,11 @@ def test_grpc_malformed_tensor_is_invalid_argument(served):
     stub.Predict(request, timeout=30)
   assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
   assert 'tensor parsing error: text' in error.value.details()
+
+
+def test_free_ports_are_distinct():
+  # One after another the kernel may return the same free port twice; the
+  # server's gRPC and REST ports must differ.
+  for _ in range(200):
+    grpc_port, rest_port = free_ports(2)
+    assert grpc_port != rest_port
