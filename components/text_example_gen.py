@@ -20,29 +20,6 @@ from data import loaders
 from models import features
 
 
-# Upper bounds (words) of the text length buckets; longer texts go in the
-# last, open bucket. The schema (data/schema/schema.pbtxt) lists the names.
-LENGTH_BUCKET_BOUNDS = (8, 16, 32)
-
-
-def length_bucket(text: str) -> str:
-  """The bucket of `text`'s whitespace-separated word count, e.g. '9-16'.
-
-  '0' for a text without words, which the schema's domain leaves out: such
-  examples (from a producer other than the readers, which refuse them)
-  are anomalies.
-  """
-  words = len(text.split())
-  if not words:
-    return '0'
-  lower = 1
-  for upper in LENGTH_BUCKET_BOUNDS:
-    if words <= upper:
-      return f'{lower}-{upper}'
-    lower = upper + 1
-  return f'{lower}+'
-
-
 def record_to_example(record: loaders.Record) -> tf.train.Example:
   """A canonical record as a tf.Example, with its text's length bucket.
 
@@ -50,7 +27,7 @@ def record_to_example(record: loaders.Record) -> tf.train.Example:
   that the drift check and TFMA's slices read the same value.
   """
   values = {name: getattr(record, name) for name in loaders.CANONICAL_FIELDS}
-  values[features.LENGTH_BUCKET_KEY] = length_bucket(record.text)
+  values[features.LENGTH_BUCKET_KEY] = features.length_bucket(record.text)
   return tf.train.Example(features=tf.train.Features(feature={
       name: tf.train.Feature(
           bytes_list=tf.train.BytesList(value=[value.encode('utf-8')]))

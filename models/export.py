@@ -5,7 +5,9 @@ Keras model, so both hang off a plain `tf.Module` whose `tf.function`s are
 the signatures:
 
 * `serving_default`: `text` string [N] (raw UTF-8) -> `probabilities` float32
-  [N, 3] in `LABELS` order and `label` string [N].
+  [N, 3] in `LABELS` order and `label` string [N]. The probabilities are
+  the model's at the temperature fitted by the Trainer
+  (`models.calibration`).
 * `serving_examples`: `examples` serialized tf.Example [N] -> same outputs;
   what TFMA and TF Serving's Predict on examples call.
 * `classification`: TF Serving's Classify API (method_name
@@ -35,6 +37,7 @@ from tensorflow_serving.apis import model_pb2
 from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.apis import prediction_log_pb2
 
+from models import calibration
 from models import features
 
 SERVING_SIGNATURE = 'serving_default'
@@ -54,11 +57,18 @@ WARMUP_TEXTS = (
 
 
 class SentimentServingModule(tf.Module):
-  """A trained classifier and its preprocessing, callable on raw text."""
+  """A trained classifier and its preprocessing, callable on raw text.
+
+  With `temperature` T != 1 the probabilities are softmax(log p / T), as
+  `models.calibration.scale_probabilities`; 1 leaves them as they are.
+  """
 
   def __init__(self, model: keras.Model,
-               tft_output: tft.TFTransformOutput):
+               tft_output: tft.TFTransformOutput, temperature: float = 1.0):
     super().__init__(name='sentiment_serving')
+    if not temperature > 0:
+      raise ValueError(f'temperature must be positive, got {temperature}')
+    self._temperature = temperature
     # TF Serving restores variables with the SavedModel's TF1 saver, which
     # restores the tracked objects. A tracked Keras 3 model would export each
     # variable twice - its Keras wrapper (restored) and the tf.Variable it
@@ -87,6 +97,10 @@ class SentimentServingModule(tf.Module):
     transformed = self.tft_layer(raw_features)
     probabilities = self._classifier(
         {features.TOKEN_IDS_KEY: transformed[features.TOKEN_IDS_KEY]})
+    if self._temperature != 1.0:
+      probabilities = tf.nn.softmax(tf.math.log(tf.maximum(
+          probabilities, calibration.SMALLEST_PROBABILITY)) /
+                                    self._temperature)
     label = tf.gather(tf.constant(features.LABELS),
                       tf.argmax(probabilities, axis=1))
     return {'probabilities': probabilities, 'label': label}
@@ -118,9 +132,10 @@ class SentimentServingModule(tf.Module):
 
 def export_serving_model(model: keras.Model,
                          tft_output: tft.TFTransformOutput,
-                         export_dir: str) -> None:
-  """Writes `model` with its preprocessing as a SavedModel to `export_dir`."""
-  module = SentimentServingModule(model, tft_output)
+                         export_dir: str, temperature: float = 1.0) -> None:
+  """Writes `model` with its preprocessing, its probabilities scaled by
+  `temperature`, as a SavedModel to `export_dir`."""
+  module = SentimentServingModule(model, tft_output, temperature)
   tf.saved_model.save(module, export_dir, signatures={
       SERVING_SIGNATURE: module.serve_text,
       EXAMPLES_SIGNATURE: module.serve_examples,

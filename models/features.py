@@ -16,6 +16,30 @@ PADDING_ID = 0
 # The model architectures trained side by side (models.trainer.MODEL_BUILDERS).
 ARCHITECTURES = ('rnn', 'transformer')
 
+# Upper bounds (words) of the text length buckets; longer texts go in the
+# last, open bucket. The schema (data/schema/schema.pbtxt) lists the names.
+LENGTH_BUCKET_BOUNDS = (8, 16, 32)
+
+
+def length_bucket(text: str) -> str:
+  """The bucket of `text`'s whitespace-separated word count, e.g. '9-16'.
+
+  '0' for a text without words, which the schema's domain leaves out: such
+  examples (from a producer other than the readers, which refuse them)
+  are anomalies.
+  """
+  words = len(text.split())
+  if not words:
+    return '0'
+  lower = 1
+  for upper in LENGTH_BUCKET_BOUNDS:
+    if words <= upper:
+      return f'{lower}-{upper}'
+    lower = upper + 1
+  return f'{lower}+'
+
+
 __all__ = ['LABELS', 'TEXT_KEY', 'LABEL_KEY', 'SOURCE_KEY', 'LENGTH_BUCKET_KEY',
            'TOKEN_IDS_KEY', 'LABEL_ID_KEY',
-           'TOKEN_VOCABULARY_NAME', 'PADDING_ID', 'ARCHITECTURES']
+           'TOKEN_VOCABULARY_NAME', 'PADDING_ID', 'ARCHITECTURES',
+           'LENGTH_BUCKET_BOUNDS', 'length_bucket']

@@ -51,13 +51,15 @@ from tensorflow_model_analysis.metrics import metric_types
 from tensorflow_model_analysis.metrics import metric_util
 from tensorflow_model_analysis.proto import config_pb2
 
+from models import calibration
+
 BRIER_SCORE_NAME = 'brier_score'
 EXPECTED_CALIBRATION_ERROR_NAME = 'expected_calibration_error'
 MACRO_F1_NAME = 'macro_f1'
 CLASS_RECALL_NAME = 'class_recall'
 CLASS_PRECISION_NAME = 'class_precision'
 CLASS_F1_NAME = 'class_f1'
-DEFAULT_NUM_BINS = 10
+DEFAULT_NUM_BINS = calibration.DEFAULT_NUM_BINS
 _CALIBRATION_HISTOGRAM_NAME = '_calibration_histogram'
 _ARGMAX_CONFUSION_MATRIX_NAME = '_argmax_confusion_matrix'
 
@@ -362,7 +364,7 @@ class _CalibrationHistogramCombiner(beam.CombineFn):
         element, self._eval_config, self._key, self._example_weighted)
     predicted_class = int(np.argmax(prediction))
     confidence = prediction[predicted_class]
-    bin_index = min(int(confidence * self._num_bins), self._num_bins - 1)
+    bin_index = int(calibration.confidence_bin(confidence, self._num_bins))
     accumulator.total_weight += weight
     accumulator.weighted_squared_error += (
         weight * float(np.sum((prediction - one_hot)**2)))

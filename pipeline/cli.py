@@ -37,6 +37,9 @@ USAGE = """usage: finsent COMMAND [flags]   (finsent COMMAND --help for its flag
                                            Training Operator TFJob
   profile-report MODEL_RUN ...             where training steps went, from
                                            the Trainers' profiles
+  errors --data PATH --output DIR          where the pushed models err:
+                                           confusion, slices, confident
+                                           mistakes (Markdown + PNG)
   bench --output DIR [--quick]             RNN vs Transformer: speed, FLOP/s
                                            and thread scaling here
   monitor --input PATH --output DIR        score a headline stream, window
@@ -59,6 +62,7 @@ _COMMANDS = {
     'train-worker': 'pipeline.train_worker',
     'render-tfjob': 'kubeflow.tfjob',
     'profile-report': 'models.profile_report',
+    'errors': 'models.error_report',
     'bench': 'benchmarks.parallelism_benchmark',
     'monitor': 'monitoring.job',
     'replay': 'monitoring.replay',

@@ -105,6 +105,11 @@ class TrainingConfig:
   # `balanced`, `sqrt` or `none` (models.trainer.class_weights); chosen by
   # measurement (README, "Measured").
   class_weighting: str = 'none'
+  # `temperature`: the exported model's logits are divided by a temperature
+  # fitted on the held-out examples (models.calibration), so the monitoring
+  # job's thresholds act on calibrated probabilities; the argmax does not
+  # change. `none`: the model's own probabilities.
+  calibration: str = 'temperature'
   # A TensorBoard profile of training steps first..last (1-based, across
   # epochs) goes into the model_run artifact (models.profiling).
   profile_steps: Tuple[int, int] = (3, 12)

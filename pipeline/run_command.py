@@ -19,6 +19,7 @@ from absl import logging
 
 from components import data_gate
 from data import loaders
+from models import calibration
 from models import strategy as strategy_lib
 from models import trainer as trainer_lib
 from pipeline import beam_runners
@@ -66,6 +67,11 @@ def add_training_flags(parser: argparse.ArgumentParser,
                       default=defaults.class_weighting,
                       help='loss weights against class imbalance '
                       '(default: %(default)s)')
+  parser.add_argument('--calibration', choices=calibration.CALIBRATIONS,
+                      default=defaults.calibration,
+                      help='temperature: scale the exported probabilities by '
+                      'a temperature fitted on held-out examples (default: '
+                      '%(default)s)')
 
 
 def training_config_from_args(args, defaults: configs.TrainingConfig
@@ -73,7 +79,8 @@ def training_config_from_args(args, defaults: configs.TrainingConfig
   return dataclasses.replace(
       defaults, strategy=args.strategy, cpu_replicas=args.cpu_replicas,
       tpu=args.tpu, max_epochs=args.max_epochs, train_steps=args.train_steps,
-      class_weighting=args.class_weighting)
+      class_weighting=args.class_weighting,
+      calibration=args.calibration)
 
 
 def _add_run_parser(subparsers) -> None:

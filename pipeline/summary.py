@@ -7,7 +7,7 @@ process that ran it, so it can be made again after the run
 """
 
 import dataclasses
-from typing import Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import ml_metadata as mlmd
 from ml_metadata.proto import metadata_store_pb2
@@ -53,6 +53,9 @@ class ModelSummary:
   # How it was trained: the tf.distribute strategy and its replicas.
   strategy: Optional[str] = None
   replicas: Optional[int] = None
+  # The Trainer's temperature and NLL/ECE before and after it
+  # (models.trainer.calibrate); None from a Trainer that wrote none.
+  calibration: Optional[Dict[str, Any]] = None
   # The Trainer's profile (models.profile_report), or why there is none.
   profile: Optional[profile_report.ProfileReport] = None
   profile_problem: Optional[str] = None
@@ -203,6 +206,7 @@ def _model_summary(architecture: str, components: Dict[str, ComponentRun],
       tensorboard_logdir=model_run.uri if model_run else None,
       strategy=training.get('strategy'),
       replicas=training.get('replicas'),
+      calibration=training.get('calibration'),
       profile=profile,
       profile_problem=profile_problem)
 
@@ -338,6 +342,14 @@ def format_summary(summary: RunSummary) -> str:
   if trained_with:
     lines.append(f'  trained with: {", ".join(sorted(trained_with))} '
                  '(tf.distribute strategy x replicas)')
+  calibrated = [m for m in summary.models if m.calibration]
+  if calibrated:
+    lines.append('  calibration (eval split ECE before -> after the '
+                 'temperature T): ' + ', '.join(
+                     f'{m.architecture} T={m.calibration["temperature"]:.2f} '
+                     f'{m.calibration["eval"]["ece_before"]:.3f} -> '
+                     f'{m.calibration["eval"]["ece_after"]:.3f}'
+                     for m in calibrated))
   profiles = [m.profile for m in summary.models if m.profile]
   if profiles:
     lines.append('  training profile: ' + profile_report.summary_line(profiles))

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from models import calibration
 from models import export
 from models import features
 from models import rnn
@@ -126,6 +127,41 @@ def test_export_matches_the_keras_model(exported_model):
   direct = model({features.TOKEN_IDS_KEY: transformed[features.TOKEN_IDS_KEY]})
   np.testing.assert_allclose(served['probabilities'].numpy(), direct.numpy(),
                              atol=1e-5)
+
+
+def test_export_bakes_in_the_temperature(exported_model, tmp_path):
+  """The served probabilities are the model's at temperature T."""
+  export_dir, model, tft_output = exported_model
+  tempered_dir = str(tmp_path / 'tempered')
+  export.export_serving_model(model, tft_output, tempered_dir,
+                              temperature=2.5)
+  texts = tf.constant([t for t, _ in HEADLINES])
+  plain = tf.saved_model.load(export_dir).signatures[
+      export.SERVING_SIGNATURE](text=texts)
+  tempered = tf.saved_model.load(tempered_dir).signatures[
+      export.SERVING_SIGNATURE](text=texts)
+  expected = calibration.scale_probabilities(
+      plain['probabilities'].numpy(), 2.5)
+  np.testing.assert_allclose(tempered['probabilities'].numpy(), expected,
+                             atol=1e-5)
+  assert tempered['label'].numpy().tolist() == plain['label'].numpy().tolist()
+  with pytest.raises(ValueError, match='temperature must be positive'):
+    export.SentimentServingModule(model, tft_output, temperature=0.0)
+
+
+def test_predict_probabilities_reads_every_example_in_order():
+  model = rnn.build_rnn_classifier(VOCABULARY_SIZE, SEQUENCE_LENGTH,
+                                   embedding_dim=4, rnn_units=4)
+  ids = np.random.default_rng(0).integers(1, VOCABULARY_SIZE,
+                                          size=(2100, SEQUENCE_LENGTH))
+  labels = np.arange(2100) % 3
+  examples = tf.data.Dataset.from_tensor_slices(
+      ({features.TOKEN_IDS_KEY: ids}, labels))
+  probabilities, read_labels = trainer.predict_probabilities(model, examples)
+  assert read_labels.tolist() == labels.tolist()
+  np.testing.assert_allclose(
+      probabilities, model.predict({features.TOKEN_IDS_KEY: ids}, verbose=0),
+      atol=1e-5)
 
 
 def test_transform_signature_gives_tfma_the_label(exported_model):

@@ -37,6 +37,7 @@ from ml_metadata.proto import metadata_store_pb2
 
 from components import model_selector
 from data import loaders
+from models import calibration
 from models import features
 from pipeline import configs
 from pipeline import pipeline as pipeline_lib
@@ -169,6 +170,9 @@ def test_first_run_completes_every_component(runs):
   assert 'tensorboard --logdir_spec' in stdout
   # One device here: the default strategy; both profiles side by side.
   assert 'trained with: default x1' in stdout
+  assert re.search(r'calibration \(eval split ECE before -> after the '
+                   r'temperature T\): rnn T=[\d.]+ [\d.]+ -> [\d.]+, '
+                   r'transformer T=', stdout), stdout
   assert re.search(r'training profile: rnn [\d.]+ ms/step .* \| '
                    r'transformer [\d.]+ ms/step', stdout), stdout
 
@@ -218,6 +222,15 @@ def test_each_architecture_is_evaluated_sliced_and_pushed(runs, architecture):
   first, last = configs.TrainingConfig().profile_steps
   assert profile['steps'] == last - first + 1 and profile['step_ms'] > 0
   assert result['replicas'] == 1 and result['profile_problem'] is None
+  fitted = result['calibration']
+  lowest, highest = calibration.TEMPERATURE_RANGE
+  assert lowest <= fitted['temperature'] <= highest
+  # Fitted to minimise the held-out NLL, of which T = 1 is one candidate.
+  assert fitted['held_out']['nll_after'] <= fitted['held_out']['nll_before']
+  # The Trainer and the Evaluator measure the same exported model on the
+  # same eval split with the same ECE.
+  assert fitted['eval']['ece_after'] == pytest.approx(
+      metrics['expected_calibration_error'], abs=2e-3)
   pushed = result['pushed_to']
   assert os.path.dirname(pushed) == os.path.join(
       config.serving_root, config.serving_model_name(architecture))

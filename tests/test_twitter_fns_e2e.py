@@ -45,6 +45,17 @@ def test_transformer_reaches_the_accuracy_floor(fns_run):
   assert production['blessed'] and production['pushed_to']
 
 
+def test_temperature_scaling_makes_ece_no_worse_on_the_eval_split(fns_run):
+  """Fitted on the train split's held-out share, measured on the unseen
+  2,388 valid rows by the Evaluator."""
+  _, summary, _ = fns_run
+  for model in summary['models']:
+    fitted = model['calibration']
+    assert fitted['eval']['ece_after'] <= fitted['eval']['ece_before'], model
+    assert model['metrics']['expected_calibration_error'] == pytest.approx(
+        fitted['eval']['ece_after'], abs=1e-3)
+
+
 def test_pushed_transformer_calls_clear_headlines(fns_run):
   _, summary, _ = fns_run
   pushed = next(m['pushed_to'] for m in summary['models']

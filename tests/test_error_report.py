@@ -1,0 +1,126 @@
+"""`finsent errors` (models.error_report): numbers by hand, and the command."""
+
+import csv
+import json
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from data import loaders
+from models import error_report
+from tests.conftest import HEADLINES
+
+
+def _records(rows):
+  return [loaders.Record(text=t, label=l) for t, l in rows]
+
+
+def test_summary_by_hand():
+  records = _records([
+      ('$ACME falls 5%', 'negative'),            # predicted negative 0.9
+      ('Acme rises', 'positive'),               # predicted negative 0.8
+      ('Acme to report on Tuesday', 'neutral'),  # predicted neutral 0.6
+      ('$ACME up 12% at https://x.co/a', 'positive'),  # predicted neutral 0.7
+  ])
+  probabilities = np.array([[0.9, 0.05, 0.05],
+                            [0.8, 0.1, 0.1],
+                            [0.2, 0.6, 0.2],
+                            [0.1, 0.7, 0.2]])
+  report = error_report.summarise('m', '/m', records, probabilities, top=5)
+  assert report.accuracy == 0.5
+  # Labels (negative, neutral, positive) by predicted.
+  assert report.confusion == [[1, 0, 0], [0, 1, 0], [1, 1, 0]]
+  # F1: negative 2/3, neutral 2/3, positive 0.
+  assert report.macro_f1 == pytest.approx((2 / 3 + 2 / 3 + 0) / 3, abs=1e-4)
+  # One example per bin (9 right, 8 wrong, 6 right, 7 wrong):
+  # |1-0.9| + |0-0.8| + |1-0.6| + |0-0.7| over 4.
+  assert report.expected_calibration_error == pytest.approx(
+      (0.1 + 0.8 + 0.4 + 0.7) / 4, abs=1e-4)
+  assert report.by_slice['cashtag'] == {
+      'no': {'count': 2, 'accuracy': 0.5}, 'yes': {'count': 2, 'accuracy': 0.5}}
+  assert report.by_slice['number'] == report.by_slice['cashtag']
+  assert report.by_slice['url'] == {'no': {'count': 3, 'accuracy': 0.6667},
+                                    'yes': {'count': 1, 'accuracy': 0.0}}
+  assert report.by_slice['words'] == {
+      '1-8': {'count': 4, 'accuracy': 0.5}}
+  assert [m['text'] for m in report.confident_mistakes] == [
+      'Acme rises', '$ACME up 12% at https://x.co/a']
+  assert report.confident_mistakes[0] == {
+      'text': 'Acme rises', 'label': 'positive', 'predicted': 'negative',
+      'probability': 0.8}
+
+
+def test_length_slices_are_in_word_order():
+  records = _records([('w ' * n, 'neutral') for n in (40, 3, 20, 10)])
+  report = error_report.summarise('m', '/m', records,
+                                  np.tile([0.1, 0.8, 0.1], (4, 1)), top=1)
+  assert list(report.by_slice['words']) == [
+      '1-8', '9-16', '17-32', '33+']
+  assert report.confident_mistakes == []
+
+
+def _write_csv(path, rows):
+  with open(path, 'w', newline='', encoding='utf-8') as f:
+    writer = csv.writer(f)
+    writer.writerow(['text', 'label'])
+    writer.writerows(rows)
+
+
+def test_command_writes_the_report_for_a_saved_model(exported_model,
+                                                     tmp_path, capsys):
+  export_dir, _, _ = exported_model
+  data = tmp_path / 'headlines.csv'
+  rows = HEADLINES + [('$ACME drops 7% after the recall', 'negative')]
+  _write_csv(data, rows)
+  output = tmp_path / 'report'
+  code = error_report.main(['--data', str(data), '--output', str(output),
+                            '--saved_model', f'rnn={export_dir}',
+                            '--saved_model', f'again={export_dir}'])
+  assert code == 0
+  result = json.loads((output / 'errors.json').read_text())
+  assert result['examples'] == len(rows)
+  first, second = result['models']
+  assert first['name'] == 'rnn' and second['name'] == 'again'
+  assert first['confusion'] == second['confusion']
+  assert sum(map(sum, first['confusion'])) == len(rows)
+  assert first['by_slice']['cashtag']['yes']['count'] == 1
+  markdown = (output / 'errors.md').read_text()
+  assert '| rnn | ' in markdown and '## again' in markdown
+  assert '![confusion matrices](confusion.png)' in markdown
+  for chart in ('confusion.png', 'accuracy_by_slice.png'):
+    with Image.open(output / chart) as image:
+      assert image.format == 'PNG' and image.size[0] > 300
+  assert 'rnn          accuracy' in capsys.readouterr().out
+
+
+@pytest.mark.parametrize('flags,message', [
+    (['--saved_model', 'rnn'], 'expected NAME=DIR'),
+    (['--saved_model', 'rnn=/nowhere'], '/nowhere holds no saved_model.pb'),
+    (['--top', '0'], 'expected a whole number >= 1'),
+])
+def test_bad_flags_exit_2(flags, message, tmp_path, capsys):
+  with pytest.raises(SystemExit) as exit_info:
+    error_report.main(['--data', 'x.csv', '--output', str(tmp_path)] + flags)
+  assert exit_info.value.code == 2
+  assert message in capsys.readouterr().err
+
+
+def test_bad_data_and_missing_models_are_named(exported_model, tmp_path,
+                                               capsys):
+  export_dir, _, _ = exported_model
+  bad = tmp_path / 'bad.csv'
+  _write_csv(bad, [('Fine', 'neutral'), ('Odd', 'bullish')])
+  output = tmp_path / 'report'
+  assert error_report.main(['--data', str(bad), '--output', str(output),
+                            '--saved_model', f'rnn={export_dir}']) == 2
+  assert f'{bad}:3:' in capsys.readouterr().err
+  assert error_report.main(['--data', str(bad), '--output', str(output),
+                            '--serving_model_dir', str(tmp_path)]) == 2
+  assert f'no pushed model under {tmp_path}' in capsys.readouterr().err
+  assert error_report.main(['--data', str(bad), '--output', str(output),
+                            '--saved_model', f'a={export_dir}',
+                            '--saved_model', f'a={export_dir}']) == 2
+  assert 'must be different' in capsys.readouterr().err
+  assert not os.path.exists(output)
