@@ -36,7 +36,8 @@ from pipeline import run_command
 
 PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA_ROOT_PARAMETER = 'data_root'
-TRAINER_ID_PREFIX = 'Trainer.'
+# The nodes that train models, and get ContainerResources.
+TRAINING_NODE_PREFIXES = ('Trainer.', 'Tuner.')
 ResourceSpec = (
     pipeline_spec_pb2.PipelineDeploymentConfig.PipelineContainerSpec
     .ResourceSpec)
@@ -68,12 +69,12 @@ def create_kubeflow_pipeline(config: configs.PipelineConfig,
                              kubeflow: configs.KubeflowConfig
                              ) -> tfx.dsl.Pipeline:
   """`create_pipeline(config)` with the data folder as a runtime parameter
-  and the Trainers' container resources."""
+  and the Trainers' and Tuners' container resources."""
   data_root = tfx.dsl.experimental.RuntimeParameter(
       name=DATA_ROOT_PARAMETER, ptype=str, default=config.data)
   pipeline = pipeline_lib.create_pipeline(config, data_root=data_root)
   for node in pipeline.components:
-    if node.id.startswith(TRAINER_ID_PREFIX):
+    if node.id.startswith(TRAINING_NODE_PREFIXES):
       node.with_platform_config(resource_spec(kubeflow.trainer))
   return pipeline
 
@@ -173,6 +174,7 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
                       help='accelerators per Trainer (with '
                       '--trainer_accelerator_type)')
   run_command.add_training_flags(parser, configs.TrainingConfig())
+  run_command.add_tuning_flags(parser, configs.TuningConfig())
   return parser
 
 
@@ -217,7 +219,8 @@ def _configs_from_args(parser, args, beam_args: List[str]):
       enable_cache=args.enable_cache,
       beam_pipeline_args=tuple(beam_pipeline_args),
       training=run_command.training_config_from_args(args,
-                                                     defaults.training))
+                                                     defaults.training),
+      tuning=run_command.tuning_config_from_args(args, defaults.tuning))
   return config, kubeflow
 
 

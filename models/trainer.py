@@ -5,6 +5,7 @@ hyperparameters and the training settings (see `pipeline.configs`), so the
 RNN and the Transformer Trainers run this same function.
 """
 
+import dataclasses
 import hashlib
 import math
 import os
@@ -33,6 +34,8 @@ MODEL_BUILDERS = {
 }
 if tuple(MODEL_BUILDERS) != features.ARCHITECTURES:
   raise ImportError('MODEL_BUILDERS must build exactly features.ARCHITECTURES')
+# The Adam learning rate's name among tuned hyperparameters (models.tuner).
+LEARNING_RATE = 'learning_rate'
 
 
 def transformed_examples(file_patterns: List[str],
@@ -185,37 +188,40 @@ def weights_digest(model: keras.Model) -> str:
   return digest.hexdigest()
 
 
-def run_fn(fn_args: tfx.components.FnArgs) -> Dict[str, Any]:
-  """Trains the architecture named in `custom_config` and exports it.
+@dataclasses.dataclass
+class TrainingInputs:
+  """What fitting needs, prepared alike for the Trainer and the Tuner."""
+  tft_output: tft.TFTransformOutput
+  feature_spec: Dict[str, Any]
+  vocabulary_size: int  # padding id 0 and the OOV buckets included
+  sequence_length: int
+  batch_size: int  # global: per replica x replicas
+  fit_data: tf.data.Dataset  # batched, shuffled
+  held_out: tf.data.Dataset  # unbatched, for early stopping
+  held_out_data: tf.data.Dataset  # batched
+  validation_steps: Optional[int]
+  class_weight: Optional[Dict[int, float]]
+  epochs: int
+  steps_per_epoch: Optional[int]
 
-  Under a multi-worker strategy every worker runs this; only the chief's
-  model and logs land in the Trainer's output dirs. Returns the training
-  summary, which is also written to the model_run dir.
-  """
+
+def prepare_training(fn_args: tfx.components.FnArgs,
+                     strategy: tf.distribute.Strategy) -> TrainingInputs:
+  """Reads Transform's output and batches the train split for `strategy`:
+  the fit share and the held-out share that early stopping watches."""
   config = fn_args.custom_config
   training = config['training']
-  # First: a multi-worker strategy and logical CPU devices must be set up
-  # before TensorFlow's runtime starts.
-  strategy_name, strategy = strategy_lib.get_distribution_strategy(training)
-  keras.utils.set_random_seed(training['seed'])
-  tft_output = tft.TFTransformOutput(fn_args.transform_output)
+  tft_output = tft.TFTransformOutput(fn_args.transform_graph_path)
   feature_spec = tft_output.transformed_feature_spec()
-  sequence_length = feature_spec[features.TOKEN_IDS_KEY].shape[0]
-  vocabulary_size = (
-      tft_output.vocabulary_size_by_name(features.TOKEN_VOCABULARY_NAME) +
-      config['oov_buckets'] + 1)  # + padding id 0
-
   replicas = strategy.num_replicas_in_sync
   batch_size = training['batch_size'] * replicas
-  learning_rate = strategy_lib.scaled_learning_rate(
-      training['learning_rate'], replicas, training['learning_rate_scaling'])
-  on_tpu = isinstance(strategy, tf.distribute.TPUStrategy)
   fit_examples, held_out = split_for_early_stopping(
       transformed_examples(fn_args.train_files, feature_spec),
       training['validation_fraction'])
   weights = class_weights(fit_examples, training['class_weighting'])
-  fit_data = shuffled_batches(fit_examples, batch_size, training['seed'],
-                              static_shapes=on_tpu)
+  fit_data = shuffled_batches(
+      fit_examples, batch_size, training['seed'],
+      static_shapes=isinstance(strategy, tf.distribute.TPUStrategy))
   # TFX's TrainArgs.num_steps, when set, caps training at that many batches
   # in all (one long epoch); else epochs until early stopping.
   if fn_args.train_steps:
@@ -223,7 +229,6 @@ def run_fn(fn_args: tfx.components.FnArgs) -> Dict[str, Any]:
     epochs, steps_per_epoch = 1, fn_args.train_steps
   else:
     epochs, steps_per_epoch = training['max_epochs'], None
-  fit_data = fit_data.prefetch(tf.data.AUTOTUNE)
   held_out_data, validation_steps = held_out.batch(batch_size), None
   if replicas > 1:
     # Keras 3 builds a distributed model by reducing the first validation
@@ -233,25 +238,96 @@ def run_fn(fn_args: tfx.components.FnArgs) -> Dict[str, Any]:
     count = int(held_out.reduce(0, lambda n, _: n + 1))
     validation_steps = max(1, math.ceil(count / batch_size))
     held_out_data = held_out.repeat().batch(batch_size)
-  held_out_data = held_out_data.prefetch(tf.data.AUTOTUNE)
+  return TrainingInputs(
+      tft_output=tft_output,
+      feature_spec=feature_spec,
+      vocabulary_size=(
+          tft_output.vocabulary_size_by_name(features.TOKEN_VOCABULARY_NAME)
+          + config['oov_buckets'] + 1),
+      sequence_length=feature_spec[features.TOKEN_IDS_KEY].shape[0],
+      batch_size=batch_size,
+      fit_data=fit_data.prefetch(tf.data.AUTOTUNE),
+      held_out=held_out,
+      held_out_data=held_out_data.prefetch(tf.data.AUTOTUNE),
+      validation_steps=validation_steps,
+      class_weight=weights,
+      epochs=epochs,
+      steps_per_epoch=steps_per_epoch)
 
+
+def compile_model(architecture: str, inputs: TrainingInputs,
+                  hyperparameters: Dict[str, Any],
+                  learning_rate: float) -> keras.Model:
+  """The architecture's model, compiled for training (in the strategy's
+  scope when there is one)."""
+  model = build_model(architecture, inputs.vocabulary_size,
+                      inputs.sequence_length, hyperparameters)
+  model.compile(
+      optimizer=keras.optimizers.Adam(learning_rate),
+      loss='sparse_categorical_crossentropy',
+      metrics=['sparse_categorical_accuracy'])
+  return model
+
+
+def early_stopping(training: Dict[str, Any]) -> keras.callbacks.Callback:
+  return keras.callbacks.EarlyStopping(
+      monitor=training['early_stopping_monitor'],
+      patience=training['early_stopping_patience'],
+      restore_best_weights=True)
+
+
+def tuned_settings(config: Dict[str, Any],
+                   tuned: Optional[Dict[str, Any]]
+                   ) -> Tuple[Dict[str, Any], float]:
+  """The model's hyperparameters and the one-replica learning rate.
+
+  `tuned` is the Tuner's best `keras_tuner.HyperParameters` config (TFX's
+  `fn_args.hyperparameters`); its values replace the configured ones.
+  """
+  hyperparameters = dict(config['hyperparameters'])
+  learning_rate = config['training']['learning_rate']
+  if tuned:
+    values = dict(tuned['values'])
+    learning_rate = values.pop(LEARNING_RATE, learning_rate)
+    unknown = sorted(set(values) - set(hyperparameters))
+    if unknown:
+      raise ValueError(
+          f'the tuned hyperparameters {unknown} are not arguments of the '
+          f'{config["architecture"]} builder ({sorted(hyperparameters)})')
+    hyperparameters.update(values)
+  return hyperparameters, learning_rate
+
+
+def run_fn(fn_args: tfx.components.FnArgs) -> Dict[str, Any]:
+  """Trains the architecture named in `custom_config` and exports it.
+
+  With a Tuner upstream, its best hyperparameters replace the configured
+  ones. Under a multi-worker strategy every worker runs this; only the
+  chief's model and logs land in the Trainer's output dirs. Returns the
+  training summary, which is also written to the model_run dir.
+  """
+  config = fn_args.custom_config
+  training = config['training']
+  # First: a multi-worker strategy and logical CPU devices must be set up
+  # before TensorFlow's runtime starts.
+  strategy_name, strategy = strategy_lib.get_distribution_strategy(training)
+  keras.utils.set_random_seed(training['seed'])
+  inputs = prepare_training(fn_args, strategy)
+  hyperparameters, base_learning_rate = tuned_settings(
+      config, fn_args.hyperparameters)
+  replicas = strategy.num_replicas_in_sync
+  learning_rate = strategy_lib.scaled_learning_rate(
+      base_learning_rate, replicas, training['learning_rate_scaling'])
   with strategy.scope():
-    model = build_model(config['architecture'], vocabulary_size,
-                        sequence_length, config['hyperparameters'])
-    model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate),
-        loss='sparse_categorical_crossentropy',
-        metrics=['sparse_categorical_accuracy'])
+    model = compile_model(config['architecture'], inputs, hyperparameters,
+                          learning_rate)
   model.summary(print_fn=logging.info)
 
   with strategy_lib.worker_output_dirs(
       strategy, fn_args.serving_model_dir,
       fn_args.model_run_dir) as (serving_model_dir, model_run_dir):
     callbacks = [
-        keras.callbacks.EarlyStopping(
-            monitor=training['early_stopping_monitor'],
-            patience=training['early_stopping_patience'],
-            restore_best_weights=True),
+        early_stopping(training),
         keras.callbacks.TensorBoard(log_dir=model_run_dir, profile_batch=0),
     ]
     if strategy_lib.is_chief(strategy):
@@ -260,21 +336,21 @@ def run_fn(fn_args: tfx.components.FnArgs) -> Dict[str, Any]:
           *training['profile_steps']))
     started = time.monotonic()
     history = model.fit(
-        fit_data,
-        validation_data=held_out_data,
-        validation_steps=validation_steps,
-        epochs=epochs,
-        steps_per_epoch=steps_per_epoch,
-        class_weight=weights,
+        inputs.fit_data,
+        validation_data=inputs.held_out_data,
+        validation_steps=inputs.validation_steps,
+        epochs=inputs.epochs,
+        steps_per_epoch=inputs.steps_per_epoch,
+        class_weight=inputs.class_weight,
         verbose=2,
         callbacks=callbacks)
     train_seconds = time.monotonic() - started
     calibration_summary = calibrate(
-        model, held_out,
-        transformed_examples(fn_args.eval_files, feature_spec),
+        model, inputs.held_out,
+        transformed_examples(fn_args.eval_files, inputs.feature_spec),
         training['calibration'])
     logging.info('Calibration: %s', calibration_summary)
-    export.export_serving_model(model, tft_output, serving_model_dir,
+    export.export_serving_model(model, inputs.tft_output, serving_model_dir,
                                 temperature=calibration_summary['temperature'])
     task_type, task_id = strategy_lib.task_of(strategy)
     training_summary = {
@@ -285,8 +361,10 @@ def run_fn(fn_args: tfx.components.FnArgs) -> Dict[str, Any]:
         'strategy': strategy_name,
         'replicas': replicas,
         'task': f'{task_type}:{task_id}' if task_type else None,
-        'global_batch_size': batch_size,
+        'global_batch_size': inputs.batch_size,
         'learning_rate': learning_rate,
+        'hyperparameters': hyperparameters,
+        'tuned': bool(fn_args.hyperparameters),
         'weights_sha256': weights_digest(model),
         'calibration': calibration_summary,
     }

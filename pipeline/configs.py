@@ -25,6 +25,7 @@ PRODUCTION_MODEL_NAME = 'sentiment'
 # inside the image on Kubeflow), so Beam workers and Trainers import it.
 PREPROCESSING_FN = 'models.preprocessing.preprocessing_fn'
 RUN_FN = 'models.trainer.run_fn'
+TUNER_FN = 'models.tuner.tuner_fn'
 
 # Beam (pipeline.beam_runners assembles the options per runner). Locally:
 # DirectRunner with one worker process per core.
@@ -114,6 +115,23 @@ class TrainingConfig:
   # epochs) goes into the model_run artifact (models.profiling).
   profile_steps: Tuple[int, int] = (3, 12)
   seed: int = 42
+
+
+@dataclasses.dataclass(frozen=True)
+class TuningConfig:
+  """The TFX Tuner before each Trainer (models.tuner): a random search of
+  the architecture's hyperparameters and the learning rate.
+
+  Off by default, as in TFX's templates: on the Twitter-FNS set each trial
+  costs about as much as a Trainer's whole fit. The search space is in
+  models.tuner.
+  """
+  enabled: bool = False
+  max_trials: int = 6
+  # Each trial stops at this many epochs, or earlier by early stopping.
+  epochs_per_trial: int = 4
+  # Scored on the held-out share of the train split, as early stopping.
+  objective: str = 'val_sparse_categorical_accuracy'
 
 
 @dataclasses.dataclass(frozen=True)
@@ -226,6 +244,7 @@ class PipelineConfig:
   rnn: RnnConfig = RnnConfig()
   transformer: TransformerConfig = TransformerConfig()
   training: TrainingConfig = TrainingConfig()
+  tuning: TuningConfig = TuningConfig()
   thresholds: BlessingThresholds = BlessingThresholds()
   drift: DriftThresholds = DriftThresholds()
   selection: SelectionConfig = SelectionConfig()
@@ -256,11 +275,13 @@ class PipelineConfig:
         self.serving_model_name(a) for a in ARCHITECTURES]
 
   def trainer_custom_config(self, architecture: str) -> Dict:
-    """What models.trainer.run_fn reads from the Trainer's custom_config."""
+    """What models.trainer.run_fn (and models.tuner.tuner_fn, from the
+    Tuner's) reads from the Trainer's custom_config."""
     return {
         'architecture': architecture,
         'hyperparameters': dataclasses.asdict(getattr(self, architecture)),
         'training': dataclasses.asdict(self.training),
+        'tuning': dataclasses.asdict(self.tuning),
         'oov_buckets': self.preprocessing.oov_buckets,
     }
 

@@ -74,6 +74,29 @@ def add_training_flags(parser: argparse.ArgumentParser,
                       '%(default)s)')
 
 
+def add_tuning_flags(parser: argparse.ArgumentParser,
+                     defaults: configs.TuningConfig) -> None:
+  """The Tuners' flags (pipeline.configs.TuningConfig)."""
+  parser.add_argument('--enable_tuning', action='store_true',
+                      default=defaults.enabled,
+                      help='run a TFX Tuner (keras-tuner random search) '
+                      'before each Trainer, which then trains with the best '
+                      'hyperparameters found')
+  parser.add_argument('--tuner_max_trials', type=_positive_int,
+                      default=defaults.max_trials,
+                      help='trials per architecture (default: %(default)s)')
+  parser.add_argument('--tuner_epochs_per_trial', type=_positive_int,
+                      default=defaults.epochs_per_trial,
+                      help='most epochs of one trial (default: %(default)s)')
+
+
+def tuning_config_from_args(args, defaults: configs.TuningConfig
+                            ) -> configs.TuningConfig:
+  return dataclasses.replace(
+      defaults, enabled=args.enable_tuning, max_trials=args.tuner_max_trials,
+      epochs_per_trial=args.tuner_epochs_per_trial)
+
+
 def training_config_from_args(args, defaults: configs.TrainingConfig
                               ) -> configs.TrainingConfig:
   return dataclasses.replace(
@@ -105,6 +128,7 @@ def _add_run_parser(subparsers) -> None:
                    help="reuse outputs of components whose inputs did not "
                    "change (TFX's cache)")
   add_training_flags(run, defaults.training)
+  add_tuning_flags(run, defaults.tuning)
   run.add_argument('--skip_drift_check', action='store_true',
                    help='accept a deliberate change of data (a new source or '
                    'dataset): no drift check against the last accepted data, '
@@ -138,7 +162,8 @@ def _config_from_args(args, beam_pipeline_args: List[str]
       enable_cache=args.enable_cache,
       check_drift=not args.skip_drift_check,
       beam_pipeline_args=tuple(beam_pipeline_args),
-      training=training_config_from_args(args, defaults.training))
+      training=training_config_from_args(args, defaults.training),
+      tuning=tuning_config_from_args(args, defaults.tuning))
 
 
 def _check_data(config: configs.PipelineConfig) -> None:

@@ -56,6 +56,11 @@ class ModelSummary:
   # The Trainer's temperature and NLL/ECE before and after it
   # (models.trainer.calibrate); None from a Trainer that wrote none.
   calibration: Optional[Dict[str, Any]] = None
+  # The builder's arguments it was trained with and the learning rate;
+  # `tuned` when they came from the Tuner.
+  hyperparameters: Optional[Dict[str, Any]] = None
+  learning_rate: Optional[float] = None
+  tuned: bool = False
   # The Trainer's profile (models.profile_report), or why there is none.
   profile: Optional[profile_report.ProfileReport] = None
   profile_problem: Optional[str] = None
@@ -207,6 +212,9 @@ def _model_summary(architecture: str, components: Dict[str, ComponentRun],
       strategy=training.get('strategy'),
       replicas=training.get('replicas'),
       calibration=training.get('calibration'),
+      hyperparameters=training.get('hyperparameters'),
+      learning_rate=training.get('learning_rate'),
+      tuned=training.get('tuned', False),
       profile=profile,
       profile_problem=profile_problem)
 
@@ -350,6 +358,11 @@ def format_summary(summary: RunSummary) -> str:
                      f'{m.calibration["eval"]["ece_before"]:.3f} -> '
                      f'{m.calibration["eval"]["ece_after"]:.3f}'
                      for m in calibrated))
+  lines.extend(
+      f'  tuned {m.architecture} (Tuner.{m.architecture}): ' + ', '.join(
+          f'{name}={value}' for name, value in m.hyperparameters.items())
+      + f', learning_rate={m.learning_rate:.2g}'
+      for m in summary.models if m.tuned)
   profiles = [m.profile for m in summary.models if m.profile]
   if profiles:
     lines.append('  training profile: ' + profile_report.summary_line(profiles))

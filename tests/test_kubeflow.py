@@ -178,6 +178,21 @@ def test_trainers_get_their_resources_and_flags(spec):
   assert 'resources' not in _executor(spec, 'Transform')
 
 
+def test_tuners_feed_the_trainers_and_get_their_resources(tmp_path):
+  spec = _compile(tmp_path, '--enable_tuning', '--tuner_max_trials', '3',
+                  '--trainer_cpu_limit', '6')
+  for architecture in configs.ARCHITECTURES:
+    tuner, trainer = f'Tuner.{architecture}', f'Trainer.{architecture}'
+    assert _parameter(spec, tuner, 'tuner_fn') == configs.TUNER_FN
+    custom = json.loads(_parameter(spec, tuner, 'custom_config'))
+    assert custom['tuning']['max_trials'] == 3
+    assert _executor(spec, tuner)['resources']['cpuLimit'] == 6
+    assert tuner in _tasks(spec)[trainer]['dependentTasks']
+    assert _tasks(spec)[trainer]['inputs']['artifacts']['hyperparameters'][
+        'taskOutputArtifact'] == {'producerTask': tuner,
+                                  'outputArtifactKey': 'best_hyperparameters'}
+
+
 def test_beam_components_get_the_beam_args(spec):
   for task in BEAM_NODES:
     args = _executor(spec, task)['args']

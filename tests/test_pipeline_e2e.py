@@ -5,8 +5,8 @@ goes through the runs a production pipeline sees, with real trainings:
 
 1. `first`: a short training (5 epochs). Both architectures are trained,
    evaluated and pushed; the selector's winner becomes production version 1.
-2. `crippled`: one training step each. Nothing is blessed, nothing pushed:
-   version 1 stays the newest.
+2. `crippled`: one training step each, after a TFX Tuner of one trial.
+   Nothing is blessed, nothing pushed: version 1 stays the newest.
 3. `killed`: a full training, SIGKILLed while the second Trainer runs.
 4. `rerun`: the same run again. Finished components come from the cache;
    the better candidate is pushed as exactly one new version; MLMD and the
@@ -105,8 +105,10 @@ def runs(tmp_path_factory):
   output_dir = tmp_path_factory.mktemp('pipeline')
   config, first, first_stdout = e2e.run_pipeline(output_dir, *FIRST_FLAGS)
   after_first = _serving_snapshot(config)
+  # With a Tuner of one trial, which TrainArgs also caps at one step.
   _, crippled, _ = e2e.run_pipeline(output_dir, *CACHED,
-                                    '--train_steps', '1')
+                                    '--train_steps', '1', '--enable_tuning',
+                                    '--tuner_max_trials', '1')
   after_crippled = _serving_snapshot(config)
   _kill_during_second_trainer(output_dir)
   after_kill = _serving_snapshot(config)
@@ -271,6 +273,8 @@ def test_crippled_candidates_are_refused_and_nothing_is_pushed(runs):
              f.endswith(f'is below {-max_drop:+.4f}')
              for f in failures), failures
   for model in crippled['models']:
+    assert states[f'Tuner.{model["architecture"]}'] == 'COMPLETE'
+    assert model['tuned'] and model['hyperparameters']
     assert not model['blessed'] and model['pushed_to'] is None
     assert model['servable'] is False  # not served: nothing to push
   assert runs['serving']['crippled'] == runs['serving']['first']

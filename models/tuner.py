@@ -1,0 +1,91 @@
+"""TFX Tuner `tuner_fn`: a keras-tuner search over one architecture.
+
+The Tuner's `custom_config` is the Trainer's (`pipeline.configs`) plus
+`tuning` (`TuningConfig`), so the search fits on exactly the data the
+Trainer will fit on and scores each trial on the same held-out share of
+the train split that the Trainer's early stopping watches: the eval split
+stays unseen until the Evaluator. The best trial's values become the
+Trainer's `fn_args.hyperparameters` (`models.trainer.tuned_settings`).
+"""
+
+from typing import Any, Callable, Dict
+
+import keras
+import keras_tuner
+from tfx import v1 as tfx
+
+from models import trainer
+from models import strategy as strategy_lib
+
+
+def rnn_search_space(hp: keras_tuner.HyperParameters) -> Dict[str, Any]:
+  return {
+      'embedding_dim': hp.Choice('embedding_dim', [64, 128, 256]),
+      'rnn_units': hp.Choice('rnn_units', [32, 64, 128]),
+      'cell': hp.Choice('cell', ['lstm', 'gru']),
+      'dropout': hp.Float('dropout', 0.1, 0.5, step=0.1),
+  }
+
+
+def transformer_search_space(hp: keras_tuner.HyperParameters
+                             ) -> Dict[str, Any]:
+  # Head counts that divide every embedding width searched.
+  return {
+      'embedding_dim': hp.Choice('embedding_dim', [64, 128, 256]),
+      'num_layers': hp.Int('num_layers', 1, 3),
+      'num_heads': hp.Choice('num_heads', [2, 4, 8]),
+      'intermediate_dim': hp.Choice('intermediate_dim', [128, 256, 512]),
+      'dropout': hp.Float('dropout', 0.1, 0.5, step=0.1),
+  }
+
+
+SEARCH_SPACES: Dict[str, Callable[[keras_tuner.HyperParameters],
+                                  Dict[str, Any]]] = {
+    'rnn': rnn_search_space,
+    'transformer': transformer_search_space,
+}
+if set(SEARCH_SPACES) != set(trainer.MODEL_BUILDERS):
+  raise ImportError('SEARCH_SPACES must cover exactly the MODEL_BUILDERS')
+
+
+def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
+  """A RandomSearch of `tuning.max_trials` trials, each at most
+  `tuning.epochs_per_trial` epochs with the Trainer's early stopping."""
+  config = fn_args.custom_config
+  training, tuning = config['training'], config['tuning']
+  architecture = config['architecture']
+  _, strategy = strategy_lib.get_distribution_strategy(training)
+  keras.utils.set_random_seed(training['seed'])
+  inputs = trainer.prepare_training(fn_args, strategy)
+  replicas = strategy.num_replicas_in_sync
+
+  def build(hp: keras_tuner.HyperParameters) -> keras.Model:
+    learning_rate = hp.Float(trainer.LEARNING_RATE, 1e-4, 3e-3,
+                             sampling='log')
+    return trainer.compile_model(
+        architecture, inputs, SEARCH_SPACES[architecture](hp),
+        strategy_lib.scaled_learning_rate(learning_rate, replicas,
+                                          training['learning_rate_scaling']))
+
+  search = keras_tuner.RandomSearch(
+      build,
+      objective=keras_tuner.Objective(tuning['objective'], direction='max'),
+      max_trials=tuning['max_trials'],
+      seed=training['seed'],
+      distribution_strategy=strategy if replicas > 1 else None,
+      directory=fn_args.working_dir,
+      project_name=f'{architecture}_search',
+      overwrite=True)
+  return tfx.components.TunerFnResult(
+      tuner=search,
+      fit_kwargs={
+          'x': inputs.fit_data,
+          'validation_data': inputs.held_out_data,
+          'validation_steps': inputs.validation_steps,
+          'epochs': (inputs.epochs if inputs.steps_per_epoch else
+                     min(inputs.epochs, tuning['epochs_per_trial'])),
+          'steps_per_epoch': inputs.steps_per_epoch,
+          'class_weight': inputs.class_weight,
+          'callbacks': [trainer.early_stopping(training)],
+          'verbose': 2,
+      })

@@ -1,0 +1,103 @@
+"""The TFX Tuner with models.tuner.tuner_fn, and the Trainer taking its result."""
+
+import dataclasses
+import json
+import os
+
+import pytest
+from tfx import v1 as tfx
+from tfx.components.tuner import executor as tuner_executor
+from tfx.types import artifact_utils
+from tfx.types import standard_artifacts
+from tfx.types import standard_component_specs as specs
+from tfx.utils import proto_utils
+
+from models import trainer
+from models import tuner
+from pipeline import configs
+
+
+def _artifact(artifact_type, uri, **properties):
+  artifact = artifact_type()
+  artifact.uri = uri
+  for name, value in properties.items():
+    setattr(artifact, name, value)
+  return artifact
+
+
+@pytest.mark.parametrize('architecture', configs.ARCHITECTURES)
+def test_tuner_component_searches_with_a_tiny_budget(
+    transformed_sample, tmp_path, architecture):
+  config = dataclasses.replace(
+      configs.PipelineConfig(),
+      tuning=configs.TuningConfig(enabled=True, max_trials=2,
+                                  epochs_per_trial=1))
+  examples = _artifact(standard_artifacts.Examples,
+                       transformed_sample.transformed_examples)
+  examples.split_names = artifact_utils.encode_split_names(['train', 'eval'])
+  outputs = {
+      specs.BEST_HYPERPARAMETERS_KEY: [_artifact(
+          standard_artifacts.HyperParameters, str(tmp_path / 'best'))],
+      specs.TUNER_RESULTS_KEY: [_artifact(
+          standard_artifacts.TunerResults, str(tmp_path / 'results'))],
+  }
+  for artifacts in outputs.values():
+    os.makedirs(artifacts[0].uri)
+  tuner_executor.Executor(
+      tuner_executor.base_executor.BaseExecutor.Context(
+          tmp_dir=str(tmp_path / 'tmp'), unique_id='1')).Do(
+      input_dict={
+          specs.EXAMPLES_KEY: [examples],
+          specs.TRANSFORM_GRAPH_KEY: [_artifact(
+              standard_artifacts.TransformGraph,
+              transformed_sample.transform_graph)],
+      },
+      output_dict=outputs,
+      exec_properties={
+          specs.TUNER_FN_KEY: configs.TUNER_FN,
+          specs.TRAIN_ARGS_KEY: proto_utils.proto_to_json(
+              tfx.proto.TrainArgs(num_steps=0)),
+          specs.EVAL_ARGS_KEY: proto_utils.proto_to_json(
+              tfx.proto.EvalArgs(num_steps=0)),
+          specs.CUSTOM_CONFIG_KEY: json.dumps(
+              config.trainer_custom_config(architecture)),
+      })
+  best = json.loads((tmp_path / 'best' / 'best_hyperparameters.txt')
+                    .read_text())
+  results = json.loads((tmp_path / 'results' / 'tuner_results.json')
+                       .read_text())
+  assert len(results) == 2
+  assert max(r['score'] for r in results) == pytest.approx(
+      results[0]['score'])
+  # The best trial's values are the Trainer's: the builder's arguments and
+  # the learning rate.
+  hyperparameters, learning_rate = trainer.tuned_settings(
+      config.trainer_custom_config(architecture), best)
+  searched = {k: v for k, v in results[0].items()
+              if k not in ('trial_id', 'score')}
+  assert {**hyperparameters, trainer.LEARNING_RATE: learning_rate} == {
+      **dataclasses.asdict(getattr(config, architecture)), **searched}
+  assert 1e-4 <= learning_rate <= 3e-3
+
+
+def test_tuned_settings_keep_the_config_without_a_tuner():
+  custom_config = configs.PipelineConfig().trainer_custom_config('rnn')
+  assert trainer.tuned_settings(custom_config, None) == (
+      dataclasses.asdict(configs.RnnConfig()),
+      configs.TrainingConfig().learning_rate)
+
+
+def test_tuned_values_outside_the_builder_are_refused():
+  custom_config = configs.PipelineConfig().trainer_custom_config('rnn')
+  with pytest.raises(ValueError, match=r"\['num_layers'\] are not arguments "
+                     'of the rnn builder'):
+    trainer.tuned_settings(custom_config, {'values': {'num_layers': 2}})
+
+
+def test_every_search_space_names_only_builder_arguments():
+  import keras_tuner
+  for architecture, search_space in tuner.SEARCH_SPACES.items():
+    searched = search_space(keras_tuner.HyperParameters())
+    configured = dataclasses.asdict(getattr(configs.PipelineConfig(),
+                                            architecture))
+    assert set(searched) <= set(configured), architecture
