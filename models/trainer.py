@@ -22,6 +22,7 @@ from tfx import v1 as tfx
 from models import calibration
 from models import export
 from models import features
+from models import macro_f1
 from models import model_run as model_run_lib
 from models import profiling
 from models import rnn
@@ -265,13 +266,24 @@ def compile_model(architecture: str, inputs: TrainingInputs,
   model.compile(
       optimizer=keras.optimizers.Adam(learning_rate),
       loss='sparse_categorical_crossentropy',
-      metrics=['sparse_categorical_accuracy'])
+      metrics=['sparse_categorical_accuracy',
+               macro_f1.SparseMacroF1Score(len(features.LABELS))])
   return model
 
 
+EARLY_STOPPING_MONITORS = ('val_sparse_categorical_accuracy', 'val_macro_f1',
+                           'val_loss')
+
+
 def early_stopping(training: Dict[str, Any]) -> keras.callbacks.Callback:
+  """Stops when the held-out `early_stopping_monitor` has not improved for
+  `early_stopping_patience` epochs, and restores the best epoch."""
+  monitor = training['early_stopping_monitor']
+  if monitor not in EARLY_STOPPING_MONITORS:
+    raise ValueError(f'early_stopping_monitor must be one of '
+                     f'{EARLY_STOPPING_MONITORS}, got {monitor!r}')
   return keras.callbacks.EarlyStopping(
-      monitor=training['early_stopping_monitor'],
+      monitor=monitor, mode='min' if monitor == 'val_loss' else 'max',
       patience=training['early_stopping_patience'],
       restore_best_weights=True)
 

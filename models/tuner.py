@@ -69,7 +69,9 @@ def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
 
   search = keras_tuner.RandomSearch(
       build,
-      objective=keras_tuner.Objective(tuning['objective'], direction='max'),
+      objective=keras_tuner.Objective(
+          training['early_stopping_monitor'],
+          direction=trainer.early_stopping(training).mode),
       max_trials=tuning['max_trials'],
       seed=training['seed'],
       distribution_strategy=strategy if replicas > 1 else None,

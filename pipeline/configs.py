@@ -94,7 +94,9 @@ class TrainingConfig:
   max_epochs: int = 12
   # Stops when held-out accuracy has not improved for `patience` epochs and
   # restores the best epoch's weights (loss turns up epochs earlier, as the
-  # models grow confident, while accuracy still improves).
+  # models grow confident, while accuracy still improves). Or
+  # `val_macro_f1`, what the tournament ranks by, or `val_loss`
+  # (models.trainer.EARLY_STOPPING_MONITORS).
   early_stopping_monitor: str = 'val_sparse_categorical_accuracy'
   early_stopping_patience: int = 3
   # Share of the train split held out for early stopping; the eval split is
@@ -128,10 +130,9 @@ class TuningConfig:
   """
   enabled: bool = False
   max_trials: int = 6
-  # Each trial stops at this many epochs, or earlier by early stopping.
+  # Each trial stops at this many epochs, or earlier by early stopping;
+  # it is scored by the Trainer's early_stopping_monitor.
   epochs_per_trial: int = 4
-  # Scored on the held-out share of the train split, as early stopping.
-  objective: str = 'val_sparse_categorical_accuracy'
 
 
 @dataclasses.dataclass(frozen=True)

@@ -67,6 +67,11 @@ def add_training_flags(parser: argparse.ArgumentParser,
                       default=defaults.class_weighting,
                       help='loss weights against class imbalance '
                       '(default: %(default)s)')
+  parser.add_argument('--early_stopping_monitor',
+                      choices=trainer_lib.EARLY_STOPPING_MONITORS,
+                      default=defaults.early_stopping_monitor,
+                      help='held-out metric that stops training and picks '
+                      'the epoch kept (default: %(default)s)')
   parser.add_argument('--calibration', choices=calibration.CALIBRATIONS,
                       default=defaults.calibration,
                       help='temperature: scale the exported probabilities by '
@@ -103,7 +108,8 @@ def training_config_from_args(args, defaults: configs.TrainingConfig
       defaults, strategy=args.strategy, cpu_replicas=args.cpu_replicas,
       tpu=args.tpu, max_epochs=args.max_epochs, train_steps=args.train_steps,
       class_weighting=args.class_weighting,
-      calibration=args.calibration)
+      calibration=args.calibration,
+      early_stopping_monitor=args.early_stopping_monitor)
 
 
 def _add_run_parser(subparsers) -> None:

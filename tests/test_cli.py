@@ -17,6 +17,7 @@ def test_flags_reach_the_config():
                  '--tpu', 'grpc://10.0.0.2:8470', '--max_epochs', '3',
                  '--train_steps', '7', '--skip_drift_check',
                  '--calibration', 'none',
+                 '--early_stopping_monitor', 'val_macro_f1',
                  '--direct_running_mode=in_memory']
   import argparse
   parser = argparse.ArgumentParser()
@@ -32,6 +33,7 @@ def test_flags_reach_the_config():
   assert config.training.max_epochs == 3
   assert config.training.train_steps == 7
   assert config.training.calibration == 'none'
+  assert config.training.early_stopping_monitor == 'val_macro_f1'
   assert not config.check_drift
   assert config.beam_pipeline_args == ('--direct_num_workers=0',
                                        '--direct_running_mode=in_memory')
@@ -46,6 +48,8 @@ def test_flags_reach_the_config():
     (['--cpu_replicas', '0'], 'argument --cpu_replicas: must be at least 1'),
     (['--class_weighting', 'inverse'], 'argument --class_weighting: invalid'),
     (['--calibration', 'platt'], 'argument --calibration: invalid'),
+    (['--early_stopping_monitor', 'val_f1'],
+     'argument --early_stopping_monitor: invalid'),
     # Beam itself would drop it with a warning and run on DirectRunner.
     (['--runer=DataflowRunner'], 'unrecognized argument --runer: not a flag'),
     (['--runner=DataflowRunner'], '--runner=DataflowRunner needs --project'),

@@ -25,11 +25,17 @@ def _artifact(artifact_type, uri, **properties):
   return artifact
 
 
-@pytest.mark.parametrize('architecture', configs.ARCHITECTURES)
+@pytest.mark.parametrize('architecture,monitor', [
+    ('rnn', 'val_sparse_categorical_accuracy'),
+    ('transformer', 'val_macro_f1'),
+])
 def test_tuner_component_searches_with_a_tiny_budget(
-    transformed_sample, tmp_path, architecture):
+    transformed_sample, tmp_path, architecture, monitor):
+  # Trials are scored by the Trainer's early-stopping metric.
   config = dataclasses.replace(
       configs.PipelineConfig(),
+      training=dataclasses.replace(configs.TrainingConfig(),
+                                   early_stopping_monitor=monitor),
       tuning=configs.TuningConfig(enabled=True, max_trials=2,
                                   epochs_per_trial=1))
   examples = _artifact(standard_artifacts.Examples,
@@ -67,6 +73,7 @@ def test_tuner_component_searches_with_a_tiny_budget(
   results = json.loads((tmp_path / 'results' / 'tuner_results.json')
                        .read_text())
   assert len(results) == 2
+  assert all(0 <= r['score'] <= 1 for r in results)
   assert max(r['score'] for r in results) == pytest.approx(
       results[0]['score'])
   # The best trial's values are the Trainer's: the builder's arguments and
