@@ -173,6 +173,7 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
                       default=resources.accelerator_count,
                       help='accelerators per Trainer (with '
                       '--trainer_accelerator_type)')
+  run_command.add_preprocessing_flags(parser, configs.PreprocessingConfig())
   run_command.add_training_flags(parser, configs.TrainingConfig())
   run_command.add_tuning_flags(parser, configs.TuningConfig())
   return parser
@@ -218,6 +219,8 @@ def _configs_from_args(parser, args, beam_args: List[str]):
       serving_model_dir=args.serving_model_dir,
       enable_cache=args.enable_cache,
       beam_pipeline_args=tuple(beam_pipeline_args),
+      preprocessing=run_command.preprocessing_config_from_args(
+          args, defaults.preprocessing),
       training=run_command.training_config_from_args(args,
                                                      defaults.training),
       tuning=run_command.tuning_config_from_args(args, defaults.tuning))

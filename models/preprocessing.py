@@ -1,15 +1,25 @@
 """TFX Transform `preprocessing_fn`: raw text to padded token ids, label to id.
 
-Runs on Beam inside Transform (analysis: the token vocabulary) and again,
-as a saved graph, inside every exported model, so serving applies exactly
-the training-time preprocessing.
+Runs on Beam inside Transform (analysis: the subword and token
+vocabularies) and again, as a saved graph, inside every exported model, so
+serving applies exactly the training-time preprocessing.
+
+Tokens are whole words, or (`tokenization='wordpiece'`) WordPiece subwords
+whose vocabulary tensorflow-text's learner builds from the training
+split's word counts on Beam: 'downgrades' becomes 'downgrade ##s', so a
+word seen rarely or never still shares its stem's embedding.
 """
 
-from typing import Any, Dict
+import os
+from typing import Any, Dict, List
 
+import apache_beam as beam
+import numpy as np
 import tensorflow as tf
 import tensorflow_text as tf_text
+from tensorflow_text.tools.wordpiece_vocab import wordpiece_tokenizer_learner_lib
 import tensorflow_transform as tft
+import tensorflow_transform.beam as tft_beam
 
 from models import features
 
@@ -36,6 +46,17 @@ _NORMALISATION_RULES = (
     (_NUMBER, f' {NUMBER_TOKEN} '),
 )
 
+PLACEHOLDER_TOKENS = (URL_TOKEN, TICKER_TOKEN, PERCENT_UP_TOKEN,
+                      PERCENT_DOWN_TOKEN, PERCENT_TOKEN, MONEY_TOKEN,
+                      NUMBER_TOKEN)
+TOKENIZATIONS = ('words', 'wordpiece')
+# WordPiece: a word not covered by the subword vocabulary becomes this
+# piece; the placeholders stay whole.
+UNKNOWN_PIECE = '[UNK]'
+RESERVED_PIECES = (UNKNOWN_PIECE,) + PLACEHOLDER_TOKENS
+WORDPIECE_VOCABULARY_FILE = 'wordpiece_vocabulary.txt'
+
+
 def normalize_text(text: tf.Tensor) -> tf.Tensor:
   """Lowercases and replaces URLs, cashtags, percentages, money and numbers."""
   text = tf.strings.lower(text, encoding='utf-8')
@@ -47,6 +68,60 @@ def normalize_text(text: tf.Tensor) -> tf.Tensor:
 def tokenize(text: tf.Tensor) -> tf.RaggedTensor:
   """[N] strings to [N, (tokens)]: words, punctuation runs and emoji apart."""
   return tf_text.UnicodeScriptTokenizer().tokenize(normalize_text(text))
+
+
+class LearnWordpieceVocabulary(tft_beam.experimental.PTransformAnalyzer):
+  """Word batches -> a WordPiece vocabulary file of at most
+  `vocabulary_size` subwords.
+
+  Input: what `tft.experimental.ptransform_analyzer` hands a PTransform,
+  tuples holding one [batch] array of words (bytes). Output: a single
+  element, the path of the vocabulary file it wrote under its temporary
+  directory (Transform copies it into the transform graph's assets): the
+  reserved pieces, then what tensorflow-text's learner found in the word
+  counts, one per line.
+  """
+
+  def __init__(self, vocabulary_size: int,
+               reserved_pieces: List[str] = RESERVED_PIECES):
+    super().__init__()
+    self._vocabulary_size = vocabulary_size
+    self._reserved_pieces = list(reserved_pieces)
+
+  def expand(self, batches):
+    return (batches
+            | 'Words' >> beam.FlatMap(lambda batch: batch[0].tolist())
+            | 'CountWords' >> beam.combiners.Count.PerElement()
+            | 'AllCounts' >> beam.combiners.ToList()
+            | 'Learn' >> beam.Map(self._learn))
+
+  def _learn(self, word_counts) -> np.ndarray:
+    counts = [(word.decode('utf-8'), count) for word, count in word_counts]
+    # A small corpus has few words above the learner's default minimum
+    # count of 10; 2 keeps a subword seen twice.
+    pieces = wordpiece_tokenizer_learner_lib.learn(
+        counts, vocab_size=self._vocabulary_size,
+        reserved_tokens=self._reserved_pieces, lower_thresh=2)
+    path = os.path.join(self.base_temp_dir, WORDPIECE_VOCABULARY_FILE)
+    tf.io.gfile.makedirs(self.base_temp_dir)
+    with tf.io.gfile.GFile(path, 'w') as f:
+      f.write(''.join(f'{piece}\n' for piece in pieces))
+    return np.array(path.encode('utf-8'), dtype=object)
+
+
+def wordpiece(words: tf.RaggedTensor, vocabulary_size: int) -> tf.RaggedTensor:
+  """[N, (words)] -> [N, (pieces)] WordPiece subwords, the vocabulary
+  learned from `words` on Beam."""
+  vocabulary_file = tft.experimental.ptransform_analyzer(
+      inputs=[words.flat_values],
+      ptransform=LearnWordpieceVocabulary(vocabulary_size),
+      output_dtypes=[tf.string], output_shapes=[[]],
+      output_asset_default_values=[f'{UNKNOWN_PIECE}\n'.encode()],
+      name='wordpiece_vocabulary')[0]
+  pieces = tf_text.WordpieceTokenizer(
+      vocabulary_file, token_out_type=tf.string,
+      unknown_token=UNKNOWN_PIECE).tokenize(words)
+  return pieces.merge_dims(1, 2)
 
 
 def _dense_strings(x) -> tf.Tensor:
@@ -73,9 +148,17 @@ def preprocessing_fn(inputs: Dict[str, Any],
   `custom_config` is Transform's: the fields of
   `pipeline.configs.PreprocessingConfig`. Returns `token_ids`: int64
   [N, max_tokens], vocabulary ids shifted by one (0 is padding; the
-  `oov_buckets` ids after the vocabulary are for unseen tokens); and `label_id`: int64 [N] when the input has a label.
+  `oov_buckets` ids after the vocabulary are for unseen tokens); and
+  `label_id`: int64 [N] when the input has a label. With WordPiece the
+  tokens are subwords; the id vocabulary is built over them the same way.
   """
   tokens = tokenize(_dense_strings(inputs[features.TEXT_KEY]))
+  tokenization = custom_config['tokenization']
+  if tokenization not in TOKENIZATIONS:
+    raise ValueError(f'tokenization must be one of {TOKENIZATIONS}, got '
+                     f'{tokenization!r}')
+  if tokenization == 'wordpiece':
+    tokens = wordpiece(tokens, custom_config['wordpiece_vocabulary_size'])
   ids = tft.compute_and_apply_vocabulary(
       tokens,
       top_k=custom_config['vocabulary_size'],

@@ -53,6 +53,11 @@ class PreprocessingConfig:
   oov_buckets: int = 50
   # Tokens seen fewer times share the OOV buckets (README, "Measured").
   min_token_frequency: int = 2
+  # `words`, or `wordpiece`: subwords learned on Beam from the training
+  # split (models.preprocessing; README, "Model quality").
+  tokenization: str = 'words'
+  # Size of the learned subword vocabulary (WordPiece only).
+  wordpiece_vocabulary_size: int = 8000
 
 
 @dataclasses.dataclass(frozen=True)

@@ -20,6 +20,7 @@ from absl import logging
 from components import data_gate
 from data import loaders
 from models import calibration
+from models import preprocessing
 from models import strategy as strategy_lib
 from models import trainer as trainer_lib
 from pipeline import beam_runners
@@ -79,6 +80,21 @@ def add_training_flags(parser: argparse.ArgumentParser,
                       '%(default)s)')
 
 
+def add_preprocessing_flags(parser: argparse.ArgumentParser,
+                            defaults: configs.PreprocessingConfig) -> None:
+  """Transform's flags (pipeline.configs.PreprocessingConfig)."""
+  parser.add_argument('--tokenization', choices=preprocessing.TOKENIZATIONS,
+                      default=defaults.tokenization,
+                      help='whole words, or WordPiece subwords learned on '
+                      'Beam (default: %(default)s)')
+
+
+def preprocessing_config_from_args(args,
+                                   defaults: configs.PreprocessingConfig
+                                   ) -> configs.PreprocessingConfig:
+  return dataclasses.replace(defaults, tokenization=args.tokenization)
+
+
 def add_tuning_flags(parser: argparse.ArgumentParser,
                      defaults: configs.TuningConfig) -> None:
   """The Tuners' flags (pipeline.configs.TuningConfig)."""
@@ -133,6 +149,7 @@ def _add_run_parser(subparsers) -> None:
   run.add_argument('--enable_cache', action='store_true',
                    help="reuse outputs of components whose inputs did not "
                    "change (TFX's cache)")
+  add_preprocessing_flags(run, defaults.preprocessing)
   add_training_flags(run, defaults.training)
   add_tuning_flags(run, defaults.tuning)
   run.add_argument('--skip_drift_check', action='store_true',
@@ -168,6 +185,8 @@ def _config_from_args(args, beam_pipeline_args: List[str]
       enable_cache=args.enable_cache,
       check_drift=not args.skip_drift_check,
       beam_pipeline_args=tuple(beam_pipeline_args),
+      preprocessing=preprocessing_config_from_args(args,
+                                                   defaults.preprocessing),
       training=training_config_from_args(args, defaults.training),
       tuning=tuning_config_from_args(args, defaults.tuning))
 

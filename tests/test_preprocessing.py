@@ -94,3 +94,52 @@ def test_preprocessing_fn_on_beam(tmp_path):
              for i in row[features.TOKEN_IDS_KEY])
   empty = [r for r in transformed if not r[features.TOKEN_IDS_KEY].any()]
   assert len(empty) == 1 and empty[0][features.LABEL_ID_KEY] == 1
+
+
+def _analyze_then_transform(train_rows, rows, config, temp_dir):
+  """Analyzes `train_rows`, as Transform analyzes the train split, and
+  transforms `rows` with the result: [token_ids] per row."""
+  metadata = dataset_metadata.DatasetMetadata(
+      schema_utils.schema_from_feature_spec(RAW_SPEC))
+  as_lists = lambda rs: [{k: [v] for k, v in row.items()} for row in rs]
+  with tft_beam.Context(temp_dir=str(temp_dir)):
+    transform_fn = (as_lists(train_rows), metadata) | tft_beam.AnalyzeDataset(
+        lambda inputs: preprocessing.preprocessing_fn(inputs, config))
+    (transformed, _) = (((as_lists(rows), metadata), transform_fn)
+                        | tft_beam.TransformDataset())
+  return [r[features.TOKEN_IDS_KEY].tolist() for r in transformed]
+
+
+def test_wordpiece_on_beam_splits_unseen_words_into_learned_pieces(tmp_path):
+  config = dataclasses.asdict(dataclasses.replace(
+      configs.PreprocessingConfig(), tokenization='wordpiece',
+      wordpiece_vocabulary_size=200, max_tokens=12, min_token_frequency=1))
+  train = [{'text': text, 'label': 'negative'} for text in
+           ['Acme downgrade hits shares', 'Downgrade after downgrade',
+            'analyst downgrade on $ACME down -5%', 'shares hit lows',
+            'shares downgrade', 'hits misses upgrades'] * 4]
+  odd = ['shares downgrade', 'downgrades', '', '😀😀 🚀',
+         'Überraschung: 利润大增', 'downgrade ' * 400,
+         '$ACME -5% https://t.co/x']
+  ids = _analyze_then_transform(
+      train, [{'text': t, 'label': 'neutral'} for t in odd], config, tmp_path)
+  shares_id, downgrade_id = ids[0][:2]
+  # 'downgrades' never occurs in training: 'downgrade' + '##s' (learned
+  # from 'hits', 'misses', 'upgrades'), not an unknown token.
+  assert ids[1][0] == downgrade_id and ids[1][1] not in (0, downgrade_id)
+  assert ids[1][2:] == [0] * 10
+  assert ids[2] == [0] * 12  # empty text: all padding
+  for row in (3, 4):  # emoji and other scripts: unknown, but ids
+    assert ids[row][0] > 0 and len(ids[row]) == 12
+  assert ids[5] == [downgrade_id] * 12  # long text, truncated
+  # Placeholders stay whole: ticker, percent, URL are one id each.
+  assert all(ids[6][:3]) and ids[6][3:] == [0] * 9
+  assert shares_id not in ids[6]
+
+
+def test_unknown_tokenization_is_refused(tmp_path):
+  config = dataclasses.asdict(dataclasses.replace(
+      configs.PreprocessingConfig(), tokenization='bpe'))
+  with pytest.raises(ValueError, match="tokenization must be one of"):
+    _analyze_and_transform([{'text': 'x', 'label': 'neutral'}], config,
+                           tmp_path)
