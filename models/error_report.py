@@ -69,7 +69,12 @@ def predict(saved_model_dir: str, texts: Sequence[str]) -> np.ndarray:
   """Probabilities [N, len(LABELS)] from the SavedModel's raw-text signature."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   import tensorflow_text  # noqa: F401  pylint: disable=unused-import,g-import-not-at-top
-  serve = tf.saved_model.load(saved_model_dir).signatures['serving_default']
+  try:
+    serve = tf.saved_model.load(saved_model_dir).signatures['serving_default']
+  except (OSError, ValueError, KeyError, tf.errors.OpError) as e:
+    raise ErrorReportError(
+        f'{saved_model_dir}: not a SavedModel with a serving_default '
+        f'signature: {type(e).__name__}: {e}') from None
   batches = [
       serve(text=tf.constant(list(texts[i:i + PREDICT_BATCH_SIZE])))[
           'probabilities'].numpy()
@@ -282,8 +287,12 @@ def main(argv: Optional[List[str]] = None,
   for name, path in saved_models.items():
     print(f'{name}: predicting {len(texts):,} texts with {path}',
           file=sys.stderr)
-    models.append(summarise(name, path, records, predict(path, texts),
-                            args.top))
+    try:
+      probabilities = predict(path, texts)
+    except ErrorReportError as e:
+      print(f'{prog}: error: {e}', file=sys.stderr)
+      return 2
+    models.append(summarise(name, path, records, probabilities, args.top))
   os.makedirs(args.output, exist_ok=True)
   with open(os.path.join(args.output, 'errors.md'), 'w') as f:
     f.write(format_markdown(data, len(records), models))

@@ -123,4 +123,12 @@ def test_bad_data_and_missing_models_are_named(exported_model, tmp_path,
                             '--saved_model', f'a={export_dir}',
                             '--saved_model', f'a={export_dir}']) == 2
   assert 'must be different' in capsys.readouterr().err
+  broken = tmp_path / 'broken'
+  broken.mkdir()
+  (broken / 'saved_model.pb').write_bytes(b'not a protobuf')
+  good = tmp_path / 'good.csv'
+  _write_csv(good, HEADLINES)
+  assert error_report.main(['--data', str(good), '--output', str(output),
+                            '--saved_model', f'rnn={broken}']) == 2
+  assert f'{broken}: not a SavedModel' in capsys.readouterr().err
   assert not os.path.exists(output)
