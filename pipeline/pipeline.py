@@ -224,30 +224,25 @@ def create_pipeline(
       max_drop=config.thresholds.max_drop_from_baseline)
   candidates = {}
   for architecture in configs.ARCHITECTURES:
-    train_args = tfx.proto.TrainArgs(
-        num_steps=config.training.train_steps or 0)
+    # The Tuner fits on what the Trainer fits on, with the same settings.
+    training_inputs = dict(
+        examples=transform.outputs['transformed_examples'],
+        transform_graph=transform.outputs['transform_graph'],
+        schema=schema,
+        train_args=tfx.proto.TrainArgs(
+            num_steps=config.training.train_steps or 0),
+        custom_config=config.trainer_custom_config(architecture))
     best_hyperparameters = None
     if config.tuning.enabled:
       tuner = tfx.components.Tuner(
           tuner_fn=configs.TUNER_FN,
-          examples=transform.outputs['transformed_examples'],
-          transform_graph=transform.outputs['transform_graph'],
-          schema=schema,
-          train_args=train_args,
           eval_args=tfx.proto.EvalArgs(num_steps=0),
-          custom_config=config.trainer_custom_config(architecture),
-      ).with_id(f'Tuner.{architecture}')
+          **training_inputs).with_id(f'Tuner.{architecture}')
       components.append(tuner)
       best_hyperparameters = tuner.outputs['best_hyperparameters']
     trainer = tfx.components.Trainer(
-        run_fn=configs.RUN_FN,
-        examples=transform.outputs['transformed_examples'],
-        transform_graph=transform.outputs['transform_graph'],
-        schema=schema,
-        hyperparameters=best_hyperparameters,
-        train_args=train_args,
-        custom_config=config.trainer_custom_config(architecture),
-    ).with_id(f'Trainer.{architecture}')
+        run_fn=configs.RUN_FN, hyperparameters=best_hyperparameters,
+        **training_inputs).with_id(f'Trainer.{architecture}')
     gate = create_model_gate(
         architecture, example_gen.outputs['examples'], trainer,
         eval_config, os.path.join(config.serving_root,
