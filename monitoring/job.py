@@ -13,6 +13,7 @@ alert when a window's negative share breaks far above its key's own
 trailing baseline. Writes to --output:
 
   windows.jsonl       one record per key and window
+  windows.parquet     the same windows as a Parquet table
   alerts.jsonl        one record per shock, with the headlines behind it
   dead_letters.jsonl  every line that could not be read or scored, and why
   summary.json        counts, throughput and the settings of the run
@@ -54,6 +55,8 @@ from monitoring.outputs import compact_jsonl
 from monitoring.outputs import DEAD_LETTERS_FILE
 from monitoring.outputs import SUMMARY_FILE
 from monitoring.outputs import WINDOWS_FILE
+from monitoring.outputs import WINDOWS_PARQUET_FILE
+from monitoring.outputs import write_windows_parquet
 from monitoring.sinks import AppendJsonl
 from monitoring.sinks import PostToWebhook
 from monitoring.windows import WindowSentiment
@@ -161,13 +164,16 @@ def _counted_parse_failure(dead_letter):
 
 
 def compact_outputs(output_dir: str) -> Dict[str, int]:
-  """Each output file with one record per id (sinks.compact_jsonl)."""
+  """Each output file with one record per id (outputs.compact_jsonl), and
+  the windows as Parquet."""
   counts = {}
   for name, (id_field, order) in CHANGELOGS.items():
     path = os.path.join(output_dir, name)
     if not os.path.exists(path):
       open(path, 'w').close()
     counts[name] = compact_jsonl(path, id_field, order)
+  write_windows_parquet(os.path.join(output_dir, WINDOWS_FILE),
+                        os.path.join(output_dir, WINDOWS_PARQUET_FILE))
   return counts
 
 

@@ -13,7 +13,13 @@ import json
 import os
 from typing import Any, Callable, Dict, List, Tuple
 
+import pyarrow as pa
+from pyarrow import parquet
+
 WINDOWS_FILE = 'windows.jsonl'
+# The compacted windows again, as a Parquet table for dataframe and SQL
+# tools (monitoring.windows's record; WINDOW_SCHEMA).
+WINDOWS_PARQUET_FILE = 'windows.parquet'
 ALERTS_FILE = 'alerts.jsonl'
 DEAD_LETTERS_FILE = 'dead_letters.jsonl'
 SUMMARY_FILE = 'summary.json'
@@ -25,6 +31,17 @@ CHANGELOGS = {
 }
 # The key of the whole market's windows (tickers are 1-5 capital letters).
 MARKET = '*'
+
+
+WINDOW_SCHEMA = pa.schema([
+    ('id', pa.string()), ('key', pa.string()),
+    ('window_start', pa.string()), ('window_end', pa.string()),
+    ('count', pa.int64()), ('negative', pa.int64()),
+    ('neutral', pa.int64()), ('positive', pa.int64()),
+    ('share_negative', pa.float64()), ('share_positive', pa.float64()),
+    ('mean_score', pa.float64()),
+    ('pane', pa.string()), ('pane_index', pa.int64()),
+])
 
 
 class ChangelogError(ValueError):
@@ -82,3 +99,18 @@ def compact_jsonl(path: str, id_field: str,
       f.write(json.dumps(record, ensure_ascii=False) + '\n')
   os.replace(temporary, path)
   return len(records)
+
+
+def write_windows_parquet(jsonl_path: str, parquet_path: str) -> int:
+  """Writes the window records of a compacted `jsonl_path` to
+  `parquet_path` (atomically, WINDOW_SCHEMA); returns how many."""
+  rows = read_jsonl(jsonl_path)
+  for where, record in rows:
+    missing = [name for name in WINDOW_SCHEMA.names if name not in record]
+    if missing:
+      raise ChangelogError(f'{where}: a window record without {missing}')
+  temporary = f'{parquet_path}.writing'
+  parquet.write_table(pa.Table.from_pylist([record for _, record in rows],
+                                           schema=WINDOW_SCHEMA), temporary)
+  os.replace(temporary, parquet_path)
+  return len(rows)

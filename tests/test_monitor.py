@@ -7,6 +7,7 @@ in test_monitor_e2e.py."""
 import datetime
 import http.server
 import json
+import os
 import random
 import threading
 
@@ -25,9 +26,11 @@ from monitoring.entities import TickerExtractor
 from monitoring.headlines import DEAD_LETTERS
 from monitoring.headlines import Headline
 from monitoring.headlines import ReadHeadlines
+from monitoring.outputs import ChangelogError
 from monitoring.outputs import compact_jsonl
 from monitoring.outputs import MARKET
 from monitoring.outputs import read_changelog
+from monitoring.outputs import write_windows_parquet
 from monitoring.scoring import ScoredHeadline
 from monitoring.sinks import AppendJsonl
 from monitoring.sinks import PostToWebhook
@@ -358,6 +361,16 @@ def test_appended_changelog_compacts_to_the_last_record_per_id(tmp_path):
   before = open(path).read()
   assert compact_jsonl(path, 'id', lambda r: r['id']) == 5
   assert open(path).read() == before
+
+
+def test_a_window_record_parquet_cannot_hold_is_named(tmp_path):
+  path = str(tmp_path / 'windows.jsonl')
+  with open(path, 'w') as f:
+    f.write(json.dumps({'id': 'ACME/t', 'key': 'ACME'}) + '\n')
+  with pytest.raises(ChangelogError, match=r'windows.jsonl:1: a window record '
+                     r"without \['window_start'"):
+    write_windows_parquet(path, str(tmp_path / 'windows.parquet'))
+  assert sorted(os.listdir(tmp_path)) == ['windows.jsonl']
 
 
 class _Webhook(http.server.BaseHTTPRequestHandler):

@@ -10,6 +10,7 @@ through a real server on 127.0.0.1; and with the server down.
 import json
 import os
 
+from pyarrow import parquet
 import pytest
 
 from components.atomic_pusher import publish_model
@@ -18,7 +19,9 @@ from monitoring.outputs import ALERTS_FILE
 from monitoring.outputs import CHANGELOGS
 from monitoring.outputs import DEAD_LETTERS_FILE
 from monitoring.outputs import SUMMARY_FILE
+from monitoring.outputs import WINDOW_SCHEMA
 from monitoring.outputs import WINDOWS_FILE
+from monitoring.outputs import WINDOWS_PARQUET_FILE
 from monitoring import replay
 from pipeline import configs
 from serving.process import free_port
@@ -121,6 +124,15 @@ def test_windows_count_every_headline_once_per_window(in_process, stream):
   assert all(w['pane'] == 'ON_TIME' for w in windows)
 
 
+def test_windows_are_also_a_parquet_table(in_process):
+  output_dir, _, outputs = in_process
+  table = parquet.read_table(os.path.join(output_dir, WINDOWS_PARQUET_FILE))
+  assert table.schema == WINDOW_SCHEMA
+  assert table.to_pylist() == [
+      {name: window[name] for name in WINDOW_SCHEMA.names}
+      for window in outputs[WINDOWS_FILE]]
+
+
 def test_malformed_lines_are_dead_letters_naming_the_line(in_process, stream):
   _, summary, outputs = in_process
   path, rows = stream
@@ -137,8 +149,10 @@ def test_running_again_into_the_same_output_changes_nothing(
     in_process, stream, exported_model):
   output_dir, _, outputs = in_process
   export_dir, _, _ = exported_model
+  parquet_before = (output_dir / WINDOWS_PARQUET_FILE).read_bytes()
   _, again = _monitor(stream[0], output_dir, '--saved_model', export_dir)
   assert again == outputs
+  assert (output_dir / WINDOWS_PARQUET_FILE).read_bytes() == parquet_before
 
 
 def test_through_the_server_the_same_windows_and_alerts(
