@@ -150,6 +150,9 @@ def predict_probabilities(model: keras.Model, examples: tf.data.Dataset
     probabilities.append(
         keras.ops.convert_to_numpy(model(x, training=False)))
     labels.append(y.numpy())
+  if not labels:
+    return (np.zeros((0, len(features.LABELS)), np.float32),
+            np.zeros(0, np.int64))
   return np.concatenate(probabilities), np.concatenate(labels)
 
 
@@ -168,13 +171,19 @@ def calibrate(model: keras.Model, held_out: tf.data.Dataset,
                      f', got {method!r}')
   held_out_probabilities, held_out_labels = predict_probabilities(
       model, held_out)
+  if method == 'temperature' and not len(held_out_labels):
+    raise ValueError(
+        'no held-out examples to fit the temperature on: the train split is '
+        'too small for its validation_fraction; use more data or '
+        '--calibration none')
   temperature = (calibration.fit_temperature(held_out_probabilities,
                                              held_out_labels)
                  if method == 'temperature' else 1.0)
   return {
       'temperature': round(temperature, 4),
-      'held_out': calibration.calibration_report(
-          held_out_probabilities, held_out_labels, temperature),
+      'held_out': (calibration.calibration_report(
+          held_out_probabilities, held_out_labels, temperature)
+                   if len(held_out_labels) else None),
       'eval': calibration.calibration_report(
           *predict_probabilities(model, eval_examples), temperature),
   }

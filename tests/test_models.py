@@ -164,6 +164,23 @@ def test_predict_probabilities_reads_every_example_in_order():
       atol=1e-5)
 
 
+def test_calibration_needs_held_out_examples():
+  model = rnn.build_rnn_classifier(VOCABULARY_SIZE, SEQUENCE_LENGTH,
+                                   embedding_dim=4, rnn_units=4)
+  ids = np.ones((6, SEQUENCE_LENGTH), np.int64)
+  examples = tf.data.Dataset.from_tensor_slices(
+      ({features.TOKEN_IDS_KEY: ids}, np.arange(6) % 3))
+  nothing = examples.take(0)
+  with pytest.raises(ValueError, match='no held-out examples to fit the '
+                     'temperature on.*--calibration none'):
+    trainer.calibrate(model, nothing, examples, 'temperature')
+  report = trainer.calibrate(model, nothing, examples, 'none')
+  assert report['temperature'] == 1.0 and report['held_out'] is None
+  assert report['eval']['ece_after'] == report['eval']['ece_before']
+  with pytest.raises(ValueError, match='calibration must be one of'):
+    trainer.calibrate(model, examples, examples, 'platt')
+
+
 def test_transform_signature_gives_tfma_the_label(exported_model):
   export_dir, _, _ = exported_model
   loaded = tf.saved_model.load(export_dir)
