@@ -160,10 +160,10 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
   resources = kubeflow.trainer
   parser.add_argument('--trainer_cpu_limit', type=_positive_float,
                       default=resources.cpu_limit,
-                      help='CPUs of each Trainer (default: %(default)g)')
+                      help='CPUs of each Trainer and Tuner (default: %(default)g)')
   parser.add_argument('--trainer_memory_limit', type=_positive_float,
                       default=resources.memory_limit_gb,
-                      help='memory of each Trainer in GB (default: '
+                      help='memory of each Trainer and Tuner in GB (default: '
                       '%(default)g)')
   parser.add_argument('--trainer_accelerator_type',
                       default=resources.accelerator_type,
@@ -171,7 +171,7 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
                       'nvidia.com/gpu (Kubeflow)')
   parser.add_argument('--trainer_accelerator_limit', type=int,
                       default=resources.accelerator_count,
-                      help='accelerators per Trainer (with '
+                      help='accelerators per Trainer and Tuner (with '
                       '--trainer_accelerator_type)')
   run_command.add_preprocessing_flags(parser, configs.PreprocessingConfig())
   run_command.add_training_flags(parser, configs.TrainingConfig())

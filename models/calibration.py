@@ -33,8 +33,11 @@ SMALLEST_PROBABILITY = 1e-30
 
 def confidence_bin(confidence, num_bins: int = DEFAULT_NUM_BINS):
   """The bin index of a confidence in [0, 1]; the last bin is closed at 1."""
-  return np.minimum((np.asarray(confidence) * num_bins).astype(np.int64),
-                    num_bins - 1)
+  # float64 whatever the input, so a float32 confidence lands in the same
+  # bin here and in the Evaluator.
+  return np.minimum(
+      (np.asarray(confidence, np.float64) * num_bins).astype(np.int64),
+      num_bins - 1)
 
 
 def _log_probabilities(probabilities: np.ndarray) -> np.ndarray:
@@ -99,6 +102,13 @@ def fit_temperature(probabilities: np.ndarray, labels: np.ndarray) -> float:
       bounds=(lowest, highest), method='bounded',
       options={'xatol': 1e-4})
   return float(np.exp(result.x))
+
+
+def at_range_bound(temperature: float) -> bool:
+  """Whether a fitted T sits on an end of TEMPERATURE_RANGE: too few or
+  too one-sided held-out examples, or a model that learned nothing."""
+  return any(abs(np.log(temperature) - np.log(bound)) < 1e-3
+             for bound in TEMPERATURE_RANGE)
 
 
 def calibration_report(probabilities: np.ndarray, labels: np.ndarray,

@@ -75,10 +75,15 @@ def predict(saved_model_dir: str, texts: Sequence[str]) -> np.ndarray:
     raise ErrorReportError(
         f'{saved_model_dir}: not a SavedModel with a serving_default '
         f'signature: {type(e).__name__}: {e}') from None
-  batches = [
-      serve(text=tf.constant(list(texts[i:i + PREDICT_BATCH_SIZE])))[
-          'probabilities'].numpy()
-      for i in range(0, len(texts), PREDICT_BATCH_SIZE)]
+  try:
+    batches = [
+        serve(text=tf.constant(list(texts[i:i + PREDICT_BATCH_SIZE])))[
+            'probabilities'].numpy()
+        for i in range(0, len(texts), PREDICT_BATCH_SIZE)]
+  except (TypeError, ValueError, KeyError, tf.errors.OpError) as e:
+    raise ErrorReportError(
+        f'{saved_model_dir}: serving_default does not map text to '
+        f'probabilities: {type(e).__name__}: {e}') from None
   return np.concatenate(batches)
 
 
@@ -125,11 +130,14 @@ def _slice_order(value: str) -> Tuple[int, str]:
   return (int(number.group()) if number else -1, value)
 
 
-def format_markdown(data: str, count: int, models: List[ModelErrors]) -> str:
+def format_markdown(data: str, count: int, models: List[ModelErrors],
+                    caveat: Optional[str] = None) -> str:
   lines = [f'# Where the models err: {data} ({count:,} examples)', '',
            'Each model is called through its SavedModel\'s raw-text '
-           'signature (`serving_default`).', '',
-           '| model | accuracy | macro-F1 | ECE |', '|---|---|---|---|']
+           'signature (`serving_default`).', '']
+  if caveat:
+    lines += [f'**The examples are {caveat}.**', '']
+  lines += ['| model | accuracy | macro-F1 | ECE |', '|---|---|---|---|']
   lines += [f'| {m.name} | {m.accuracy:.4f} | {m.macro_f1:.4f} | '
             f'{m.expected_calibration_error:.4f} |' for m in models]
   lines += ['', '![confusion matrices](confusion.png)', '',
@@ -221,15 +229,25 @@ def latest_pushed_models(serving_model_dir: str) -> Dict[str, str]:
   return models
 
 
-def evaluation_records(path: str) -> Tuple[str, List[loaders.Record]]:
-  """The records to report on: a file's, or a data folder's eval split."""
+# Said in the report when the data has no eval split of its own.
+ALL_RECORDS_CAVEAT = (
+    'every record of the data, which has no eval split of its own: if the '
+    'models were trained on it, their training examples are among them and '
+    'the figures are optimistic')
+
+
+def evaluation_records(path: str
+                       ) -> Tuple[str, List[loaders.Record], Optional[str]]:
+  """The records to report on: a data folder's eval split, or every record
+  of a file or of a folder without one (with ALL_RECORDS_CAVEAT)."""
   layout = loaders.resolve_input(path)
   split = 'eval' if 'eval' in layout.splits else 'all'
   files = layout.files[split]
   if not files:
     raise ErrorReportError(f'{path}: no data files')
   return (', '.join(files),
-          [record for f in files for record in loaders.read_records(f)])
+          [record for f in files for record in loaders.read_records(f)],
+          ALL_RECORDS_CAVEAT if split == 'all' else None)
 
 
 def _named_saved_model(value: str) -> Tuple[str, str]:
@@ -278,10 +296,12 @@ def main(argv: Optional[List[str]] = None,
                     else latest_pushed_models(args.serving_model_dir))
     if args.saved_model and len(saved_models) != len(args.saved_model):
       raise ErrorReportError('each --saved_model NAME must be different')
-    data, records = evaluation_records(args.data)
+    data, records, caveat = evaluation_records(args.data)
   except (ErrorReportError, loaders.DataFormatError) as e:
     print(f'{prog}: error: {e}', file=sys.stderr)
     return 2
+  if caveat:
+    print(f'{prog}: note: the examples are {caveat}', file=sys.stderr)
   texts = [r.text for r in records]
   models = []
   for name, path in saved_models.items():
@@ -295,9 +315,9 @@ def main(argv: Optional[List[str]] = None,
     models.append(summarise(name, path, records, probabilities, args.top))
   os.makedirs(args.output, exist_ok=True)
   with open(os.path.join(args.output, 'errors.md'), 'w') as f:
-    f.write(format_markdown(data, len(records), models))
+    f.write(format_markdown(data, len(records), models, caveat))
   with open(os.path.join(args.output, 'errors.json'), 'w') as f:
-    json.dump({'data': data, 'examples': len(records),
+    json.dump({'data': data, 'examples': len(records), 'caveat': caveat,
                'models': [dataclasses.asdict(m) for m in models]}, f, indent=2)
   write_charts(models, args.output)
   for m in models:

@@ -176,11 +176,19 @@ def calibrate(model: keras.Model, held_out: tf.data.Dataset,
         'no held-out examples to fit the temperature on: the train split is '
         'too small for its validation_fraction; use more data or '
         '--calibration none')
-  temperature = (calibration.fit_temperature(held_out_probabilities,
-                                             held_out_labels)
+  temperature = (round(calibration.fit_temperature(held_out_probabilities,
+                                                   held_out_labels), 4)
                  if method == 'temperature' else 1.0)
+  at_bound = calibration.at_range_bound(temperature)
+  if at_bound:
+    logging.warning(
+        'The fitted temperature %s is at the end of its range %s: the '
+        'held-out examples (%d) cannot calibrate this model; its exported '
+        'probabilities are near one-hot or near uniform.', temperature,
+        calibration.TEMPERATURE_RANGE, len(held_out_labels))
   return {
-      'temperature': round(temperature, 4),
+      'temperature': temperature,
+      'at_range_bound': at_bound,
       'held_out': (calibration.calibration_report(
           held_out_probabilities, held_out_labels, temperature)
                    if len(held_out_labels) else None),
@@ -207,8 +215,8 @@ class TrainingInputs:
   sequence_length: int
   batch_size: int  # global: per replica x replicas
   fit_data: tf.data.Dataset  # batched, shuffled
-  held_out: tf.data.Dataset  # unbatched, for early stopping
-  held_out_data: tf.data.Dataset  # batched
+  held_out: tf.data.Dataset  # unbatched, for calibration
+  held_out_data: tf.data.Dataset  # batched, for early stopping
   validation_steps: Optional[int]
   class_weight: Optional[Dict[int, float]]
   epochs: int
@@ -268,8 +276,8 @@ def prepare_training(fn_args: tfx.components.FnArgs,
 def compile_model(architecture: str, inputs: TrainingInputs,
                   hyperparameters: Dict[str, Any],
                   learning_rate: float) -> keras.Model:
-  """The architecture's model, compiled for training (in the strategy's
-  scope when there is one)."""
+  """The architecture's model, compiled for training; call it in the
+  strategy's scope."""
   model = build_model(architecture, inputs.vocabulary_size,
                       inputs.sequence_length, hyperparameters)
   model.compile(
@@ -384,6 +392,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> Dict[str, Any]:
         'task': f'{task_type}:{task_id}' if task_type else None,
         'global_batch_size': inputs.batch_size,
         'learning_rate': learning_rate,
+        'base_learning_rate': base_learning_rate,
         'hyperparameters': hyperparameters,
         'tuned': bool(fn_args.hyperparameters),
         'weights_sha256': weights_digest(model),

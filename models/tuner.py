@@ -62,8 +62,11 @@ def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
   def build(hp: keras_tuner.HyperParameters) -> keras.Model:
     learning_rate = hp.Float(trainer.LEARNING_RATE, 1e-4, 3e-3,
                              sampling='log')
+    # As the Trainer will build it (trainer.tuned_settings): the configured
+    # values, the searched ones over them.
     return trainer.compile_model(
-        architecture, inputs, SEARCH_SPACES[architecture](hp),
+        architecture, inputs,
+        {**config['hyperparameters'], **SEARCH_SPACES[architecture](hp)},
         strategy_lib.scaled_learning_rate(learning_rate, replicas,
                                           training['learning_rate_scaling']))
 

@@ -56,8 +56,8 @@ class ModelSummary:
   # The Trainer's temperature and NLL/ECE before and after it
   # (models.trainer.calibrate); None from a Trainer that wrote none.
   calibration: Optional[Dict[str, Any]] = None
-  # The builder's arguments it was trained with and the learning rate;
-  # `tuned` when they came from the Tuner.
+  # The builder's arguments it was trained with and the one-replica
+  # learning rate; `tuned` when they came from the Tuner.
   hyperparameters: Optional[Dict[str, Any]] = None
   learning_rate: Optional[float] = None
   tuned: bool = False
@@ -213,7 +213,7 @@ def _model_summary(architecture: str, components: Dict[str, ComponentRun],
       replicas=training.get('replicas'),
       calibration=training.get('calibration'),
       hyperparameters=training.get('hyperparameters'),
-      learning_rate=training.get('learning_rate'),
+      learning_rate=training.get('base_learning_rate'),
       tuned=training.get('tuned', False),
       profile=profile,
       profile_problem=profile_problem)
@@ -361,7 +361,7 @@ def format_summary(summary: RunSummary) -> str:
   lines.extend(
       f'  tuned {m.architecture} (Tuner.{m.architecture}): ' + ', '.join(
           f'{name}={value}' for name, value in m.hyperparameters.items())
-      + f', learning_rate={m.learning_rate:.2g}'
+      + f', learning_rate={_fmt(m.learning_rate, ".2g")}'
       for m in summary.models if m.tuned)
   profiles = [m.profile for m in summary.models if m.profile]
   if profiles:

@@ -82,3 +82,11 @@ def test_calibration_makes_ece_no_worse_on_held_out_data():
 def test_fit_refuses_bad_input(probabilities, labels, message):
   with pytest.raises(ValueError, match=message):
     calibration.fit_temperature(probabilities, labels)
+
+
+def test_a_temperature_at_the_end_of_its_range_is_flagged():
+  # Every held-out example right at 0.4 confidence: NLL falls as T falls.
+  probabilities = np.tile([0.4, 0.3, 0.3], (100, 1))
+  temperature = calibration.fit_temperature(probabilities, np.zeros(100, int))
+  assert calibration.at_range_bound(temperature)
+  assert not calibration.at_range_bound(1.7)

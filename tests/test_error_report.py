@@ -89,6 +89,9 @@ def test_command_writes_the_report_for_a_saved_model(exported_model,
   markdown = (output / 'errors.md').read_text()
   assert '| rnn | ' in markdown and '## again' in markdown
   assert '![confusion matrices](confusion.png)' in markdown
+  # A single file has no eval split: the report says so.
+  assert error_report.ALL_RECORDS_CAVEAT in markdown
+  assert result['caveat'] == error_report.ALL_RECORDS_CAVEAT
   for chart in ('confusion.png', 'accuracy_by_slice.png'):
     with Image.open(output / chart) as image:
       assert image.format == 'PNG' and image.size[0] > 300
