@@ -70,11 +70,12 @@ def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
         strategy_lib.scaled_learning_rate(learning_rate, replicas,
                                           training['learning_rate_scaling']))
 
+  # Each trial stops, and is scored, as the Trainer's fit stops.
+  stopper = trainer.early_stopping(training)
   search = keras_tuner.RandomSearch(
       build,
-      objective=keras_tuner.Objective(
-          training['early_stopping_monitor'],
-          direction=trainer.early_stopping(training).mode),
+      objective=keras_tuner.Objective(stopper.monitor,
+                                      direction=stopper.mode),
       max_trials=tuning['max_trials'],
       seed=training['seed'],
       distribution_strategy=strategy if replicas > 1 else None,
@@ -91,6 +92,6 @@ def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
                      min(inputs.epochs, tuning['epochs_per_trial'])),
           'steps_per_epoch': inputs.steps_per_epoch,
           'class_weight': inputs.class_weight,
-          'callbacks': [trainer.early_stopping(training)],
+          'callbacks': [stopper],
           'verbose': 2,
       })
