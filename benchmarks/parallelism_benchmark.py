@@ -284,7 +284,7 @@ def _op_types(tf, function, *args) -> set:
            for node in library_function.node_def})
 
 
-def _fresh_keras(keras, dtype: str) -> None:
+def fresh_keras(keras, dtype: str) -> None:
   """Drops the models built so far and sets the dtype policy, which
   clear_session resets to float32."""
   keras.backend.clear_session()
@@ -295,7 +295,7 @@ def _cudnn_report(tf, keras, settings: Dict, builders: Dict, inputs: Dict,
                   sequence_length: int, gpu: bool) -> Dict[str, Dict]:
   """Per RNN model: whether its arguments let Keras use cuDNN, and, on a
   GPU, whether the traced training forward pass holds a cuDNN kernel."""
-  _fresh_keras(keras, settings['dtype'])
+  fresh_keras(keras, settings['dtype'])
   report = {}
   for name, variant in settings['variants'].items():
     if variant['architecture'] != 'rnn':
@@ -313,7 +313,7 @@ def _cudnn_report(tf, keras, settings: Dict, builders: Dict, inputs: Dict,
   return report
 
 
-def _synthetic_batch(tf, settings: Dict, sequence_length: int,
+def synthetic_batch(tf, settings: Dict, sequence_length: int,
                      batch_size: int, device: str):
   """Token ids int64 [batch_size, sequence_length], all real tokens (ids
   1..vocabulary-1: no padding to mask), and labels int64 [batch_size], on
@@ -329,27 +329,44 @@ def _synthetic_batch(tf, settings: Dict, sequence_length: int,
   return {features.TOKEN_IDS_KEY: tokens}, labels
 
 
+def model_builders() -> Dict[str, Callable]:
+  """Architecture -> the pipeline's model builder."""
+  # pylint: disable=g-import-not-at-top
+  from models import rnn
+  from models import transformer
+  # pylint: enable=g-import-not-at-top
+  return {'rnn': rnn.build_rnn_classifier,
+          'transformer': transformer.build_transformer_classifier}
+
+
+def compiled_model(keras, settings: Dict, builders: Dict, variant: Dict,
+                   sequence_length: int):
+  """A variant's model, built and compiled as models.trainer compiles it."""
+  model = builders[variant['architecture']](
+      settings['vocabulary_size'], sequence_length, settings['num_classes'],
+      **variant['arguments'])
+  model.compile(
+      optimizer=keras.optimizers.Adam(settings['learning_rate']),
+      loss='sparse_categorical_crossentropy',
+      metrics=['sparse_categorical_accuracy'],
+      jit_compile=settings['xla'])
+  return model
+
+
 def _measure_cell(tf, keras, settings: Dict, builders: Dict,
                   sequence_length: int, batch_size: int,
                   device: str) -> Dict:
   """Times every model on one (sequence length, batch size)."""
-  inputs, labels = _synthetic_batch(tf, settings, sequence_length,
+  inputs, labels = synthetic_batch(tf, settings, sequence_length,
                                     batch_size, device)
-  _fresh_keras(keras, settings['dtype'])
+  fresh_keras(keras, settings['dtype'])
   # Seeding clears TensorFlow's kernel cache, which would make a model
   # warmed up before it pay again: seed once, build all, then warm up.
   keras.utils.set_random_seed(settings['seed'])
   models, steps = {}, {}
   for name, variant in settings['variants'].items():
-    model = builders[variant['architecture']](
-        settings['vocabulary_size'], sequence_length,
-        settings['num_classes'], **variant['arguments'])
-    # As models.trainer compiles it.
-    model.compile(
-        optimizer=keras.optimizers.Adam(settings['learning_rate']),
-        loss='sparse_categorical_crossentropy',
-        metrics=['sparse_categorical_accuracy'],
-        jit_compile=settings['xla'])
+    model = compiled_model(keras, settings, builders, variant,
+                           sequence_length)
     models[name] = model
     steps[name] = {
         'train': lambda m=model: m.train_on_batch(inputs, labels),
@@ -410,8 +427,6 @@ def measure_run(settings: Dict, threads: Optional[int]) -> Dict:
   import keras
   import keras_hub
   import tensorflow as tf
-  from models import rnn
-  from models import transformer
   # pylint: enable=g-import-not-at-top
   if threads is not None:
     tf.config.threading.set_intra_op_parallelism_threads(threads)
@@ -438,12 +453,11 @@ def measure_run(settings: Dict, threads: Optional[int]) -> Dict:
         f'{peak["flops"] / statistics.median(peak["seconds"]) / 1e9:.1f} '
         f'GFLOP/s ({peak["matrix_size"]}² matmul, {compute_dtype})',
         flush=True)
-  builders = {'rnn': rnn.build_rnn_classifier,
-              'transformer': transformer.build_transformer_classifier}
+  builders = model_builders()
   shortest = settings['sequence_lengths'][0]
   cudnn = _cudnn_report(
       tf, keras, settings, builders,
-      _synthetic_batch(tf, settings, shortest, 1, device)[0], shortest,
+      synthetic_batch(tf, settings, shortest, 1, device)[0], shortest,
       settings['device'] == 'gpu')
   cells = []
   for sequence_length in settings['sequence_lengths']:
@@ -512,6 +526,8 @@ def analyse_run(run: Dict, settings: Dict) -> None:
             fraction_of_peak=flops / median / peak_median)
     cell['ratios'] = {}
     for comparison, (rnn_name, transformer_name) in COMPARISONS.items():
+      if not {rnn_name, transformer_name} <= set(cell['models']):
+        continue
       cell['ratios'][comparison] = {}
       for mode in MODES:
         per_repeat = [t / r for t, r in zip(
@@ -823,7 +839,7 @@ def write_plots(output: str, results: Dict) -> List[str]:
   return written
 
 
-def _positive_int(text: str) -> int:
+def positive_int(text: str) -> int:
   try:
     value = int(text)
   except ValueError:
@@ -855,21 +871,21 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
                     ('batch_sizes', 'batch sizes to sweep'),
                     ('threads', 'CPU thread counts, one process each')):
     parser.add_argument(
-        f'--{key}', nargs='+', type=_positive_int, metavar='N',
+        f'--{key}', nargs='+', type=positive_int, metavar='N',
         help=f'{what}; default {" ".join(map(str, FULL[key]))} '
         f'({" ".join(map(str, QUICK[key]))} with --quick)')
   for key, what in (('repeats', 'timed repeats per cell, model and mode'),
                     ('steps', 'steps per repeat'),
                     ('warmup_steps', 'untimed steps per model and mode '
                      'before a cell\'s repeats')):
-    parser.add_argument(f'--{key}', type=_positive_int, metavar='N',
+    parser.add_argument(f'--{key}', type=positive_int, metavar='N',
                         help=f'{what}; default {FULL[key]} ({QUICK[key]} '
                         'with --quick)')
-  parser.add_argument('--match_length', type=_positive_int, default=128,
+  parser.add_argument('--match_length', type=positive_int, default=128,
                       metavar='N', help='sequence length at which '
                       'rnn_matched matches the Transformer\'s forward '
                       'FLOPs/token (default 128)')
-  parser.add_argument('--peak_matrix_size', type=_positive_int, default=2048,
+  parser.add_argument('--peak_matrix_size', type=positive_int, default=2048,
                       metavar='N', help='side of the peak matmul (default '
                       '2048; a GPU needs 8192 or so to reach its peak)')
   return parser

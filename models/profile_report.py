@@ -183,26 +183,45 @@ def _busy_share_of_cpu_threads(xplane_paths: List[str]) -> Tuple[float, int]:
   return busy / (window * len(threads)), len(threads)
 
 
-def _op_stats(xplane_paths: List[str], steps: int
-              ) -> Tuple[List[TopOp], List[Tuple[str, float]], float]:
-  """(the ops and op types with the most self time, all ops' self time
-  in ms)."""
+def _op_records(xplane_paths: List[str]) -> List[tf_stats_pb2.TfStatsRecord]:
+  """The framework op stats' records, most self time first, without the
+  input pipeline's."""
   stats = tf_stats_pb2.TfStatsDatabase()
   stats.ParseFromString(_tool(xplane_paths, 'framework_op_stats'))
   # tf.data's iterators show as `Dataset` ops, timed on the input
   # pipeline's own threads while the step runs: the input share covers them.
-  records = sorted((r for r in stats.without_idle.tf_stats_record
-                    if r.op_type != INPUT_PIPELINE_OP_TYPE),
-                   key=lambda r: r.total_self_time_in_us, reverse=True)
-  total = sum(r.total_self_time_in_us for r in records) or 1.0
-  top = [TopOp(r.op_type, r.op_name,
-               r.total_self_time_in_us / 1e3 / max(steps, 1),
-               r.total_self_time_in_us / total)
-         for r in records[:TOP_OPS]]
+  return sorted((r for r in stats.without_idle.tf_stats_record
+                 if r.op_type != INPUT_PIPELINE_OP_TYPE),
+                key=lambda r: r.total_self_time_in_us, reverse=True)
+
+
+def _self_ms_by_type(records: Sequence[tf_stats_pb2.TfStatsRecord]
+                     ) -> collections.Counter:
   by_type = collections.Counter()
   for r in records:
-    by_type[r.op_type] += r.total_self_time_in_us / total
-  return top, by_type.most_common(TOP_OP_TYPES), total / 1e3
+    by_type[r.op_type] += r.total_self_time_in_us / 1e3
+  return by_type
+
+
+def op_type_self_ms(xplane_paths: List[str]) -> Dict[str, float]:
+  """Self time in ms per op type over the whole profile, most first (input
+  pipeline ops left out)."""
+  return dict(_self_ms_by_type(_op_records(xplane_paths)).most_common())
+
+
+def _op_stats(xplane_paths: List[str], steps: int
+              ) -> Tuple[List[TopOp], List[Tuple[str, float]], float]:
+  """(the ops and op types with the most self time, all ops' self time
+  in ms)."""
+  records = _op_records(xplane_paths)
+  total_ms = sum(r.total_self_time_in_us for r in records) / 1e3 or 1e-3
+  top = [TopOp(r.op_type, r.op_name,
+               r.total_self_time_in_us / 1e3 / max(steps, 1),
+               r.total_self_time_in_us / 1e3 / total_ms)
+         for r in records[:TOP_OPS]]
+  top_types = [(op_type, ms / total_ms) for op_type, ms in
+               _self_ms_by_type(records).most_common(TOP_OP_TYPES)]
+  return top, top_types, total_ms
 
 
 def read_profile(model_run: str) -> ProfileReport:

@@ -42,6 +42,8 @@ USAGE = """usage: finsent COMMAND [flags]   (finsent COMMAND --help for its flag
                                            mistakes (Markdown + PNG)
   bench --output DIR [--quick]             RNN vs Transformer: speed, FLOP/s
                                            and thread scaling here
+  bench-peak --output DIR [--quick]        what holds the Transformer's
+                                           training below the matmul peak
   monitor --input PATH --output DIR        score a headline stream, window
           (--saved_model DIR|--model_url)  it per ticker, alert on shocks
   replay --data PATH --output FILE         labelled data -> a timestamped
@@ -64,6 +66,7 @@ _COMMANDS = {
     'profile-report': 'models.profile_report',
     'errors': 'models.error_report',
     'bench': 'benchmarks.parallelism_benchmark',
+    'bench-peak': 'benchmarks.peak_study',
     'monitor': 'monitoring.job',
     'replay': 'monitoring.replay',
     'monitor-report': 'monitoring.report',

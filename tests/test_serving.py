@@ -487,7 +487,7 @@ def test_load_while_two_versions_are_pushed(exported_model, tmp_path):
   (tmp_path / 'batching.config').write_text(
       'max_batch_size { value: 32 }\nbatch_timeout_micros { value: 500 }\n'
       'num_batch_threads { value: 2 }\n')
-  clients, per_client = 32, 625
+  clients, per_client = 32, 300
   with ModelServerProcess(
       f'--model_base_path={base}', '--model_name=sentiment',
       '--enable_batching',
