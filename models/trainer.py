@@ -26,6 +26,7 @@ from models import macro_f1
 from models import model_run as model_run_lib
 from models import profiling
 from models import rnn
+from models import smoothed_crossentropy
 from models import strategy as strategy_lib
 from models import transformer
 
@@ -37,6 +38,7 @@ if tuple(MODEL_BUILDERS) != features.ARCHITECTURES:
   raise ImportError('MODEL_BUILDERS must build exactly features.ARCHITECTURES')
 # The Adam learning rate's name among tuned hyperparameters (models.tuner).
 LEARNING_RATE = 'learning_rate'
+LEARNING_RATE_SCHEDULES = ('constant', 'warmup_cosine')
 
 
 def transformed_examples(file_patterns: List[str],
@@ -220,7 +222,8 @@ class TrainingInputs:
   validation_steps: Optional[int]
   class_weight: Optional[Dict[int, float]]
   epochs: int
-  steps_per_epoch: Optional[int]
+  steps_per_epoch: Optional[int]  # set when TrainArgs.num_steps is
+  batches_per_epoch: int
 
 
 def prepare_training(fn_args: tfx.components.FnArgs,
@@ -245,8 +248,11 @@ def prepare_training(fn_args: tfx.components.FnArgs,
   if fn_args.train_steps:
     fit_data = fit_data.repeat()
     epochs, steps_per_epoch = 1, fn_args.train_steps
+    batches_per_epoch = steps_per_epoch
   else:
     epochs, steps_per_epoch = training['max_epochs'], None
+    batches_per_epoch = math.ceil(
+        int(fit_examples.reduce(0, lambda n, _: n + 1)) / batch_size)
   held_out_data, validation_steps = held_out.batch(batch_size), None
   if replicas > 1:
     # Keras 3 builds a distributed model by reducing the first validation
@@ -270,19 +276,47 @@ def prepare_training(fn_args: tfx.components.FnArgs,
       validation_steps=validation_steps,
       class_weight=weights,
       epochs=epochs,
-      steps_per_epoch=steps_per_epoch)
+      steps_per_epoch=steps_per_epoch,
+      batches_per_epoch=batches_per_epoch)
+
+
+def learning_rate_schedule(training: Dict[str, Any], learning_rate: float,
+                           inputs: TrainingInputs):
+  """Adam's learning rate, by `training['learning_rate_schedule']`.
+
+  `constant`: `learning_rate` throughout. `warmup_cosine`: a linear rise
+  from 0 to `learning_rate` over `warmup_epochs` epochs (Goyal et al. 2017;
+  BERT), then a cosine decay to 0 at the end of the last epoch fit can run
+  (Loshchilov and Hutter 2017, SGDR). A Tuner trial, which stops sooner,
+  runs the first epochs of the same schedule.
+  """
+  name = training['learning_rate_schedule']
+  if name not in LEARNING_RATE_SCHEDULES:
+    raise ValueError(f'learning_rate_schedule must be one of '
+                     f'{LEARNING_RATE_SCHEDULES}, got {name!r}')
+  if name == 'constant':
+    return learning_rate
+  steps = inputs.epochs * inputs.batches_per_epoch
+  warmup_steps = min(steps - 1, round(training['warmup_epochs'] *
+                                      inputs.batches_per_epoch))
+  return keras.optimizers.schedules.CosineDecay(
+      initial_learning_rate=0.0, warmup_target=learning_rate,
+      warmup_steps=warmup_steps, decay_steps=steps - warmup_steps)
 
 
 def compile_model(architecture: str, inputs: TrainingInputs,
-                  hyperparameters: Dict[str, Any],
-                  learning_rate: float) -> keras.Model:
-  """The architecture's model, compiled for training; call it in the
-  strategy's scope."""
+                  hyperparameters: Dict[str, Any], learning_rate: float,
+                  training: Dict[str, Any]) -> keras.Model:
+  """The architecture's model, compiled for training with the peak
+  `learning_rate` and `training`'s schedule and label smoothing; call it in
+  the strategy's scope."""
   model = build_model(architecture, inputs.vocabulary_size,
                       inputs.sequence_length, hyperparameters)
   model.compile(
-      optimizer=keras.optimizers.Adam(learning_rate),
-      loss='sparse_categorical_crossentropy',
+      optimizer=keras.optimizers.Adam(
+          learning_rate_schedule(training, learning_rate, inputs)),
+      loss=smoothed_crossentropy.SmoothedSparseCategoricalCrossentropy(
+          len(features.LABELS), training['label_smoothing']),
       metrics=['sparse_categorical_accuracy',
                macro_f1.SparseMacroF1Score(len(features.LABELS))])
   return model
@@ -349,7 +383,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> Dict[str, Any]:
       base_learning_rate, replicas, training['learning_rate_scaling'])
   with strategy.scope():
     model = compile_model(config['architecture'], inputs, hyperparameters,
-                          learning_rate)
+                          learning_rate, training)
   model.summary(print_fn=logging.info)
 
   with strategy_lib.worker_output_dirs(
@@ -393,6 +427,8 @@ def run_fn(fn_args: tfx.components.FnArgs) -> Dict[str, Any]:
         'global_batch_size': inputs.batch_size,
         'learning_rate': learning_rate,
         'base_learning_rate': base_learning_rate,
+        'learning_rate_schedule': training['learning_rate_schedule'],
+        'label_smoothing': training['label_smoothing'],
         'hyperparameters': hyperparameters,
         'tuned': bool(fn_args.hyperparameters),
         'weights_sha256': weights_digest(model),

@@ -68,7 +68,8 @@ def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
         architecture, inputs,
         {**config['hyperparameters'], **SEARCH_SPACES[architecture](hp)},
         strategy_lib.scaled_learning_rate(learning_rate, replicas,
-                                          training['learning_rate_scaling']))
+                                          training['learning_rate_scaling']),
+        training)
 
   # Each trial stops, and is scored, as the Trainer's fit stops.
   stopper = trainer.early_stopping(training)

@@ -94,8 +94,16 @@ class TrainingConfig:
   # The global batch is batch_size x replicas; the learning rate follows it
   # by `learning_rate_scaling` (models.strategy.LEARNING_RATE_SCALINGS).
   batch_size: int = 64  # per replica
-  learning_rate: float = 5e-4  # for one replica
+  learning_rate: float = 5e-4  # for one replica; the peak of a schedule
   learning_rate_scaling: str = 'sqrt'
+  # `constant` or `warmup_cosine`: a linear warm-up over `warmup_epochs`,
+  # then a cosine decay to 0 by `max_epochs` (models.trainer
+  # .learning_rate_schedule).
+  learning_rate_schedule: str = 'constant'
+  warmup_epochs: float = 1.0
+  # Share of each target spread over all classes
+  # (models.smoothed_crossentropy); 0: the plain cross-entropy.
+  label_smoothing: float = 0.0
   max_epochs: int = 12
   # Stops when held-out accuracy has not improved for `patience` epochs and
   # restores the best epoch's weights (loss turns up epochs earlier, as the

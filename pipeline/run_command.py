@@ -41,6 +41,25 @@ def _positive_int(value: str) -> int:
   return number
 
 
+def _float_in(low: float, high: Optional[float], high_included: bool):
+  """An argparse type: a float from `low` (included) to `high`."""
+  def parse(value: str) -> float:
+    try:
+      number = float(value)
+    except ValueError:
+      raise argparse.ArgumentTypeError(
+          f'expected a number, got {value!r}') from None
+    above_high = high is not None and (
+        number > high if high_included else number >= high)
+    if not number >= low or above_high:  # `not >=` also catches nan
+      bound = ('' if high is None else
+               f' and {"at most" if high_included else "below"} {high:g}')
+      raise argparse.ArgumentTypeError(
+          f'must be at least {low:g}{bound}, got {value}')
+    return number
+  return parse
+
+
 def add_training_flags(parser: argparse.ArgumentParser,
                        defaults: configs.TrainingConfig) -> None:
   """The Trainer's flags (pipeline.configs.TrainingConfig)."""
@@ -73,6 +92,20 @@ def add_training_flags(parser: argparse.ArgumentParser,
                       default=defaults.early_stopping_monitor,
                       help='held-out metric that stops training and picks '
                       'the epoch kept (default: %(default)s)')
+  parser.add_argument('--learning_rate_schedule',
+                      choices=trainer_lib.LEARNING_RATE_SCHEDULES,
+                      default=defaults.learning_rate_schedule,
+                      help='constant, or a linear warm-up over '
+                      '--warmup_epochs then a cosine decay to 0 by '
+                      '--max_epochs (default: %(default)s)')
+  parser.add_argument('--warmup_epochs', type=_float_in(0.0, None, False),
+                      default=defaults.warmup_epochs,
+                      help='epochs of warm-up in warmup_cosine (default: '
+                      '%(default)s)')
+  parser.add_argument('--label_smoothing', type=_float_in(0.0, 1.0, False),
+                      default=defaults.label_smoothing,
+                      help='share of each target spread over all classes, '
+                      'in [0, 1) (default: %(default)s)')
   parser.add_argument('--calibration', choices=calibration.CALIBRATIONS,
                       default=defaults.calibration,
                       help='temperature: scale the exported probabilities by '
@@ -125,7 +158,10 @@ def training_config_from_args(args, defaults: configs.TrainingConfig
       tpu=args.tpu, max_epochs=args.max_epochs, train_steps=args.train_steps,
       class_weighting=args.class_weighting,
       calibration=args.calibration,
-      early_stopping_monitor=args.early_stopping_monitor)
+      early_stopping_monitor=args.early_stopping_monitor,
+      learning_rate_schedule=args.learning_rate_schedule,
+      warmup_epochs=args.warmup_epochs,
+      label_smoothing=args.label_smoothing)
 
 
 def _add_run_parser(subparsers) -> None:

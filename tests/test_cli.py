@@ -18,6 +18,8 @@ def test_flags_reach_the_config():
                  '--train_steps', '7', '--skip_drift_check',
                  '--calibration', 'none',
                  '--early_stopping_monitor', 'val_macro_f1',
+                 '--learning_rate_schedule', 'warmup_cosine',
+                 '--warmup_epochs', '0.5', '--label_smoothing', '0.1',
                  '--direct_running_mode=in_memory']
   import argparse
   parser = argparse.ArgumentParser()
@@ -34,6 +36,9 @@ def test_flags_reach_the_config():
   assert config.training.train_steps == 7
   assert config.training.calibration == 'none'
   assert config.training.early_stopping_monitor == 'val_macro_f1'
+  assert (config.training.learning_rate_schedule,
+          config.training.warmup_epochs,
+          config.training.label_smoothing) == ('warmup_cosine', 0.5, 0.1)
   assert not config.check_drift
   assert config.beam_pipeline_args == ('--direct_num_workers=0',
                                        '--direct_running_mode=in_memory')
@@ -50,6 +55,16 @@ def test_flags_reach_the_config():
     (['--calibration', 'platt'], 'argument --calibration: invalid'),
     (['--early_stopping_monitor', 'val_f1'],
      'argument --early_stopping_monitor: invalid'),
+    (['--learning_rate_schedule', 'cyclic'],
+     'argument --learning_rate_schedule: invalid'),
+    (['--warmup_epochs', '-1'],
+     'argument --warmup_epochs: must be at least 0, got -1'),
+    (['--label_smoothing', '1'],
+     'argument --label_smoothing: must be at least 0 and below 1, got 1'),
+    (['--label_smoothing', 'nan'],
+     'argument --label_smoothing: must be at least 0 and below 1, got nan'),
+    (['--label_smoothing', 'some'],
+     "argument --label_smoothing: expected a number, got 'some'"),
     # Beam itself would drop it with a warning and run on DirectRunner.
     (['--runer=DataflowRunner'], 'unrecognized argument --runer: not a flag'),
     (['--runner=DataflowRunner'], '--runner=DataflowRunner needs --project'),
