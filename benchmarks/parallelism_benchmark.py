@@ -839,6 +839,32 @@ def write_plots(output: str, results: Dict) -> List[str]:
   return written
 
 
+def results_header(prog: str, argv: List[str]) -> Dict:
+  """When, by what command and on what machine a benchmark ran."""
+  return {'date': datetime.datetime.now(datetime.timezone.utc).strftime(
+              '%Y-%m-%d %H:%M UTC'),
+          'command': f'{prog} {shlex.join(argv)}',
+          'machine': host.machine()}
+
+
+def write_results(output: str, results: Dict, report: str,
+                  summary_text: str) -> None:
+  """Writes results.json and results.md (`report`) to `output`, which
+  holds the plots in results['plots'] already; prints the summary, a
+  warning when other processes shared the cores, and what it wrote."""
+  with open(os.path.join(output, 'results.json'), 'w', encoding='utf-8') as f:
+    json.dump(results, f, indent=2)
+  with open(os.path.join(output, 'results.md'), 'w', encoding='utf-8') as f:
+    f.write(report)
+  print(summary_text)
+  busiest = max(run['other_cpu_cores'] for run in results['runs'])
+  if busiest > OTHER_CPU_WARNING_CORES:
+    print(f'WARNING: other processes used up to {busiest:.2f} cores during '
+          'the measurements: rerun on a quiet machine.')
+  print(f'Wrote results.json, results.md and {", ".join(results["plots"])} '
+        f'to {output} ({results["wall_seconds"]:.0f} s)')
+
+
 def positive_int(text: str) -> int:
   try:
     value = int(text)
@@ -934,10 +960,7 @@ def main(argv: Optional[List[str]] = None, prog: str = 'finsent bench') -> int:
     print(f'{prog}: error: {e}', file=sys.stderr)
     return 1
   results = {
-      'date': datetime.datetime.now(datetime.timezone.utc).strftime(
-          '%Y-%m-%d %H:%M UTC'),
-      'command': f'{prog} {shlex.join(argv)}',
-      'machine': host.machine(),
+      **results_header(prog, argv),
       'settings': settings,
       'runs': runs,
       'wall_seconds': time.monotonic() - started,
@@ -946,19 +969,8 @@ def main(argv: Optional[List[str]] = None, prog: str = 'finsent bench') -> int:
   output = settings['output']
   os.makedirs(output, exist_ok=True)
   results['plots'] = write_plots(output, results)
-  with open(os.path.join(output, 'results.json'), 'w', encoding='utf-8') as f:
-    json.dump(results, f, indent=2)
-  with open(os.path.join(output, 'results.md'), 'w', encoding='utf-8') as f:
-    f.write(markdown(results))
-  print(summary(results))
-  busiest = max(run['other_cpu_cores'] for run in runs)
-  if busiest > OTHER_CPU_WARNING_CORES:
-    print(f'WARNING: other processes used up to {busiest:.2f} cores during '
-          'the measurements: rerun on a quiet machine.')
-  print(f'Wrote results.json, results.md and {", ".join(results["plots"])} '
-        f'to {output} ({results["wall_seconds"]:.0f} s)')
+  write_results(output, results, markdown(results), summary(results))
   return 0
-
 
 if __name__ == '__main__':
   sys.exit(main(prog='python -m benchmarks.parallelism_benchmark'))

@@ -33,18 +33,14 @@ the profiles' op times), DIR/results.md and DIR/fraction_of_peak.png.
 import argparse
 import concurrent.futures
 import dataclasses
-import datetime
-import json
 import multiprocessing
 import os
-import shlex
 import statistics
 import sys
 import tempfile
 import time
 from typing import Dict, List, Optional
 
-from benchmarks import host
 from benchmarks import parallelism_benchmark as bench
 
 # A step's op types whose FLOPs the benchmark counts (forward_flops counts
@@ -320,7 +316,7 @@ def write_plot(path: str, results: Dict) -> None:
   study = results['settings']
   axes.set_title(f'Length {study["sequence_length"]}, batch '
                  f'{study["batch_size"]}, {study["threads"]} thread(s)')
-  axes.legend(loc='lower right', fontsize=8)
+  axes.legend(loc='upper right', fontsize=8)
   axes.margins(x=0.25)
   figure.tight_layout()
   figure.savefig(path, dpi=120)
@@ -399,10 +395,7 @@ def main(argv: Optional[List[str]] = None,
     runs = pool.submit(measure_variants, variants, all_settings,
                        study['threads'], study['profile_steps']).result()
   results = {
-      'date': datetime.datetime.now(datetime.timezone.utc).strftime(
-          '%Y-%m-%d %H:%M UTC'),
-      'command': f'{prog} {shlex.join(argv)}',
-      'machine': host.machine(),
+      **bench.results_header(prog, argv),
       'settings': study,
       'variants': [dataclasses.asdict(v) for v in variants],
       'variant_settings': all_settings,
@@ -413,19 +406,9 @@ def main(argv: Optional[List[str]] = None,
   output = study['output']
   os.makedirs(output, exist_ok=True)
   write_plot(os.path.join(output, PNG_FILE), results)
-  with open(os.path.join(output, 'results.json'), 'w', encoding='utf-8') as f:
-    json.dump(results, f, indent=2)
-  with open(os.path.join(output, 'results.md'), 'w', encoding='utf-8') as f:
-    f.write(markdown(results))
-  print(summary(results))
-  busiest = max(run['other_cpu_cores'] for run in runs)
-  if busiest > bench.OTHER_CPU_WARNING_CORES:
-    print(f'WARNING: other processes used up to {busiest:.2f} cores during '
-          'the measurements: rerun on a quiet machine.')
-  print(f'Wrote results.json, results.md and {PNG_FILE} to {output} '
-        f'({results["wall_seconds"]:.0f} s)')
+  results['plots'] = [PNG_FILE]
+  bench.write_results(output, results, markdown(results), summary(results))
   return 0
-
 
 if __name__ == '__main__':
   sys.exit(main(prog='python -m benchmarks.peak_study'))
