@@ -106,6 +106,10 @@ def add_training_flags(parser: argparse.ArgumentParser,
                       default=defaults.label_smoothing,
                       help='share of each target spread over all classes, '
                       'in [0, 1) (default: %(default)s)')
+  parser.add_argument('--seed', type=int, default=defaults.seed,
+                      help='seed of the weights\' initialisation, dropout '
+                      'and the shuffling of training batches (default: '
+                      '%(default)s)')
   parser.add_argument('--calibration', choices=calibration.CALIBRATIONS,
                       default=defaults.calibration,
                       help='temperature: scale the exported probabilities by '
@@ -161,7 +165,7 @@ def training_config_from_args(args, defaults: configs.TrainingConfig
       early_stopping_monitor=args.early_stopping_monitor,
       learning_rate_schedule=args.learning_rate_schedule,
       warmup_epochs=args.warmup_epochs,
-      label_smoothing=args.label_smoothing)
+      label_smoothing=args.label_smoothing, seed=args.seed)
 
 
 def _add_run_parser(subparsers) -> None:

@@ -20,6 +20,7 @@ def test_flags_reach_the_config():
                  '--early_stopping_monitor', 'val_macro_f1',
                  '--learning_rate_schedule', 'warmup_cosine',
                  '--warmup_epochs', '0.5', '--label_smoothing', '0.1',
+                 '--seed', '7',
                  '--direct_running_mode=in_memory']
   import argparse
   parser = argparse.ArgumentParser()
@@ -38,7 +39,8 @@ def test_flags_reach_the_config():
   assert config.training.early_stopping_monitor == 'val_macro_f1'
   assert (config.training.learning_rate_schedule,
           config.training.warmup_epochs,
-          config.training.label_smoothing) == ('warmup_cosine', 0.5, 0.1)
+          config.training.label_smoothing,
+          config.training.seed) == ('warmup_cosine', 0.5, 0.1, 7)
   assert not config.check_drift
   assert config.beam_pipeline_args == ('--direct_num_workers=0',
                                        '--direct_running_mode=in_memory')
@@ -63,6 +65,7 @@ def test_flags_reach_the_config():
      'argument --label_smoothing: must be at least 0 and below 1, got 1'),
     (['--label_smoothing', 'nan'],
      'argument --label_smoothing: must be at least 0 and below 1, got nan'),
+    (['--seed', 'lucky'], "argument --seed: invalid int value: 'lucky'"),
     (['--label_smoothing', 'some'],
      "argument --label_smoothing: expected a number, got 'some'"),
     # Beam itself would drop it with a warning and run on DirectRunner.
