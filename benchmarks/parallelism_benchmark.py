@@ -341,7 +341,9 @@ def model_builders() -> Dict[str, Callable]:
 
 def compiled_model(keras, settings: Dict, builders: Dict, variant: Dict,
                    sequence_length: int):
-  """A variant's model, built and compiled as models.trainer compiles it."""
+  """A variant's model, built and compiled with the Trainer's optimiser,
+  and its loss at the default (no) label smoothing: the sparse
+  cross-entropy."""
   model = builders[variant['architecture']](
       settings['vocabulary_size'], sequence_length, settings['num_classes'],
       **variant['arguments'])
@@ -971,6 +973,7 @@ def main(argv: Optional[List[str]] = None, prog: str = 'finsent bench') -> int:
   results['plots'] = write_plots(output, results)
   write_results(output, results, markdown(results), summary(results))
   return 0
+
 
 if __name__ == '__main__':
   sys.exit(main(prog='python -m benchmarks.parallelism_benchmark'))
