@@ -16,7 +16,7 @@ import datetime
 import io
 import json
 import os
-from typing import Any, Dict, Iterator, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import apache_beam as beam
 from apache_beam.io import fileio
@@ -51,7 +51,7 @@ class Headline:
 @dataclasses.dataclass(frozen=True)
 class DeadLetter:
   """What could not be read, scored or delivered, and why."""
-  stage: str  # parse | score | webhook
+  stage: str  # parse | late | score | webhook
   where: str
   record: Any
   reason: str
@@ -192,3 +192,9 @@ class ReadHeadlines(beam.PTransform):
             | 'Open' >> fileio.ReadMatches()
             | 'Parse' >> beam.ParDo(ParseHeadlineFile()).with_outputs(
                 DEAD_LETTERS, main='headlines'))
+
+
+def input_patterns(inputs: List[str]) -> List[str]:
+  """Files, globs and directories (all their files) as file patterns."""
+  return [os.path.join(os.path.abspath(p), '*') if os.path.isdir(p)
+          else os.path.abspath(p) for p in inputs]

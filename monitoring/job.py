@@ -18,36 +18,39 @@ trailing baseline. Writes to --output:
   dead_letters.jsonl  every line that could not be read or scored, and why
   summary.json        counts, throughput and the settings of the run
 
-Sources: files, read once (batch: a replay, a day's file); Pub/Sub
-(--input_subscription) and Kafka (--kafka_topic), streaming, with Beam's
-own IOs.
+Sources: files, read once (batch: a replay, a day's file); a watched
+directory (--input DIR --watch: new files as they land, until Ctrl-C;
+monitoring/watch.py); Pub/Sub (--input_subscription) and Kafka
+(--kafka_topic), streaming, with Beam's own IOs.
 Any Beam flag (--runner=..., --direct_num_workers=...) is passed on.
 """
 
 import argparse
+import contextlib
 import dataclasses
 import glob
 import json
 import os
+import signal
 import sys
 import threading
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Iterator, List, Optional
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.options.pipeline_options import StandardOptions
 
 from monitoring import metrics
+from monitoring import stages
 from monitoring.entities import AliasError
 from monitoring.entities import TickerExtractor
 from monitoring.headlines import DEAD_LETTERS
+from monitoring.headlines import input_patterns
 from monitoring.headlines import parse_json_line
 from monitoring.headlines import ReadHeadlines
 from monitoring.scoring import SavedModelHandler
-from monitoring.scoring import ScoreHeadlines
 from monitoring.scoring import ServedModelHandler
-from monitoring.shocks import DetectShocks
 from monitoring.shocks import METRICS
 from monitoring.outputs import ALERTS_FILE
 from monitoring.outputs import CHANGELOGS
@@ -57,45 +60,9 @@ from monitoring.outputs import SUMMARY_FILE
 from monitoring.outputs import WINDOWS_FILE
 from monitoring.outputs import WINDOWS_PARQUET_FILE
 from monitoring.outputs import write_windows_parquet
-from monitoring.sinks import AppendJsonl
-from monitoring.sinks import PostToWebhook
-from monitoring.windows import WindowSentiment
-from monitoring.windows import without_top_headlines
+from monitoring.watch import Watch
 from pipeline import beam_runners
 from pipeline import configs
-
-
-class MonitorHeadlines(beam.PTransform):
-  """Headlines -> (window records, alerts, dead letters of scoring)."""
-
-  def __init__(self, model_handler, extract_tickers: TickerExtractor,
-               config: configs.MonitorConfig, streaming: bool):
-    super().__init__()
-    self._model_handler = model_handler
-    self._extract_tickers = extract_tickers
-    self._config = config
-    self._streaming = streaming
-
-  def expand(self, headlines):
-    extract = self._extract_tickers
-    scored, dead_letters = (
-        headlines
-        | 'Tickers' >> beam.Map(lambda h: (h, extract(h.text)))
-        | 'Score' >> ScoreHeadlines(self._model_handler))
-    windows = scored | 'Windows' >> WindowSentiment(
-        self._config.window_seconds, self._config.period_seconds,
-        self._config.allowed_lateness_seconds,
-        self._config.shock.top_headlines, bounded=not self._streaming)
-    alerts = windows | 'Shocks' >> DetectShocks(
-        self._config.shock, self._config.window_seconds,
-        bounded=not self._streaming)
-    return windows, alerts, dead_letters
-
-
-def _input_patterns(inputs: List[str]) -> List[str]:
-  """Files, globs and directories (all their files) as file patterns."""
-  return [os.path.join(os.path.abspath(p), '*') if os.path.isdir(p)
-          else os.path.abspath(p) for p in inputs]
 
 
 def _parsed_messages(messages) -> Any:
@@ -124,7 +91,7 @@ def read_source(pipeline, args) -> Any:
         | 'Where' >> beam.Map(lambda r: (
             f'kafka:{r.topic}/{r.partition}/{r.offset}',
             r.value.decode('utf-8'))))
-  return (pipeline | 'Files' >> beam.Create(_input_patterns(args.input))
+  return (pipeline | 'Files' >> beam.Create(input_patterns(args.input))
           | 'Read' >> ReadHeadlines())
 
 
@@ -132,35 +99,20 @@ def build(pipeline, args, config: configs.MonitorConfig, model_handler,
           extract_tickers: TickerExtractor) -> None:
   """The whole job on `pipeline`, writing into args.output."""
   read = read_source(pipeline, args)
-  windows, alerts, score_dead_letters = (
-      read.headlines | 'Monitor' >> MonitorHeadlines(
-          model_handler, extract_tickers, config, _is_streaming(args)))
-  dead_letters = [read[DEAD_LETTERS] | 'CountParseFailures' >> beam.Map(
-      _counted_parse_failure), score_dead_letters]
-  if args.webhook_url:
-    dead_letters.append(alerts | 'Webhook' >> beam.ParDo(PostToWebhook(
-        args.webhook_url, config.webhook_timeout_seconds,
-        config.webhook_retries)))
-  _ = (windows | 'WindowRecord' >> beam.Map(without_top_headlines)
-       | 'WriteWindows' >> beam.ParDo(
-           AppendJsonl(os.path.join(args.output, WINDOWS_FILE))))
-  _ = alerts | 'WriteAlerts' >> beam.ParDo(
-      AppendJsonl(os.path.join(args.output, ALERTS_FILE)))
-  _ = (dead_letters | 'DeadLetters' >> beam.Flatten()
-       | 'DeadLetterRecord' >> beam.Map(lambda d: d.to_dict())
-       | 'WriteDeadLetters' >> beam.ParDo(
-           AppendJsonl(os.path.join(args.output, DEAD_LETTERS_FILE))))
+  scored, score_dead_letters = read.headlines | 'Scoring' >> \
+      stages.TickersAndScores(model_handler, extract_tickers)
+  windows, alerts = scored | 'Monitor' >> stages.WindowsAndShocks(
+      config, bounded=not _is_streaming(args))
+  webhook_dead_letters = stages.write_windows_and_alerts(
+      windows, alerts, args, config)
+  stages.write_dead_letters(
+      [stages.count_parse_failures(read[DEAD_LETTERS]), score_dead_letters,
+       *webhook_dead_letters], args.output)
 
 
 def _is_streaming(args) -> bool:
   """Unbounded sources: Pub/Sub, Kafka."""
   return bool(args.input_subscription or args.kafka_topic)
-
-
-def _counted_parse_failure(dead_letter):
-  metrics.HEADLINES.labels('dead_letter').inc()
-  metrics.DEAD_LETTERS.labels('parse').inc()
-  return dead_letter
 
 
 def compact_outputs(output_dir: str) -> Dict[str, int]:
@@ -206,7 +158,7 @@ class _Progress:
 
 def _dead_letter_count() -> float:
   return sum(metrics.value('finsent_monitor_dead_letters_total', stage=s)
-             for s in ('parse', 'score', 'webhook'))
+             for s in ('parse', 'late', 'score', 'webhook'))
 
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
@@ -218,6 +170,12 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
   source.add_argument('--input', action='append', default=[],
                       metavar='PATH', help='a headline file, glob or '
                       'directory (repeatable)')
+  parser.add_argument('--watch', action='store_true', help='keep looking '
+                      'for new files under --input, as a stream, until '
+                      'Ctrl-C (monitoring/watch.py)')
+  parser.add_argument('--file_system_poll_wait_seconds', type=float,
+                      default=defaults.file_system_poll_wait_seconds,
+                      help='with --watch: seconds between looks')
   source.add_argument('--input_subscription', help='Pub/Sub: projects/P/'
                       'subscriptions/S, one JSON headline per message')
   source.add_argument('--kafka_topic', help='Kafka: a topic of JSON '
@@ -262,6 +220,7 @@ def _config_from_args(args) -> configs.MonitorConfig:
       period_seconds=args.period_seconds,
       allowed_lateness_seconds=args.allowed_lateness_seconds,
       max_batch_size=args.max_batch_size,
+      file_system_poll_wait_seconds=args.file_system_poll_wait_seconds,
       min_batch_size=min(configs.MonitorConfig().min_batch_size,
                          args.max_batch_size),
       shock=shock)
@@ -275,16 +234,23 @@ def _check_args(parser, args) -> None:
                  '--kafka_topic')
   if (args.saved_model is None) == (args.model_url is None):
     parser.error('give one model: --saved_model DIR or --model_url HOST:PORT')
-  if args.input:
-    for path in args.input:
-      if not glob.glob(_input_patterns([path])[0]):
-        parser.error(f'--input {path}: no such file, or no file matches')
+  for path in args.input:
+    if args.watch and not (os.path.isdir(path) or glob.has_magic(path)):
+      parser.error(f'--input {path}: --watch watches a directory or a '
+                   'glob, and this is neither')
+    if not args.watch and not glob.glob(input_patterns([path])[0]):
+      parser.error(f'--input {path}: no such file, or no file matches')
   if args.max_batch_size < 1:
     parser.error('--max_batch_size must be >= 1')
+  if args.watch and not args.input:
+    parser.error('--watch watches --input: give the directory (or glob)')
+  if not args.file_system_poll_wait_seconds > 0:
+    parser.error('--file_system_poll_wait_seconds must be > 0')
 
 
-def main(argv: Optional[List[str]] = None,
-         prog: str = 'finsent monitor') -> int:
+def main(argv: Optional[List[str]] = None, prog: str = 'finsent monitor',
+         stop: Optional[threading.Event] = None) -> int:
+  """The job; `stop` ends a --watch (by default SIGINT and SIGTERM do)."""
   parser = build_parser(prog)
   args, beam_args = parser.parse_known_args(argv)
   _check_args(parser, args)
@@ -315,16 +281,12 @@ def main(argv: Optional[List[str]] = None,
     start = time.monotonic()
     scored_before = _scored_count()
     with _Progress():
-      pipeline = beam.Pipeline(options=options)
-      build(pipeline, args, config, handler, extract_tickers)
-      result = pipeline.run()
-      try:
-        result.wait_until_finish()
-      except KeyboardInterrupt:
-        # A stream runs until stopped: Ctrl-C (SIGINT) stops it, and what
-        # it wrote is compacted and summarised below.
-        print(f'{prog}: stopping', file=sys.stderr)
-        result.cancel()
+      if args.watch:
+        watch = Watch(args, config, handler, extract_tickers, options)
+        with _stopped_by_signals(stop) as stopping:
+          watch.run(stopping, config.file_system_poll_wait_seconds)
+      else:
+        _run_pipeline(args, config, handler, extract_tickers, options, prog)
     elapsed = time.monotonic() - start
   except (AliasError, FileNotFoundError, ValueError) as e:
     print(f'{prog}: error: {e}', file=sys.stderr)
@@ -336,6 +298,43 @@ def main(argv: Optional[List[str]] = None,
     json.dump(summary, f, indent=2)
   print(format_summary(summary))
   return 0
+
+
+def _run_pipeline(args, config, handler, extract_tickers, options,
+                  prog: str) -> None:
+  pipeline = beam.Pipeline(options=options)
+  build(pipeline, args, config, handler, extract_tickers)
+  result = pipeline.run()
+  try:
+    result.wait_until_finish()
+  except KeyboardInterrupt:
+    # A stream runs until stopped: Ctrl-C (SIGINT) stops it, and what it
+    # wrote is compacted and summarised after.
+    print(f'{prog}: stopping', file=sys.stderr)
+    result.cancel()
+
+
+@contextlib.contextmanager
+def _stopped_by_signals(stop: Optional[threading.Event]
+                        ) -> Iterator[threading.Event]:
+  """`stop`, or an event SIGINT and SIGTERM set while in the block (a
+  watch then finishes its poll and drains)."""
+  if stop is not None:
+    yield stop
+    return
+  stopping = threading.Event()
+
+  def request_stop(signum, _):
+    print(f'monitor: {signal.Signals(signum).name}: stopping after this '
+          'poll', file=sys.stderr, flush=True)
+    stopping.set()
+  previous = {s: signal.signal(s, request_stop)
+              for s in (signal.SIGINT, signal.SIGTERM)}
+  try:
+    yield stopping
+  finally:
+    for signum, handler in previous.items():
+      signal.signal(signum, handler)
 
 
 def _scored_count() -> float:

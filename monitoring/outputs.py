@@ -4,9 +4,11 @@ Every record has an id that names what it is about (a window: key and
 window end; an alert: the same; a dead letter: stage and file:line), and
 the JSONL files are changelogs keyed by it: a record appended later
 replaces one with the same id (a late pane, an alert judged again, the
-same input read again). `compact_jsonl` rewrites a file with one record
-per id, the last one, sorted; `read_changelog` reads one either way. So a
-job run twice on the same input, or restarted, leaves the same files.
+same input read again), and a record `"retracted": true` removes its id
+(an alert a late update took back). `compact_jsonl` rewrites a file with
+one record per id, the last one, sorted; `read_changelog` reads one either
+way. So a job run twice on the same input, or restarted, leaves the same
+files.
 """
 
 import json
@@ -23,6 +25,10 @@ WINDOWS_PARQUET_FILE = 'windows.parquet'
 ALERTS_FILE = 'alerts.jsonl'
 DEAD_LETTERS_FILE = 'dead_letters.jsonl'
 SUMMARY_FILE = 'summary.json'
+# A watched directory's state (monitoring/watch.py): the files read, and
+# every headline scored.
+FILES_READ_FILE = 'files_read.jsonl'
+SCORED_FILE = 'scored.jsonl'
 # Each changelog: its id field and its order once compacted.
 CHANGELOGS = {
     WINDOWS_FILE: ('id', lambda r: (r['window_end'], r['key'])),
@@ -92,7 +98,8 @@ def compact_jsonl(path: str, id_field: str,
   """Rewrites `path` (atomically) with the last record of each id, sorted;
   returns how many records it holds."""
   records = sorted((record for _, record in
-                    read_changelog(path, id_field).values()), key=sort_key)
+                    read_changelog(path, id_field).values()
+                    if record.get('retracted') is not True), key=sort_key)
   temporary = f'{path}.compacting'
   with open(temporary, 'w', encoding='utf-8') as f:
     for record in records:

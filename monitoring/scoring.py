@@ -17,6 +17,7 @@ dead letter per headline, with the reason.
 """
 
 import dataclasses
+import functools
 import os
 import time
 from typing import Any, Dict, Iterable, Optional, Sequence, Tuple
@@ -52,6 +53,20 @@ class ScoredHeadline:
             'predicted': self.label,
             'p_negative': round(self.probabilities['negative'], 4),
             'score': round(self.score, 4)}
+
+  def to_record(self) -> Dict[str, Any]:
+    """All of it, as JSON can hold it (from_record reads it back)."""
+    return {'id': self.headline.id,
+            'headline': dataclasses.asdict(self.headline),
+            'tickers': list(self.tickers), 'label': self.label,
+            'probabilities': self.probabilities}
+
+  @classmethod
+  def from_record(cls, record: Dict[str, Any]) -> 'ScoredHeadline':
+    fields = dict(record['headline'])
+    fields['extra'] = tuple(tuple(pair) for pair in fields['extra'])
+    return cls(Headline(**fields), tuple(record['tickers']), record['label'],
+               record['probabilities'])
 
 
 def resolve_saved_model(path: str) -> Tuple[str, Optional[int]]:
@@ -94,6 +109,15 @@ class _TimedHandler(base.ModelHandler):
     raise NotImplementedError
 
 
+@functools.lru_cache(maxsize=2)
+def _load_saved_model(saved_model_dir: str):
+  """Once per process: a watch (monitoring/watch.py) runs a pipeline per
+  poll, and RunInference would load the model again in each."""
+  import tensorflow as tf
+  import tensorflow_text  # noqa: F401  (registers the tokenizer ops)
+  return tf.saved_model.load(saved_model_dir)
+
+
 class SavedModelHandler(_TimedHandler):
   """RunInference on the exported SavedModel, loaded in the worker."""
 
@@ -103,9 +127,7 @@ class SavedModelHandler(_TimedHandler):
     self.saved_model_dir, self.version = resolve_saved_model(saved_model_path)
 
   def load_model(self):
-    import tensorflow as tf
-    import tensorflow_text  # noqa: F401  (registers the tokenizer ops)
-    return tf.saved_model.load(self.saved_model_dir)
+    return _load_saved_model(self.saved_model_dir)
 
   def _predict(self, texts, model):
     import tensorflow as tf

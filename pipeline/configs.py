@@ -394,6 +394,8 @@ class MonitorConfig:
   # Alerts POSTed to a webhook (when one is given): timeout and retries.
   webhook_timeout_seconds: float = 5.0
   webhook_retries: int = 3
+  # A watched directory (--watch): seconds between looks for new files.
+  file_system_poll_wait_seconds: float = 10.0
   shock: ShockConfig = ShockConfig()
 
 

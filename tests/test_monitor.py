@@ -4,6 +4,7 @@ for event time, watermarks and late data), with hand-computed values.
 The whole job, with a real model in process and through a real server, is
 in test_monitor_e2e.py."""
 
+import dataclasses
 import datetime
 import http.server
 import json
@@ -21,6 +22,7 @@ from apache_beam.transforms import window as beam_window
 import pytest
 
 from monitoring import shocks
+from monitoring import watch
 from monitoring.entities import AliasError
 from monitoring.entities import TickerExtractor
 from monitoring.headlines import DEAD_LETTERS
@@ -361,6 +363,73 @@ def test_appended_changelog_compacts_to_the_last_record_per_id(tmp_path):
   before = open(path).read()
   assert compact_jsonl(path, 'id', lambda r: r['id']) == 5
   assert open(path).read() == before
+
+
+def test_a_retracted_record_leaves_the_compacted_changelog(tmp_path):
+  path = str(tmp_path / 'alerts.jsonl')
+  with open(path, 'w') as f:
+    for record in ({'alert_id': 'A/1'}, {'alert_id': 'A/2'},
+                   {'alert_id': 'A/1', 'retracted': True}):
+      f.write(json.dumps(record) + '\n')
+  assert compact_jsonl(path, 'alert_id', lambda r: r['alert_id']) == 1
+  assert open(path).read() == json.dumps({'alert_id': 'A/2'}) + '\n'
+
+
+def test_an_alert_is_retracted_when_its_window_comes_again_without_one():
+  alert = {'key': 'ACME', 'window_start': 's', 'window_end': 'e'}
+  before = {'ACME/1': ('f:1', {'alert_id': 'ACME/1', **alert}),
+            'ACME/2': ('f:2', {'alert_id': 'ACME/2', **alert}),
+            'ACME/3': ('f:3', {'alert_id': 'ACME/3', **alert}),
+            'ACME/4': ('f:4', {'alert_id': 'ACME/4', **alert,
+                               'retracted': True})}
+  # 1: written again with its alert; 2: without; 3: not written again;
+  # 4: retracted already.
+  assert watch.retractions(before, {'ACME/1', 'ACME/2', 'ACME/4'},
+                           {'ACME/1'}) == [
+      {'alert_id': 'ACME/2', **alert, 'retracted': True}]
+
+
+# --- A watched directory's state (monitoring/watch.py) ---
+
+def test_file_ledger_lists_new_headline_files_oldest_first(tmp_path):
+  feed, output = tmp_path / 'feed', tmp_path / 'out'
+  os.makedirs(feed)
+  os.makedirs(output)
+  for i, name in enumerate(('b.jsonl', 'a.csv', '.c.jsonl.writing',
+                            'd.jsonl.tmp', 'e.JSON')):
+    (feed / name).write_text('{}\n')
+    os.utime(feed / name, (1000 + i, 1000 + i))
+  pattern = [os.path.join(feed, '*')]
+  ledger = watch.FileLedger(str(output))
+  assert ledger.watermark is None
+  assert [os.path.basename(p) for p in ledger.new_files(pattern)] == [
+      'b.jsonl', 'a.csv', 'e.JSON']
+  ledger.record([str(feed / 'b.jsonl')], _at(7.5))
+  again = watch.FileLedger(str(output))
+  assert again.watermark == _at(7.5)
+  assert [os.path.basename(p) for p in again.new_files(pattern)] == [
+      'a.csv', 'e.JSON']
+
+
+def test_a_scored_headline_survives_its_record():
+  scored = _scored(3.25, 'negative', tickers=('ACME', 'BOLT'))
+  scored = dataclasses.replace(scored, headline=dataclasses.replace(
+      scored.headline, extra=(('label', 'negative'), ('tags', ['a', 'b']))))
+  assert ScoredHeadline.from_record(
+      json.loads(json.dumps(scored.to_record()))) == scored
+
+
+def test_a_headline_is_too_late_once_all_its_windows_are_past_lateness():
+  # Half-hour windows every 10 minutes: a headline at 10:07 is in windows
+  # ending 10:10 .. 10:30; past lateness once that one ends before
+  # watermark - lateness.
+  headline = _scored(7, 'negative').headline
+  assert watch.too_late(headline, None, 1800, 600) is headline
+  assert watch.too_late(headline, _at(30), 1800, 600) is headline
+  dead = watch.too_late(headline, _at(30.5), 1800, 600)
+  assert dead.tag == DEAD_LETTERS
+  assert (dead.value.stage, dead.value.where) == ('late', 'test:h7-negative')
+  assert 'last window ended 2026-03-02T10:30:00Z' in dead.value.reason
 
 
 def test_a_window_record_parquet_cannot_hold_is_named(tmp_path):

@@ -9,15 +9,24 @@ through a real server on 127.0.0.1; and with the server down.
 
 import json
 import os
+import signal
+import subprocess
+import sys
+import threading
+import time
 
 from pyarrow import parquet
 import pytest
 
 from components.atomic_pusher import publish_model
 from monitoring import job
+from monitoring.entities import TickerExtractor
 from monitoring.outputs import ALERTS_FILE
 from monitoring.outputs import CHANGELOGS
 from monitoring.outputs import DEAD_LETTERS_FILE
+from monitoring.outputs import FILES_READ_FILE
+from monitoring.outputs import read_changelog
+from monitoring.outputs import SCORED_FILE
 from monitoring.outputs import SUMMARY_FILE
 from monitoring.outputs import WINDOW_SCHEMA
 from monitoring.outputs import WINDOWS_FILE
@@ -190,6 +199,169 @@ def test_server_down_every_headline_is_a_dead_letter(stream, tmp_path):
   assert outputs[WINDOWS_FILE] == [] == outputs[ALERTS_FILE]
 
 
+# --- A watched directory (monitoring/watch.py) ---
+
+def _drop(feed, name, rows, extra_lines=()):
+  """Writes a headline file under another name and renames it into place,
+  as a feed should."""
+  temporary = os.path.join(feed, f'.{name}.writing')
+  with open(temporary, 'w', encoding='utf-8') as f:
+    f.writelines(json.dumps(row) + '\n' for row in rows)
+    f.writelines(line + '\n' for line in extra_lines)
+  os.replace(temporary, os.path.join(feed, name))
+
+
+def _files_read(output_dir):
+  path = os.path.join(output_dir, FILES_READ_FILE)
+  return _records(path) if os.path.exists(path) else []
+
+
+def _wait_until_read(output_dir, count, timeout=180):
+  deadline = time.monotonic() + timeout
+  while len(_files_read(output_dir)) < count:
+    assert time.monotonic() < deadline, f'{count} files not read'
+    time.sleep(0.1)
+
+
+def _watch_session(feed, output_dir, export_dir, *steps):
+  """One run of `finsent monitor --watch` (in a thread, stopped as Ctrl-C
+  stops it): each step drops files and says how many have been read when
+  it is done. Returns the run's summary."""
+  stop = threading.Event()
+  codes = []
+  runner = threading.Thread(target=lambda: codes.append(job.main(
+      ['--input', str(feed), '--watch', '--output', str(output_dir),
+       '--saved_model', export_dir, '--file_system_poll_wait_seconds', '0.1',
+       *WINDOW_FLAGS], stop=stop)))
+  runner.start()
+  try:
+    for step in steps:
+      _wait_until_read(output_dir, step())
+  finally:
+    stop.set()
+    runner.join(timeout=300)
+  assert codes == [0]
+  with open(os.path.join(output_dir, SUMMARY_FILE)) as f:
+    return json.load(f)
+
+
+def test_a_watched_directory_across_a_restart_writes_what_one_run_writes(
+    in_process, stream, exported_model, tmp_path):
+  """Three files landing in a watched directory, the job stopped and
+  started again between the second and the third: the same windows and
+  alerts, byte for byte, as one batch run over the whole stream; every
+  headline scored once; nothing read again by a third run."""
+  export_dir, _, _ = exported_model
+  _, _, batch = in_process
+  _, rows = stream
+  rows = sorted(rows, key=lambda r: r['published_at'])
+  # Cut inside windows, and inside the shock.
+  cuts = [0, len(rows) // 3, len(rows) * 9 // 10, len(rows)]
+  parts = [rows[a:b] for a, b in zip(cuts, cuts[1:])]
+  feed, output_dir = tmp_path / 'feed', tmp_path / 'monitor'
+  os.makedirs(feed)
+
+  def dropping(index, extra_lines=()):
+    def step():
+      _drop(feed, f'part{index}.jsonl', parts[index], extra_lines)
+      return index + 1
+    return step
+  first = _watch_session(feed, output_dir, export_dir, dropping(0),
+                         dropping(1))
+  second = _watch_session(feed, output_dir, export_dir,
+                          dropping(2, MALFORMED_LINES))
+  third = _watch_session(feed, output_dir, export_dir)
+
+  outputs = {name: _records(os.path.join(output_dir, name))
+             for name in CHANGELOGS}
+  assert outputs[WINDOWS_FILE] == batch[WINDOWS_FILE]
+  assert outputs[ALERTS_FILE] == batch[ALERTS_FILE] != []
+  assert [(d['stage'], d['where']) for d in outputs[DEAD_LETTERS_FILE]] == [
+      ('parse', f'part2.jsonl:{len(parts[2]) + 1}'),
+      ('parse', f'part2.jsonl:{len(parts[2]) + 2}')]
+  assert [first['headlines_scored'], second['headlines_scored'],
+          third['headlines_scored']] == [len(parts[0]) + len(parts[1]),
+                                         len(parts[2]), 0]
+  assert len(_records(os.path.join(output_dir, SCORED_FILE))) == len(rows)
+  assert [os.path.basename(f['path']) for f in _files_read(output_dir)] == [
+      'part0.jsonl', 'part1.jsonl', 'part2.jsonl']
+
+
+def test_a_watch_updates_closed_windows_with_late_headlines(
+    stream, exported_model, tmp_path):
+  """A headline 40 minutes behind the watermark updates the closed windows
+  it falls in (pane LATE); one whose windows closed more than the allowed
+  lateness ago is a dead letter."""
+  export_dir, _, _ = exported_model
+  _, rows = stream
+  rows = sorted(rows, key=lambda r: r['published_at'])
+  on_time = [r for r in rows if r['published_at'] < '2026-03-02T05:00:00Z']
+  late = {**on_time[0], 'id': 'late', 'published_at': '2026-03-02T04:20:00Z'}
+  too_late = {**on_time[0], 'id': 'too-late',
+              'published_at': '2026-03-02T02:00:00Z'}
+  feed, output_dir = tmp_path / 'feed', tmp_path / 'monitor'
+  os.makedirs(feed)
+  closed = {}
+
+  def first():
+    _drop(feed, 'on_time.jsonl', on_time)
+    return 1
+
+  def then_late():
+    closed.update({window_id: record for window_id, (_, record) in
+                   read_changelog(str(output_dir / WINDOWS_FILE),
+                                  'id').items()})
+    _drop(feed, 'late.jsonl', [late, too_late])
+    return 2
+  _watch_session(feed, output_dir, export_dir, first, then_late)
+
+  windows = {w['id']: w for w in _records(output_dir / WINDOWS_FILE)}
+  # 04:20 is in the half-hour windows ending 04:30, 04:40 and 04:50, all
+  # closed by the watermark (the last on-time headline, before 05:00).
+  updated = [f'*/2026-03-02T04:{m}:00Z' for m in (30, 40, 50)]
+  for window_id in updated:
+    assert closed[window_id]['pane'] == 'ON_TIME'
+    assert windows[window_id]['count'] == closed[window_id]['count'] + 1
+    assert (windows[window_id]['pane'], windows[window_id]['pane_index']) \
+        == ('LATE', 1)
+  assert {w['id'] for w in windows.values() if w['pane'] == 'LATE'} == set(
+      updated + [f'{key}/{window_id.split("/")[1]}' for key in
+                 TickerExtractor.from_csv(configs.TICKER_ALIASES)(
+                     late['text']) for window_id in updated])
+  dead = _records(output_dir / DEAD_LETTERS_FILE)
+  assert [(d['stage'], d['where'], d['record']['id']) for d in dead] == [
+      ('late', 'late.jsonl:2', 'too-late')]
+  assert 'more than the allowed lateness' in dead[0]['reason']
+
+
+def test_ctrl_c_stops_a_watch_after_its_poll(stream, exported_model,
+                                              tmp_path):
+  """The real command in its own process: SIGINT ends it with its summary
+  and the drained windows."""
+  export_dir, _, _ = exported_model
+  _, rows = stream
+  feed, output_dir = tmp_path / 'feed', tmp_path / 'monitor'
+  os.makedirs(feed)
+  process = subprocess.Popen(
+      [sys.executable, '-m', 'pipeline.cli', 'monitor', '--input', str(feed),
+       '--watch', '--output', str(output_dir), '--saved_model', export_dir,
+       '--file_system_poll_wait_seconds', '0.2', *WINDOW_FLAGS],
+      cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+  try:
+    _drop(feed, 'headlines.jsonl', rows[:100])
+    _wait_until_read(output_dir, 1)
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=120)
+  finally:
+    process.kill()
+  assert process.returncode == 0, stderr
+  assert 'SIGINT: stopping after this poll' in stderr
+  assert stdout.startswith('Monitored 100 headlines')
+  windows = _records(output_dir / WINDOWS_FILE)
+  assert sum(w['count'] for w in windows if w['key'] == '*') == 3 * 100
+
+
 @pytest.mark.parametrize('flags, message', [
     (['--input', 'x.jsonl', '--output', 'o'], 'give one model'),
     (['--input', 'x.jsonl', '--output', 'o', '--saved_model', 'm',
@@ -199,6 +371,14 @@ def test_server_down_every_headline_is_a_dead_letter(stream, tmp_path):
      'no such file, or no file matches'),
     (['--input', __file__, '--output', 'o', '--saved_model', 'm',
       'runner=DirectRunner'], "unrecognized argument 'runner=DirectRunner'"),
+    (['--input_subscription', 'projects/p/subscriptions/s', '--watch',
+      '--output', 'o', '--saved_model', 'm'], '--watch watches --input'),
+    (['--input', os.path.dirname(__file__), '--watch',
+      '--file_system_poll_wait_seconds', '0',
+      '--output', 'o', '--saved_model', 'm'],
+     '--file_system_poll_wait_seconds must be > 0'),
+    (['--input', __file__, '--watch', '--output', 'o', '--saved_model', 'm'],
+     '--watch watches a directory or a glob, and this is neither'),
 ])
 def test_bad_flags_are_refused(flags, message, capsys):
   with pytest.raises(SystemExit) as exit_info:

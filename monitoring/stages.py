@@ -1,0 +1,97 @@
+"""The monitoring job's stages as PTransforms and writers: the one pipeline
+of `finsent monitor` (monitoring/job.py) and each poll of a watch
+(monitoring/watch.py) are made of them."""
+
+import os
+from typing import Any, List, Optional
+
+import apache_beam as beam
+
+from monitoring import metrics
+from monitoring.entities import TickerExtractor
+from monitoring.outputs import ALERTS_FILE
+from monitoring.outputs import DEAD_LETTERS_FILE
+from monitoring.outputs import WINDOWS_FILE
+from monitoring.scoring import ScoreHeadlines
+from monitoring.shocks import DetectShocks
+from monitoring.sinks import AppendJsonl
+from monitoring.sinks import PostToWebhook
+from monitoring.windows import WindowSentiment
+from monitoring.windows import without_top_headlines
+from pipeline import configs
+
+
+class TickersAndScores(beam.PTransform):
+  """Headlines -> (ScoredHeadlines with their tickers, dead letters of
+  scoring)."""
+
+  def __init__(self, model_handler, extract_tickers: TickerExtractor):
+    super().__init__()
+    self._model_handler = model_handler
+    self._extract_tickers = extract_tickers
+
+  def expand(self, headlines):
+    extract = self._extract_tickers
+    return (headlines
+            | 'Tickers' >> beam.Map(lambda h: (h, extract(h.text)))
+            | 'Score' >> ScoreHeadlines(self._model_handler))
+
+
+class WindowsAndShocks(beam.PTransform):
+  """ScoredHeadlines -> (window records, alerts). `judged`, when given,
+  picks and updates the window records that are judged and returned
+  (monitoring.watch: the windows a poll closes)."""
+
+  def __init__(self, config: configs.MonitorConfig, bounded: bool,
+               judged: Optional[beam.PTransform] = None):
+    super().__init__()
+    self._config = config
+    self._bounded = bounded
+    self._judged = judged
+
+  def expand(self, scored):
+    windows = scored | 'Windows' >> WindowSentiment(
+        self._config.window_seconds, self._config.period_seconds,
+        self._config.allowed_lateness_seconds,
+        self._config.shock.top_headlines, bounded=self._bounded)
+    if self._judged:
+      windows = windows | 'Judged' >> self._judged
+    alerts = windows | 'Shocks' >> DetectShocks(
+        self._config.shock, self._config.window_seconds,
+        bounded=self._bounded)
+    return windows, alerts
+
+
+def count_parse_failures(dead_letters):
+  return dead_letters | 'CountParseFailures' >> beam.Map(
+      _counted_parse_failure)
+
+
+def write_windows_and_alerts(windows, alerts, args,
+                             config: configs.MonitorConfig) -> List[Any]:
+  """Window records and alerts into args.output's changelogs, alerts also
+  to args.webhook_url; returns the webhook's dead letters (a list of at
+  most one PCollection)."""
+  _ = (windows | 'WindowRecord' >> beam.Map(without_top_headlines)
+       | 'WriteWindows' >> beam.ParDo(
+           AppendJsonl(os.path.join(args.output, WINDOWS_FILE))))
+  _ = alerts | 'WriteAlerts' >> beam.ParDo(
+      AppendJsonl(os.path.join(args.output, ALERTS_FILE)))
+  if not args.webhook_url:
+    return []
+  return [alerts | 'Webhook' >> beam.ParDo(PostToWebhook(
+      args.webhook_url, config.webhook_timeout_seconds,
+      config.webhook_retries))]
+
+
+def write_dead_letters(dead_letters: List[Any], output_dir: str) -> None:
+  _ = (dead_letters | 'DeadLetters' >> beam.Flatten()
+       | 'DeadLetterRecord' >> beam.Map(lambda d: d.to_dict())
+       | 'WriteDeadLetters' >> beam.ParDo(
+           AppendJsonl(os.path.join(output_dir, DEAD_LETTERS_FILE))))
+
+
+def _counted_parse_failure(dead_letter):
+  metrics.HEADLINES.labels('dead_letter').inc()
+  metrics.DEAD_LETTERS.labels('parse').inc()
+  return dead_letter

@@ -1,0 +1,349 @@
+"""`finsent monitor --watch`: a watched directory as a stream, in polls.
+
+  finsent monitor --input feed/ --watch --output monitor/ --saved_model DIR
+
+Every `--file_system_poll_wait_seconds` the job looks for new files under
+`--input` (only names ending .jsonl, .json or .csv: write a file under
+another name, or elsewhere, and rename it into place) and runs until
+Ctrl-C (SIGINT) or SIGTERM: it then finishes the poll in progress, writes
+the windows still open (as Beam's drain fires them), compacts its outputs
+and prints its summary.
+
+Why polls and not Beam's `fileio.MatchContinuously`: the local DirectRunner
+cannot run it as a stream. The FnApiRunner runs a pipeline stage by stage,
+so a job fed by PeriodicImpulse writes nothing until its source stops, and
+the BundleBasedDirectRunner, the one that streams, fails to expand
+PeriodicImpulse's splittable DoFn ("...ProcessKeyedElements/GroupByKey
+... was not replaced as expected", Beam 2.60). So each poll that finds new
+files runs two bounded Beam jobs:
+
+1. the new files only: read, checked and scored; the scored headlines are
+   appended to `scored.jsonl`, then the files to `files_read.jsonl`;
+2. windows and shocks (the batch job's transforms) over the scored
+   headlines that the windows this poll changes need, read back from
+   `scored.jsonl`: nothing is read or scored twice.
+
+Event time: the watermark is the newest `published_at` scored so far. A
+window is written once the watermark passes its end (pane ON_TIME), and
+again each time headlines that arrive later change it (pane LATE, counted
+by pane_index), until the watermark is past its end by more than
+`--allowed_lateness_seconds`; a headline all of whose windows are past that
+is a dead letter (stage `late`). An alert that a late update takes back is
+retracted: a record `{"alert_id": ..., "retracted": true}`, which
+compaction applies.
+
+Restart: `files_read.jsonl` holds the files read, which are not read again;
+`scored.jsonl` holds the headlines the open windows and the baselines
+need, so nothing is lost. A job stopped after scoring a file but before
+recording it reads that file again: its headlines keep their ids, and
+`scored.jsonl` and the changelogs keep one record per id.
+"""
+
+import datetime
+import glob
+import json
+import os
+import sys
+import threading
+from typing import Any, Dict, List, Optional, Set
+
+import apache_beam as beam
+
+from monitoring import metrics
+from monitoring import stages
+from monitoring.headlines import DEAD_LETTERS
+from monitoring.headlines import DeadLetter
+from monitoring.headlines import EXTENSIONS
+from monitoring.headlines import format_time
+from monitoring.headlines import input_patterns
+from monitoring.headlines import parse_time
+from monitoring.headlines import ReadHeadlines
+from monitoring.outputs import ALERTS_FILE
+from monitoring.outputs import ChangelogError
+from monitoring.outputs import FILES_READ_FILE
+from monitoring.outputs import MARKET
+from monitoring.outputs import read_changelog
+from monitoring.outputs import read_jsonl
+from monitoring.outputs import SCORED_FILE
+from monitoring.outputs import WINDOWS_FILE
+from monitoring.scoring import ScoredHeadline
+from monitoring.sinks import AppendJsonl
+from pipeline import configs
+
+
+class FileLedger:
+  """`files_read.jsonl`: the files a watch has read, one record each, with
+  the watermark after the poll that read them; written when the poll's
+  outputs are."""
+
+  def __init__(self, output_dir: str):
+    self._path = os.path.join(output_dir, FILES_READ_FILE)
+    records = [record for _, record in read_jsonl(self._path)] \
+        if os.path.exists(self._path) else []
+    self._read = {record['path'] for record in records}
+    last = records[-1]['watermark'] if records else None
+    self.watermark: Optional[float] = (
+        parse_time(last).timestamp() if last else None)
+
+  def new_files(self, patterns: List[str]) -> List[str]:
+    """Headline files matching `patterns` not read yet, oldest first."""
+    found = {path for pattern in patterns for path in glob.glob(pattern)
+             if os.path.isfile(path) and
+             os.path.splitext(path)[1].lower() in EXTENSIONS}
+    return sorted(found - self._read,
+                  key=lambda path: (os.path.getmtime(path), path))
+
+  def record(self, paths: List[str], watermark: Optional[float]) -> None:
+    now = datetime.datetime.now(datetime.timezone.utc).isoformat()
+    mark = None if watermark is None else format_time(watermark)
+    with open(self._path, 'a', encoding='utf-8') as f:
+      for path in paths:
+        f.write(json.dumps({'path': path, 'bytes': os.path.getsize(path),
+                            'read_at': now, 'watermark': mark}) + '\n')
+      f.flush()
+      os.fsync(f.fileno())
+    self._read.update(paths)
+    self.watermark = watermark
+
+
+def read_scored(path: str, since: float = float('-inf'),
+                offset: int = 0) -> List[ScoredHeadline]:
+  """The scored headlines in `path` from byte `offset` on, published at or
+  after `since`: one per id (the last), in the order first scored."""
+  records = {r['id']: r for r in _tail_records(path, offset)}
+  return [ScoredHeadline.from_record(r) for r in records.values()
+          if r['headline']['timestamp'] >= since]
+
+
+def too_late(headline, expired_before: Optional[float], window_seconds: int,
+             period_seconds: int):
+  """The headline, or a `late` dead letter when all its windows ended
+  before `expired_before` (the watermark less the allowed lateness)."""
+  if expired_before is None:
+    return headline
+  slot = headline.timestamp - headline.timestamp % period_seconds
+  if slot + window_seconds >= expired_before:
+    return headline
+  metrics.HEADLINES.labels('dead_letter').inc()
+  metrics.DEAD_LETTERS.labels('late').inc()
+  return beam.pvalue.TaggedOutput(DEAD_LETTERS, DeadLetter(
+      'late', headline.where, headline.to_dict(),
+      f'published {headline.published_at}: its last window ended '
+      f'{format_time(slot + window_seconds)}, more than the allowed lateness '
+      f'before the watermark'))
+
+
+class _Poll:
+  """Which windows one poll judges and writes, and as which pane (module
+  docstring).
+
+  Windows starting before `history_from` miss headlines here; those
+  starting before `judge_from` neither change nor close in this poll.
+  `watermark_before`/`watermark`: before and after the poll. `late_panes`:
+  window id -> pane index, for the closed windows that late headlines
+  change.
+  """
+
+  def __init__(self, history_from: float, judge_from: float,
+               watermark_before: Optional[float], watermark: float,
+               drain: bool, late_panes: Dict[str, int]):
+    self.history_from = history_from
+    self.judge_from = judge_from
+    self.watermark_before = watermark_before
+    self.watermark = watermark
+    self.drain = drain
+    self.late_panes = late_panes
+
+  def closed(self, record: Dict[str, Any]) -> bool:
+    """Whole here, and closed (or drained): may be judged."""
+    start, end = _start_and_end(record)
+    return start >= self.history_from and (end <= self.watermark or
+                                           self.drain)
+
+  def with_pane(self, record: Dict[str, Any]) -> Dict[str, Any]:
+    if record['id'] in self.late_panes:
+      return {**record, 'pane': 'LATE',
+              'pane_index': self.late_panes[record['id']]}
+    return record
+
+  def writes(self, window_id: str, record: Dict[str, Any]) -> bool:
+    """Closes in this poll, or late headlines changed it."""
+    start, end = _start_and_end(record)
+    return start >= self.judge_from and (
+        window_id in self.late_panes or self.watermark_before is None or
+        end > self.watermark_before)
+
+
+def _start_and_end(record: Dict[str, Any]):
+  return (parse_time(record['window_start']).timestamp(),
+          parse_time(record['window_end']).timestamp())
+
+
+class Watch:
+  """Polls `args.input` and runs each poll's two Beam jobs (module
+  docstring); `args`, `config`, `model_handler` and `extract_tickers` as
+  `monitoring.job` makes them."""
+
+  def __init__(self, args, config: configs.MonitorConfig, model_handler,
+               extract_tickers, options):
+    self._args = args
+    self._config = config
+    self._model_handler = model_handler
+    self._extract_tickers = extract_tickers
+    self._options = options
+    self._patterns = input_patterns(args.input)
+    self._ledger = FileLedger(args.output)
+    self._store = os.path.join(args.output, SCORED_FILE)
+
+  def run(self, stop: threading.Event, poll_seconds: float) -> None:
+    """Polls until `stop` is set, then drains."""
+    while True:
+      self.poll()
+      if stop.wait(poll_seconds):
+        break
+    self.drain()
+
+  def poll(self) -> int:
+    """Reads, scores and windows the new files; returns how many."""
+    paths = self._ledger.new_files(self._patterns)
+    if not paths:
+      return 0
+    offset = _size(self._store)
+    self._score(paths)
+    fresh = read_scored(self._store, offset=offset)
+    print(f'monitor: {len(paths)} new file(s), {len(fresh):,} headlines '
+          'scored', file=sys.stderr, flush=True)
+    watermark = self._window(fresh, drain=False) if fresh else \
+        self._ledger.watermark
+    self._ledger.record(paths, watermark)
+    return len(paths)
+
+  def drain(self) -> None:
+    """Writes the windows still open."""
+    if self._ledger.watermark is not None:
+      self._window([], drain=True)
+
+  def _score(self, paths: List[str]) -> None:
+    config = self._config
+    watermark = self._ledger.watermark
+    expired_before = (None if watermark is None else
+                      watermark - config.allowed_lateness_seconds)
+    pipeline = beam.Pipeline(options=self._options)
+    read = pipeline | 'Files' >> beam.Create(paths) | 'Read' >> ReadHeadlines()
+    checked = read.headlines | 'TooLate' >> beam.Map(
+        too_late, expired_before, config.window_seconds,
+        config.period_seconds).with_outputs(DEAD_LETTERS, main='on_time')
+    scored, score_dead_letters = checked.on_time | 'Scoring' >> \
+        stages.TickersAndScores(self._model_handler, self._extract_tickers)
+    _ = (scored | 'Record' >> beam.Map(ScoredHeadline.to_record)
+         | 'Store' >> beam.ParDo(AppendJsonl(self._store)))
+    stages.write_dead_letters(
+        [stages.count_parse_failures(read[DEAD_LETTERS]),
+         checked[DEAD_LETTERS], score_dead_letters], self._args.output)
+    pipeline.run().wait_until_finish()
+
+  def _window(self, fresh: List[ScoredHeadline], drain: bool) -> float:
+    """Writes what the `fresh` headlines change and the windows they close
+    (`drain`: all open ones); returns the watermark after them."""
+    config = self._config
+    window, period = config.window_seconds, config.period_seconds
+    watermark_before = self._ledger.watermark
+    watermark = max([s.headline.timestamp for s in fresh] +
+                    ([] if watermark_before is None else [watermark_before]))
+    # Windows that fresh headlines fall in, and the open ones, start after
+    # `oldest` less a window; their baselines one baseline before that.
+    oldest = min([s.headline.timestamp for s in fresh] + [watermark])
+    if watermark_before is not None:
+      oldest = min(oldest, watermark_before)
+    judge_from = oldest - window - (oldest - window) % period
+    history_from = judge_from - config.shock.baseline_seconds - window
+    late = [s for s in fresh if watermark_before is not None and
+            s.headline.timestamp < watermark_before]
+    poll = _Poll(history_from, judge_from, watermark_before, watermark,
+                 drain, self._late_panes(late, watermark_before))
+    output = self._args.output
+    alerts_path = os.path.join(output, ALERTS_FILE)
+    windows_path = os.path.join(output, WINDOWS_FILE)
+    alerts_before = read_changelog(alerts_path, 'alert_id')
+    windows_offset, alerts_offset = _size(windows_path), _size(alerts_path)
+
+    pipeline = beam.Pipeline(options=self._options)
+    windows, alerts = (
+        pipeline
+        | 'Scored' >> beam.Create(read_scored(self._store, history_from))
+        | 'Monitor' >> stages.WindowsAndShocks(
+            config, bounded=True, judged=(
+                beam.Filter(poll.closed) | beam.Map(poll.with_pane))))
+    webhook_dead_letters = stages.write_windows_and_alerts(
+        windows | 'ThisPoll' >> beam.Filter(lambda r: poll.writes(r['id'], r)),
+        alerts | 'AlertsThisPoll' >> beam.Filter(
+            lambda a: poll.writes(a['alert_id'], a)),
+        self._args, config)
+    if webhook_dead_letters:
+      stages.write_dead_letters(webhook_dead_letters, output)
+    pipeline.run().wait_until_finish()
+    retracted = retractions(
+        alerts_before,
+        {r['id'] for r in _tail_records(windows_path, windows_offset)},
+        {a['alert_id'] for a in _tail_records(alerts_path, alerts_offset)})
+    with open(alerts_path, 'a', encoding='utf-8') as f:
+      f.writelines(json.dumps(record) + '\n' for record in retracted)
+    return watermark
+
+  def _late_panes(self, late: List[ScoredHeadline],
+                  watermark_before: Optional[float]) -> Dict[str, int]:
+    """Window id -> the pane index of its next late pane, for the closed
+    windows that `late` headlines fall in."""
+    if not late:
+      return {}
+    config = self._config
+    window, period = config.window_seconds, config.period_seconds
+    changed: Set[str] = set()
+    for scored in late:
+      slot = scored.headline.timestamp - scored.headline.timestamp % period
+      for key in (MARKET, *scored.tickers):
+        for start in range(int(slot) - window + period, int(slot) + period,
+                           period):
+          end = start + window
+          if end <= watermark_before and \
+              end + config.allowed_lateness_seconds >= watermark_before:
+            changed.add(f'{key}/{format_time(end)}')
+    written = read_changelog(os.path.join(self._args.output, WINDOWS_FILE),
+                             'id')
+    return {window_id: written[window_id][1]['pane_index'] + 1
+            if window_id in written else 0 for window_id in changed}
+
+
+def retractions(alerts_before: Dict[str, Any], rewritten: Set[str],
+                alerted: Set[str]) -> List[Dict[str, Any]]:
+  """The retraction records for the alerts (`alerts_before`: alert id ->
+  (file:line, record)) of windows written again (`rewritten`) without an
+  alert (`alerted`)."""
+  return [{'alert_id': alert_id, 'key': alert['key'],
+           'window_start': alert['window_start'],
+           'window_end': alert['window_end'], 'retracted': True}
+          for alert_id, (_, alert) in alerts_before.items()
+          if alert_id in rewritten and alert_id not in alerted and
+          not alert.get('retracted')]
+
+
+def _size(path: str) -> int:
+  return os.path.getsize(path) if os.path.exists(path) else 0
+
+
+def _tail_records(path: str, offset: int = 0) -> List[Dict[str, Any]]:
+  """The JSON records of `path` from byte `offset` on."""
+  if not os.path.exists(path):
+    return []
+  with open(path, 'rb') as f:
+    f.seek(offset)
+    lines = f.read().decode('utf-8').splitlines()
+  records = []
+  for number, line in enumerate(lines, start=1):
+    if line.strip():
+      try:
+        records.append(json.loads(line))
+      except json.JSONDecodeError as e:
+        raise ChangelogError(f'{path}: line {number} after byte {offset}: '
+                             f'not valid JSON ({e.msg})') from None
+  return records
