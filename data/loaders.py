@@ -152,9 +152,16 @@ def read_twitter_fns(path: str) -> Iterator[Record]:
     yield _check_record(path, line, values['text'], TWITTER_FNS_LABELS[label])
 
 
+def _lines(text: str) -> List[str]:
+  """The file's lines: split at \\n (\\r\\n) only, not at the other
+  separators str.splitlines() knows (U+2028 in a JSON string, NEL, the
+  byte 0x85 in latin-1), which would cut a record in two."""
+  return [line.rstrip('\r') for line in text.split('\n')]
+
+
 def read_jsonl(path: str) -> Iterator[Record]:
   """Reads one canonical JSON object per line."""
-  for line, text in enumerate(_read_text(path).splitlines(), start=1):
+  for line, text in enumerate(_lines(_read_text(path)), start=1):
     if not text.strip():
       continue
     try:
@@ -175,8 +182,7 @@ def read_jsonl(path: str) -> Iterator[Record]:
 
 def read_phrasebank(path: str) -> Iterator[Record]:
   """Reads Financial PhraseBank (`sentence@label`, latin-1)."""
-  for line, text in enumerate(_read_text(path, 'latin-1').splitlines(),
-                              start=1):
+  for line, text in enumerate(_lines(_read_text(path, 'latin-1')), start=1):
     if not text.strip():
       continue
     sentence, sep, label = text.rpartition('@')

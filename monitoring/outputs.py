@@ -82,7 +82,8 @@ def read_jsonl(path: str) -> List[Tuple[str, Dict[str, Any]]]:
 def read_changelog(path: str, id_field: str
                    ) -> Dict[str, Tuple[str, Dict[str, Any]]]:
   """id -> (file:line, the last record with that id), in the order ids
-  first appeared; {} when there is no file."""
+  first appeared, less the ids whose last record is a retraction; {} when
+  there is no file."""
   records: Dict[str, Tuple[str, Dict[str, Any]]] = {}
   if not os.path.exists(path):
     return records
@@ -90,7 +91,8 @@ def read_changelog(path: str, id_field: str
     if not isinstance(record.get(id_field), str):
       raise ChangelogError(f'{where}: no {id_field!r}')
     records[record[id_field]] = (where, record)
-  return records
+  return {record_id: entry for record_id, entry in records.items()
+          if entry[1].get('retracted') is not True}
 
 
 def compact_jsonl(path: str, id_field: str,
@@ -98,8 +100,7 @@ def compact_jsonl(path: str, id_field: str,
   """Rewrites `path` (atomically) with the last record of each id, sorted;
   returns how many records it holds."""
   records = sorted((record for _, record in
-                    read_changelog(path, id_field).values()
-                    if record.get('retracted') is not True), key=sort_key)
+                    read_changelog(path, id_field).values()), key=sort_key)
   temporary = f'{path}.compacting'
   with open(temporary, 'w', encoding='utf-8') as f:
     for record in records:

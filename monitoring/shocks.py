@@ -20,7 +20,9 @@ key's history in Beam state: records wait, buffered, for an event-time
 timer. On bounded input it groups each key's windows and judges them in
 one go. A late
 pane of a window replaces that window in the history and is judged again;
-its alert, if any, has the same id and replaces the earlier one.
+its alert, if any, has the same id and replaces the earlier one, and if it
+no longer alerts, a retraction (`"retracted": true`) takes the earlier
+alert back.
 """
 
 import json
@@ -80,28 +82,49 @@ def judge_window(record: Dict[str, Any], history: Sequence[Tuple[float, float]],
   }
 
 
+def retraction(window: Dict[str, Any]) -> Dict[str, Any]:
+  """The record that takes back the alert of `window` (a window record or
+  its alert): a late pane of it no longer alerts. Compaction removes the
+  alert (monitoring/outputs.py)."""
+  return {'alert_id': window.get('alert_id', window.get('id')),
+          'key': window['key'], 'window_start': window['window_start'],
+          'window_end': window['window_end'], 'retracted': True}
+
+
 def judge_in_order(records: Iterable[Dict[str, Any]],
-                   history: Dict[str, Tuple[float, float]],
-                   config) -> Iterator[Dict[str, Any]]:
+                   history: Dict[str, Tuple[float, float]], config,
+                   alerted: Optional[Dict[str, float]] = None
+                   ) -> Iterator[Dict[str, Any]]:
   """Judges `records` (in the order given) and adds each to `history`
-  (window end -> (end in Unix seconds, metric value)); yields the alerts."""
+  (window end -> (end in Unix seconds, metric value)); yields the alerts.
+  With `alerted` (alert id -> window end in Unix seconds, kept across
+  calls), a window judged again without an alert yields a retraction of
+  the one it had."""
   for record in records:
     alert = judge_window(record, sorted(history.values()), config)
+    end = parse_time(record['window_end']).timestamp()
     if record['count'] >= config.min_baseline_count:
-      history[record['window_end']] = (
-          parse_time(record['window_end']).timestamp(), record[config.metric])
+      history[record['window_end']] = (end, record[config.metric])
     if alert:
       metrics.ALERTS.labels(alert['key']).inc()
+      if alerted is not None:
+        alerted[alert['alert_id']] = end
       yield alert
+    elif alerted is not None and alerted.pop(record['id'], None):
+      yield retraction(record)
 
 
 def prune_history(history: Dict[str, Tuple[float, float]],
-                  keep_seconds: float) -> Dict[str, Tuple[float, float]]:
-  """The entries that ended within `keep_seconds` of the newest."""
+                  alerted: Dict[str, float], keep_seconds: float
+                  ) -> Tuple[Dict[str, Tuple[float, float]],
+                             Dict[str, float]]:
+  """The history entries and alerted windows that ended within
+  `keep_seconds` of the newest entry."""
   if not history:
-    return history
-  newest = max(end for end, _ in history.values())
-  return {k: v for k, v in history.items() if v[0] > newest - keep_seconds}
+    return history, alerted
+  oldest = max(end for end, _ in history.values()) - keep_seconds
+  return ({k: v for k, v in history.items() if v[0] > oldest},
+          {k: end for k, end in alerted.items() if end > oldest})
 
 
 def _in_event_time_order(records: Iterable[Dict[str, Any]]
@@ -165,9 +188,9 @@ class _DetectShocksFn(beam.DoFn):
       next_ms = max(due_ms for due_ms, _ in later)
       ready.set(Timestamp(micros=next_ms * 1000))
       timer_at.write(next_ms)
-    history = dict(history_state.read() or {})
-    yield from judge_in_order(due, history, self._config)
-    history_state.write(prune_history(history, self._keep_seconds))
+    history, alerted = history_state.read() or ({}, {})
+    yield from judge_in_order(due, history, self._config, alerted)
+    history_state.write(prune_history(history, alerted, self._keep_seconds))
 
 
 class DetectShocks(beam.PTransform):

@@ -67,6 +67,7 @@ from monitoring.outputs import read_jsonl
 from monitoring.outputs import SCORED_FILE
 from monitoring.outputs import WINDOWS_FILE
 from monitoring.scoring import ScoredHeadline
+from monitoring.shocks import retraction
 from monitoring.sinks import AppendJsonl
 from pipeline import configs
 
@@ -262,10 +263,8 @@ class Watch:
     poll = _Poll(history_from, judge_from, watermark_before, watermark,
                  drain, self._late_panes(late, watermark_before))
     output = self._args.output
-    alerts_path = os.path.join(output, ALERTS_FILE)
-    windows_path = os.path.join(output, WINDOWS_FILE)
-    alerts_before = read_changelog(alerts_path, 'alert_id')
-    windows_offset, alerts_offset = _size(windows_path), _size(alerts_path)
+    alerted_before = set(read_changelog(os.path.join(output, ALERTS_FILE),
+                                        'alert_id'))
 
     pipeline = beam.Pipeline(options=self._options)
     windows, alerts = (
@@ -274,20 +273,17 @@ class Watch:
         | 'Monitor' >> stages.WindowsAndShocks(
             config, bounded=True, judged=(
                 beam.Filter(poll.closed) | beam.Map(poll.with_pane))))
+    windows = windows | 'ThisPoll' >> beam.Filter(
+        lambda r: poll.writes(r['id'], r))
+    alerts = alerts | 'AlertsThisPoll' >> beam.Filter(
+        lambda a: poll.writes(a['alert_id'], a))
+    retracted = (windows, alerts) | 'Retract' >> Retractions(alerted_before)
     webhook_dead_letters = stages.write_windows_and_alerts(
-        windows | 'ThisPoll' >> beam.Filter(lambda r: poll.writes(r['id'], r)),
-        alerts | 'AlertsThisPoll' >> beam.Filter(
-            lambda a: poll.writes(a['alert_id'], a)),
+        windows, (alerts, retracted) | 'AndRetractions' >> beam.Flatten(),
         self._args, config)
     if webhook_dead_letters:
       stages.write_dead_letters(webhook_dead_letters, output)
     pipeline.run().wait_until_finish()
-    retracted = retractions(
-        alerts_before,
-        {r['id'] for r in _tail_records(windows_path, windows_offset)},
-        {a['alert_id'] for a in _tail_records(alerts_path, alerts_offset)})
-    with open(alerts_path, 'a', encoding='utf-8') as f:
-      f.writelines(json.dumps(record) + '\n' for record in retracted)
     return watermark
 
   def _late_panes(self, late: List[ScoredHeadline],
@@ -314,17 +310,29 @@ class Watch:
             if window_id in written else 0 for window_id in changed}
 
 
-def retractions(alerts_before: Dict[str, Any], rewritten: Set[str],
-                alerted: Set[str]) -> List[Dict[str, Any]]:
-  """The retraction records for the alerts (`alerts_before`: alert id ->
-  (file:line, record)) of windows written again (`rewritten`) without an
-  alert (`alerted`)."""
-  return [{'alert_id': alert_id, 'key': alert['key'],
-           'window_start': alert['window_start'],
-           'window_end': alert['window_end'], 'retracted': True}
-          for alert_id, (_, alert) in alerts_before.items()
-          if alert_id in rewritten and alert_id not in alerted and
-          not alert.get('retracted')]
+class Retractions(beam.PTransform):
+  """(window records, alerts) written in a poll -> a retraction for each
+  window that had an alert (`alerted_before`: alert ids) and is written
+  again without one."""
+
+  def __init__(self, alerted_before: Set[str]):
+    super().__init__()
+    self._alerted_before = alerted_before
+
+  def expand(self, windows_and_alerts):
+    windows, alerts = windows_and_alerts
+    alerted_before = self._alerted_before
+    return (
+        {'window': windows
+                   | 'HadAlert' >> beam.Filter(
+                       lambda r: r['id'] in alerted_before)
+                   | 'WindowById' >> beam.Map(lambda r: (r['id'], r)),
+         'alert': alerts | 'AlertById' >> beam.Map(
+             lambda a: (a['alert_id'], a))}
+        | 'ById' >> beam.CoGroupByKey()
+        | 'WithoutAlert' >> beam.FlatMap(
+            lambda by_id: [retraction(w) for w in by_id[1]['window']]
+            if not by_id[1]['alert'] else []))
 
 
 def _size(path: str) -> int:
@@ -337,7 +345,9 @@ def _tail_records(path: str, offset: int = 0) -> List[Dict[str, Any]]:
     return []
   with open(path, 'rb') as f:
     f.seek(offset)
-    lines = f.read().decode('utf-8').splitlines()
+    # Split on newlines only: a headline may hold U+2028 or U+0085, which
+    # str.splitlines() would also split on.
+    lines = f.read().decode('utf-8').split('\n')
   records = []
   for number, line in enumerate(lines, start=1):
     if line.strip():

@@ -48,6 +48,16 @@ def test_jsonl(write):
                          loaders.Record('Flat', 'neutral', 'blog')]
 
 
+def test_a_unicode_line_separator_does_not_cut_a_record(write):
+  """Only \\n ends a line: U+2028 in a JSON string and the byte 0x85 (NEL)
+  in latin-1 are part of the text."""
+  path = write('a.jsonl', '{"text": "Up\u2028 5%", "label": "positive"}\r\n'
+               .encode('utf-8'))
+  assert _read(path) == [loaders.Record('Up\u2028 5%', 'positive')]
+  path = write('Sentences_50Agree.txt', b'Sales up\x85 3 %@positive\n')
+  assert _read(path) == [loaders.Record('Sales up\x85 3 %', 'positive')]
+
+
 def test_phrasebank_latin1(write):
   path = write('Sentences_AllAgree.txt',
                'Profit rose to EUR 5 mn\xa0.@positive\nCaf\xe9 chain closes@negative\n'

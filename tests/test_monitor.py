@@ -347,6 +347,26 @@ def test_shock_windows_in_streaming_order_with_a_late_pane():
     assert_that(alerts, equal_to([('ACME', _iso(70), 12, 'LATE')]))
 
 
+def test_a_late_pane_that_no_longer_alerts_retracts_the_alert():
+  """The shock's window alerts on time; its late pane, with 20 more
+  headlines none of them negative, does not: a retraction follows the
+  alert."""
+  base = [_record('ACME', 10 * i, 10, 3) for i in range(1, 7)]
+  on_time = _record('ACME', 70, 10, 9)
+  late = dict(_record('ACME', 70, 30, 9), pane='LATE', pane_index=1)
+  stream = (TestStream()
+            .add_elements([_at_window_end(r) for r in base + [on_time]])
+            .advance_watermark_to(_at(75))
+            .add_elements([_at_window_end(late)])
+            .advance_watermark_to_infinity())
+  with TestPipeline(options=PipelineOptions(streaming=True)) as p:
+    alerts = (p | stream | shocks.DetectShocks(SHOCK, 600)
+              | beam.Map(lambda a: (a['alert_id'], a.get('retracted', False),
+                                    a.get('count'))))
+    assert_that(alerts, equal_to([(f'ACME/{_iso(70)}', False, 10),
+                                  (f'ACME/{_iso(70)}', True, None)]))
+
+
 # --- Sinks: changelogs keyed by id, compacted; the webhook ---
 
 def test_appended_changelog_compacts_to_the_last_record_per_id(tmp_path):
@@ -371,22 +391,25 @@ def test_a_retracted_record_leaves_the_compacted_changelog(tmp_path):
     for record in ({'alert_id': 'A/1'}, {'alert_id': 'A/2'},
                    {'alert_id': 'A/1', 'retracted': True}):
       f.write(json.dumps(record) + '\n')
+  assert list(read_changelog(path, 'alert_id')) == ['A/2']
   assert compact_jsonl(path, 'alert_id', lambda r: r['alert_id']) == 1
   assert open(path).read() == json.dumps({'alert_id': 'A/2'}) + '\n'
 
 
-def test_an_alert_is_retracted_when_its_window_comes_again_without_one():
-  alert = {'key': 'ACME', 'window_start': 's', 'window_end': 'e'}
-  before = {'ACME/1': ('f:1', {'alert_id': 'ACME/1', **alert}),
-            'ACME/2': ('f:2', {'alert_id': 'ACME/2', **alert}),
-            'ACME/3': ('f:3', {'alert_id': 'ACME/3', **alert}),
-            'ACME/4': ('f:4', {'alert_id': 'ACME/4', **alert,
-                               'retracted': True})}
-  # 1: written again with its alert; 2: without; 3: not written again;
-  # 4: retracted already.
-  assert watch.retractions(before, {'ACME/1', 'ACME/2', 'ACME/4'},
-                           {'ACME/1'}) == [
-      {'alert_id': 'ACME/2', **alert, 'retracted': True}]
+def test_a_watch_retracts_the_alert_of_a_window_written_again_without_one():
+  windows = [_record('ACME', m, 10, 9) for m in (10, 20, 30, 40)]
+  # 10: alerted before, alerts again; 20: alerted before, no alert now;
+  # 30 and 40: no alert before (or one retracted already).
+  alerts = [{'alert_id': windows[0]['id'], 'key': 'ACME'}]
+  alerted_before = {windows[0]['id'], windows[1]['id']}
+  with TestPipeline() as p:
+    retracted = ((p | 'Windows' >> beam.Create(windows),
+                  p | 'Alerts' >> beam.Create(alerts))
+                 | watch.Retractions(alerted_before))
+    assert_that(retracted, equal_to([{
+        'alert_id': windows[1]['id'], 'key': 'ACME',
+        'window_start': _iso(10), 'window_end': _iso(20),
+        'retracted': True}]))
 
 
 # --- A watched directory's state (monitoring/watch.py) ---
@@ -417,6 +440,30 @@ def test_a_scored_headline_survives_its_record():
       scored.headline, extra=(('label', 'negative'), ('tags', ['a', 'b']))))
   assert ScoredHeadline.from_record(
       json.loads(json.dumps(scored.to_record()))) == scored
+
+
+def test_scored_headlines_read_back_from_the_store_one_per_id(tmp_path):
+  path = str(tmp_path / 'scored.jsonl')
+  # Line and paragraph separators inside a headline are not line ends.
+  odd = dataclasses.replace(_scored(1, 'negative', headline_id='odd'),
+                            headline=dataclasses.replace(
+                                _scored(1, 'negative').headline, id='odd',
+                                text='Acme\u2028falls\x85again'))
+  first = [_scored(m, 'neutral', headline_id=f'h{m}') for m in (1, 2, 3)]
+  again = _scored(2, 'positive', headline_id='h2')  # scored once more
+  with TestPipeline() as p:
+    _ = (p | beam.Create(first + [odd])
+         | beam.Map(ScoredHeadline.to_record) | beam.ParDo(AppendJsonl(path)))
+  offset = os.path.getsize(path)
+  with open(path, 'a', encoding='utf-8') as f:
+    f.write(json.dumps(again.to_record(), ensure_ascii=False) + '\n')
+  stored = watch.read_scored(path)
+  assert sorted(s.headline.id for s in stored) == ['h1', 'h2', 'h3', 'odd']
+  assert {s.headline.id: s for s in stored}['h2'] == again
+  assert {s.headline.id: s for s in stored}['odd'] == odd
+  assert sorted(s.headline.id for s in watch.read_scored(path, since=_at(2))) == [
+      'h2', 'h3']
+  assert watch.read_scored(path, offset=offset) == [again]
 
 
 def test_a_headline_is_too_late_once_all_its_windows_are_past_lateness():
