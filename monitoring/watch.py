@@ -269,7 +269,10 @@ class Watch:
     pipeline = beam.Pipeline(options=self._options)
     windows, alerts = (
         pipeline
-        | 'Scored' >> beam.Create(read_scored(self._store, history_from))
+        # The store's path, not its headlines: Create would pickle them
+        # all into the pipeline (a third of a poll's time).
+        | 'Store' >> beam.Create([self._store])
+        | 'Scored' >> beam.FlatMap(read_scored, history_from)
         | 'Monitor' >> stages.WindowsAndShocks(
             config, bounded=True, judged=(
                 beam.Filter(poll.closed) | beam.Map(poll.with_pane))))

@@ -329,42 +329,33 @@ def _assert_alerts_of(records, expected, bounded):
     assert_that(alerts, equal_to(expected))
 
 
-def test_shock_windows_in_streaming_order_with_a_late_pane():
-  """Window records arriving as a stream, the shock's window first on
-  time with few headlines (no alert), then as a late pane (alert)."""
+WINDOW_70 = f'ACME/{_iso(70)}'
+
+
+@pytest.mark.parametrize('on_time, late, expected', [
+    # Few headlines on time (no alert), then a late pane that alerts.
+    ((4, 4), (12, 11), [(WINDOW_70, 12, 'LATE', False)]),
+    # An alert on time; its late pane, with 20 more headlines none of them
+    # negative, does not alert: a retraction follows.
+    ((10, 9), (30, 9), [(WINDOW_70, 10, 'ON_TIME', False),
+                        (WINDOW_70, None, None, True)]),
+])
+def test_a_late_pane_is_judged_again(on_time, late, expected):
+  """Window records arriving as a stream: ACME's windows at a share of 0.3,
+  then the window ending 11:10 on time and as a late pane."""
   base = [_record('ACME', 10 * i, 10, 3) for i in range(1, 7)]
-  on_time = _record('ACME', 70, 4, 4)
-  late = dict(_record('ACME', 70, 12, 11), pane='LATE', pane_index=1)
+  late_record = dict(_record('ACME', 70, *late), pane='LATE', pane_index=1)
   stream = (TestStream()
-            .add_elements([_at_window_end(r) for r in base + [on_time]])
+            .add_elements([_at_window_end(r) for r in
+                           base + [_record('ACME', 70, *on_time)]])
             .advance_watermark_to(_at(75))
-            .add_elements([_at_window_end(late)])
+            .add_elements([_at_window_end(late_record)])
             .advance_watermark_to_infinity())
   with TestPipeline(options=PipelineOptions(streaming=True)) as p:
     alerts = (p | stream | shocks.DetectShocks(SHOCK, 600)
-              | beam.Map(lambda a: (a['key'], a['window_end'], a['count'],
-                                    a['pane'])))
-    assert_that(alerts, equal_to([('ACME', _iso(70), 12, 'LATE')]))
-
-
-def test_a_late_pane_that_no_longer_alerts_retracts_the_alert():
-  """The shock's window alerts on time; its late pane, with 20 more
-  headlines none of them negative, does not: a retraction follows the
-  alert."""
-  base = [_record('ACME', 10 * i, 10, 3) for i in range(1, 7)]
-  on_time = _record('ACME', 70, 10, 9)
-  late = dict(_record('ACME', 70, 30, 9), pane='LATE', pane_index=1)
-  stream = (TestStream()
-            .add_elements([_at_window_end(r) for r in base + [on_time]])
-            .advance_watermark_to(_at(75))
-            .add_elements([_at_window_end(late)])
-            .advance_watermark_to_infinity())
-  with TestPipeline(options=PipelineOptions(streaming=True)) as p:
-    alerts = (p | stream | shocks.DetectShocks(SHOCK, 600)
-              | beam.Map(lambda a: (a['alert_id'], a.get('retracted', False),
-                                    a.get('count'))))
-    assert_that(alerts, equal_to([(f'ACME/{_iso(70)}', False, 10),
-                                  (f'ACME/{_iso(70)}', True, None)]))
+              | beam.Map(lambda a: (a['alert_id'], a.get('count'),
+                                    a.get('pane'), 'retracted' in a)))
+    assert_that(alerts, equal_to(expected))
 
 
 # --- Sinks: changelogs keyed by id, compacted; the webhook ---
