@@ -182,6 +182,19 @@ class ParseHeadlineFile(beam.DoFn):
           'read'))
 
 
+class ParseHeadlineFiles(beam.PTransform):
+  """File paths (or matched files' metadata) -> Headlines, with the
+  unreadable lines tagged `DEAD_LETTERS`. A path is opened as it is, not
+  matched: Beam's patterns have no quoting, and a name holding `[` would
+  match nothing."""
+
+  def expand(self, files):
+    return (files
+            | 'Open' >> fileio.ReadMatches()
+            | 'Parse' >> beam.ParDo(ParseHeadlineFile()).with_outputs(
+                DEAD_LETTERS, main='headlines'))
+
+
 class ReadHeadlines(beam.PTransform):
   """File patterns -> Headlines, with the unreadable lines tagged
   `DEAD_LETTERS`."""
@@ -189,9 +202,7 @@ class ReadHeadlines(beam.PTransform):
   def expand(self, patterns):
     return (patterns
             | 'Match' >> fileio.MatchAll()
-            | 'Open' >> fileio.ReadMatches()
-            | 'Parse' >> beam.ParDo(ParseHeadlineFile()).with_outputs(
-                DEAD_LETTERS, main='headlines'))
+            | 'Files' >> ParseHeadlineFiles())
 
 
 def input_patterns(inputs: List[str]) -> List[str]:

@@ -238,6 +238,11 @@ def _check_args(parser, args) -> None:
     if args.watch and not (os.path.isdir(path) or glob.has_magic(path)):
       parser.error(f'--input {path}: --watch watches a directory or a '
                    'glob, and this is neither')
+    if args.watch and os.path.isdir(path) and os.path.commonpath(
+        [os.path.abspath(path), os.path.abspath(args.output)]) == \
+        os.path.abspath(path):
+      parser.error(f'--output {args.output} is inside the watched --input '
+                   f'{path}: the job would read its own outputs')
     if not args.watch and not glob.glob(input_patterns([path])[0]):
       parser.error(f'--input {path}: no such file, or no file matches')
   if args.max_batch_size < 1:
@@ -318,7 +323,8 @@ def _run_pipeline(args, config, handler, extract_tickers, options,
 def _stopped_by_signals(stop: Optional[threading.Event]
                         ) -> Iterator[threading.Event]:
   """`stop`, or an event SIGINT and SIGTERM set while in the block (a
-  watch then finishes its poll and drains)."""
+  watch then finishes its poll and drains; a second signal stops it as
+  the signal would)."""
   if stop is not None:
     yield stop
     return
@@ -328,6 +334,7 @@ def _stopped_by_signals(stop: Optional[threading.Event]
     print(f'monitor: {signal.Signals(signum).name}: stopping after this '
           'poll', file=sys.stderr, flush=True)
     stopping.set()
+    signal.signal(signum, previous[signum])
   previous = {s: signal.signal(s, request_stop)
               for s in (signal.SIGINT, signal.SIGTERM)}
   try:

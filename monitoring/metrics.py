@@ -29,7 +29,7 @@ BATCH_SIZE = prometheus_client.Histogram(
     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024), registry=REGISTRY)
 WINDOW_SHARE_NEGATIVE = prometheus_client.Gauge(
     'finsent_monitor_window_share_negative', 'Share of negative headlines in '
-    'the newest window of each key.', ['key'], registry=REGISTRY)
+    'the window of each key written last.', ['key'], registry=REGISTRY)
 LATE_HEADLINES = prometheus_client.Counter(
     'finsent_monitor_late_headlines', 'Window updates caused by headlines '
     'that came after the watermark (late panes).', registry=REGISTRY)

@@ -35,7 +35,6 @@ from apache_beam.transforms import userstate
 from apache_beam.transforms import window as beam_window
 from apache_beam.utils.timestamp import Timestamp
 
-from monitoring import metrics
 from monitoring.headlines import parse_time
 from monitoring.windows import TOP_HEADLINES
 
@@ -106,11 +105,11 @@ def judge_in_order(records: Iterable[Dict[str, Any]],
     if record['count'] >= config.min_baseline_count:
       history[record['window_end']] = (end, record[config.metric])
     if alert:
-      metrics.ALERTS.labels(alert['key']).inc()
       if alerted is not None:
         alerted[alert['alert_id']] = end
       yield alert
-    elif alerted is not None and alerted.pop(record['id'], None):
+    elif alerted is not None and \
+        alerted.pop(record['id'], None) is not None:
       yield retraction(record)
 
 

@@ -71,12 +71,15 @@ def write_windows_and_alerts(windows, alerts, args,
                              config: configs.MonitorConfig) -> List[Any]:
   """Window records and alerts into args.output's changelogs, alerts also
   to args.webhook_url; returns the webhook's dead letters (a list of at
-  most one PCollection)."""
-  _ = (windows | 'WindowRecord' >> beam.Map(without_top_headlines)
+  most one PCollection). The windows' and alerts' metrics count what is
+  written (a watch judges more than it writes)."""
+  _ = (windows | 'WindowMetrics' >> beam.Map(_counted_window)
+       | 'WindowRecord' >> beam.Map(without_top_headlines)
        | 'WriteWindows' >> beam.ParDo(
            AppendJsonl(os.path.join(args.output, WINDOWS_FILE))))
-  _ = alerts | 'WriteAlerts' >> beam.ParDo(
-      AppendJsonl(os.path.join(args.output, ALERTS_FILE)))
+  _ = (alerts | 'AlertMetrics' >> beam.Map(_counted_alert)
+       | 'WriteAlerts' >> beam.ParDo(
+           AppendJsonl(os.path.join(args.output, ALERTS_FILE))))
   if not args.webhook_url:
     return []
   return [alerts | 'Webhook' >> beam.ParDo(PostToWebhook(
@@ -89,6 +92,20 @@ def write_dead_letters(dead_letters: List[Any], output_dir: str) -> None:
        | 'DeadLetterRecord' >> beam.Map(lambda d: d.to_dict())
        | 'WriteDeadLetters' >> beam.ParDo(
            AppendJsonl(os.path.join(output_dir, DEAD_LETTERS_FILE))))
+
+
+def _counted_window(record):
+  if record['pane'] == 'LATE':
+    metrics.LATE_HEADLINES.inc()
+  metrics.WINDOW_SHARE_NEGATIVE.labels(record['key']).set(
+      record['share_negative'])
+  return record
+
+
+def _counted_alert(alert):
+  if not alert.get('retracted'):
+    metrics.ALERTS.labels(alert['key']).inc()
+  return alert
 
 
 def _counted_parse_failure(dead_letter):

@@ -33,16 +33,19 @@ retracted: a record `{"alert_id": ..., "retracted": true}`, which
 compaction applies.
 
 Restart: `files_read.jsonl` holds the files read, which are not read again;
-`scored.jsonl` holds the headlines the open windows and the baselines
-need, so nothing is lost. A job stopped after scoring a file but before
-recording it reads that file again: its headlines keep their ids, and
-`scored.jsonl` and the changelogs keep one record per id.
+`scored.jsonl` holds every headline scored, from which the open windows
+and the baselines are computed again, so nothing is lost (each poll reads
+it whole: a cost that grows with the stream). A job stopped after scoring
+a file but before recording it reads that file again: its headlines keep
+their ids, and `read_scored` and the changelogs keep one record per id; a
+half-written last line is cut when the job starts.
 """
 
 import datetime
 import glob
 import json
 import os
+import stat
 import sys
 import threading
 from typing import Any, Dict, List, Optional, Set
@@ -57,9 +60,10 @@ from monitoring.headlines import EXTENSIONS
 from monitoring.headlines import format_time
 from monitoring.headlines import input_patterns
 from monitoring.headlines import parse_time
-from monitoring.headlines import ReadHeadlines
+from monitoring.headlines import ParseHeadlineFiles
 from monitoring.outputs import ALERTS_FILE
 from monitoring.outputs import ChangelogError
+from monitoring.outputs import CHANGELOGS
 from monitoring.outputs import FILES_READ_FILE
 from monitoring.outputs import MARKET
 from monitoring.outputs import read_changelog
@@ -82,24 +86,34 @@ class FileLedger:
     records = [record for _, record in read_jsonl(self._path)] \
         if os.path.exists(self._path) else []
     self._read = {record['path'] for record in records}
+    self._bytes: Dict[str, int] = {}  # as listed
     last = records[-1]['watermark'] if records else None
     self.watermark: Optional[float] = (
         parse_time(last).timestamp() if last else None)
 
   def new_files(self, patterns: List[str]) -> List[str]:
-    """Headline files matching `patterns` not read yet, oldest first."""
-    found = {path for pattern in patterns for path in glob.glob(pattern)
-             if os.path.isfile(path) and
-             os.path.splitext(path)[1].lower() in EXTENSIONS}
-    return sorted(found - self._read,
-                  key=lambda path: (os.path.getmtime(path), path))
+    """Headline files matching `patterns` not read yet, oldest first. A
+    file is known by its path: one replaced under the same name is not
+    read again."""
+    listed = {path for pattern in patterns for path in glob.glob(pattern)
+              if os.path.splitext(path)[1].lower() in EXTENSIONS}
+    found = []
+    for path in listed - self._read:
+      try:
+        status = os.stat(path)
+      except FileNotFoundError:  # gone since it was listed
+        continue
+      if stat.S_ISREG(status.st_mode):
+        found.append((status.st_mtime, path))
+        self._bytes[path] = status.st_size
+    return [path for _, path in sorted(found)]
 
   def record(self, paths: List[str], watermark: Optional[float]) -> None:
     now = datetime.datetime.now(datetime.timezone.utc).isoformat()
     mark = None if watermark is None else format_time(watermark)
     with open(self._path, 'a', encoding='utf-8') as f:
       for path in paths:
-        f.write(json.dumps({'path': path, 'bytes': os.path.getsize(path),
+        f.write(json.dumps({'path': path, 'bytes': self._bytes.pop(path),
                             'read_at': now, 'watermark': mark}) + '\n')
       f.flush()
       os.fsync(f.fileno())
@@ -193,8 +207,16 @@ class Watch:
     self._extract_tickers = extract_tickers
     self._options = options
     self._patterns = input_patterns(args.input)
-    self._ledger = FileLedger(args.output)
     self._store = os.path.join(args.output, SCORED_FILE)
+    # A poll stopped in the middle of a write is not in the ledger, so it
+    # runs again; the half line it left would break every later read.
+    for name in (FILES_READ_FILE, SCORED_FILE, *CHANGELOGS):
+      cut = cut_torn_tail(os.path.join(args.output, name))
+      if cut:
+        print(f'monitor: {name}: cut a last line without its newline '
+              f'({cut} bytes), left by a stop in the middle of a write',
+              file=sys.stderr, flush=True)
+    self._ledger = FileLedger(args.output)
 
   def run(self, stop: threading.Event, poll_seconds: float) -> None:
     """Polls until `stop` is set, then drains."""
@@ -230,7 +252,8 @@ class Watch:
     expired_before = (None if watermark is None else
                       watermark - config.allowed_lateness_seconds)
     pipeline = beam.Pipeline(options=self._options)
-    read = pipeline | 'Files' >> beam.Create(paths) | 'Read' >> ReadHeadlines()
+    read = (pipeline | 'Files' >> beam.Create(paths)
+            | 'Read' >> ParseHeadlineFiles())
     checked = read.headlines | 'TooLate' >> beam.Map(
         too_late, expired_before, config.window_seconds,
         config.period_seconds).with_outputs(DEAD_LETTERS, main='on_time')
@@ -336,6 +359,26 @@ class Retractions(beam.PTransform):
         | 'WithoutAlert' >> beam.FlatMap(
             lambda by_id: [retraction(w) for w in by_id[1]['window']]
             if not by_id[1]['alert'] else []))
+
+
+def cut_torn_tail(path: str) -> int:
+  """Cuts the last line of `path` if it has no newline (a stop in the
+  middle of a write left it); returns the bytes cut."""
+  if not os.path.exists(path):
+    return 0
+  with open(path, 'rb+') as f:
+    end = f.seek(0, os.SEEK_END)
+    position = end
+    while position > 0:
+      block = min(65536, position)
+      f.seek(position - block)
+      newline = f.read(block).rfind(b'\n')
+      if newline >= 0:
+        position = position - block + newline + 1
+        break
+      position -= block
+    f.truncate(position)
+  return end - position
 
 
 def _size(path: str) -> int:

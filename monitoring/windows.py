@@ -28,7 +28,6 @@ from apache_beam.utils.timestamp import Duration
 from apache_beam.utils.windowed_value import PaneInfoTiming
 
 from data.loaders import LABELS
-from monitoring import metrics
 from monitoring.headlines import format_time
 from monitoring.outputs import MARKET
 from monitoring.scoring import ScoredHeadline
@@ -117,9 +116,6 @@ def window_record(key: str, start: float, end: float,
                   aggregate: Dict[str, Any], pane: str,
                   pane_index: int) -> Dict[str, Any]:
   """A window record (module docstring); start and end in Unix seconds."""
-  if pane == 'LATE':
-    metrics.LATE_HEADLINES.inc()
-  metrics.WINDOW_SHARE_NEGATIVE.labels(key).set(aggregate['share_negative'])
   end_time = format_time(end)
   return {'id': f'{key}/{end_time}', 'key': key,
           'window_start': format_time(start), 'window_end': end_time,

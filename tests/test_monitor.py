@@ -164,10 +164,11 @@ def test_bounded_input_gets_the_same_windows_as_a_stream():
   """Files read once key by Beam's windows instead of windowing by them
   (WindowSentiment's docstring): the same records."""
   rng = random.Random(5)
-  scored = [_scored(rng.uniform(0, 90), rng.choice(('negative', 'neutral',
-                                                    'positive')),
+  # Some exactly on window starts (every 10 minutes).
+  minutes = [rng.uniform(0, 90) for _ in range(56)] + [0, 10, 40, 80]
+  scored = [_scored(m, rng.choice(('negative', 'neutral', 'positive')),
                     tickers=rng.choice(((), ('ACME',), ('ACME', 'BOLT'))),
-                    headline_id=f'h{i}') for i in range(60)]
+                    headline_id=f'h{i}') for i, m in enumerate(minutes)]
 
   def summary(records, name):
     return (records
@@ -423,6 +424,17 @@ def test_file_ledger_lists_new_headline_files_oldest_first(tmp_path):
   assert again.watermark == _at(7.5)
   assert [os.path.basename(p) for p in again.new_files(pattern)] == [
       'a.csv', 'e.JSON']
+
+
+def test_a_torn_last_line_is_cut(tmp_path):
+  path = tmp_path / 'scored.jsonl'
+  long_line = json.dumps({'id': 'x' * 70000}) + '\n'  # beyond one block
+  for content, cut in ((long_line + '{"id": "to', 10), (long_line, 0),
+                       ('{"id": "to', 10), ('', 0)):
+    path.write_text(content)
+    assert watch.cut_torn_tail(str(path)) == cut
+    assert path.read_text() == content[:len(content) - cut]
+  assert watch.cut_torn_tail(str(tmp_path / 'missing.jsonl')) == 0
 
 
 def test_a_scored_headline_survives_its_record():

@@ -250,7 +250,8 @@ def test_a_watched_directory_across_a_restart_writes_what_one_run_writes(
   """Three files landing in a watched directory, the job stopped and
   started again between the second and the third: the same windows and
   alerts, byte for byte, as one batch run over the whole stream; every
-  headline scored once; nothing read again by a third run."""
+  headline scored once; nothing read again by a third run, which also
+  cuts the half lines a stop in the middle of a write leaves."""
   export_dir, _, _ = exported_model
   _, _, batch = in_process
   _, rows = stream
@@ -263,13 +264,18 @@ def test_a_watched_directory_across_a_restart_writes_what_one_run_writes(
 
   def dropping(index, extra_lines=()):
     def step():
-      _drop(feed, f'part{index}.jsonl', parts[index], extra_lines)
+      # Brackets: a name is not a pattern.
+      _drop(feed, f'part[{index}].jsonl', parts[index], extra_lines)
       return index + 1
     return step
   first = _watch_session(feed, output_dir, export_dir, dropping(0),
                          dropping(1))
   second = _watch_session(feed, output_dir, export_dir,
                           dropping(2, MALFORMED_LINES))
+  # A stop in the middle of writes (a kill, a power cut) leaves half lines.
+  for name in (SCORED_FILE, WINDOWS_FILE):
+    with open(output_dir / name, 'a', encoding='utf-8') as f:
+      f.write('{"id": "torn')
   third = _watch_session(feed, output_dir, export_dir)
 
   outputs = {name: _records(os.path.join(output_dir, name))
@@ -277,14 +283,14 @@ def test_a_watched_directory_across_a_restart_writes_what_one_run_writes(
   assert outputs[WINDOWS_FILE] == batch[WINDOWS_FILE]
   assert outputs[ALERTS_FILE] == batch[ALERTS_FILE] != []
   assert [(d['stage'], d['where']) for d in outputs[DEAD_LETTERS_FILE]] == [
-      ('parse', f'part2.jsonl:{len(parts[2]) + 1}'),
-      ('parse', f'part2.jsonl:{len(parts[2]) + 2}')]
+      ('parse', f'part[2].jsonl:{len(parts[2]) + 1}'),
+      ('parse', f'part[2].jsonl:{len(parts[2]) + 2}')]
   assert [first['headlines_scored'], second['headlines_scored'],
           third['headlines_scored']] == [len(parts[0]) + len(parts[1]),
                                          len(parts[2]), 0]
   assert len(_records(os.path.join(output_dir, SCORED_FILE))) == len(rows)
   assert [os.path.basename(f['path']) for f in _files_read(output_dir)] == [
-      'part0.jsonl', 'part1.jsonl', 'part2.jsonl']
+      'part[0].jsonl', 'part[1].jsonl', 'part[2].jsonl']
 
 
 def test_a_watch_updates_closed_windows_with_late_headlines(
@@ -379,6 +385,9 @@ def test_ctrl_c_stops_a_watch_after_its_poll(stream, exported_model,
      '--file_system_poll_wait_seconds must be > 0'),
     (['--input', __file__, '--watch', '--output', 'o', '--saved_model', 'm'],
      '--watch watches a directory or a glob, and this is neither'),
+    (['--input', os.path.dirname(__file__), '--watch', '--output',
+      os.path.join(os.path.dirname(__file__), 'out'), '--saved_model', 'm'],
+     'is inside the watched --input'),
 ])
 def test_bad_flags_are_refused(flags, message, capsys):
   with pytest.raises(SystemExit) as exit_info:
