@@ -54,12 +54,16 @@ class ChangelogError(ValueError):
   """A line of an output file that is not a record; says file:line."""
 
 
-def read_jsonl(path: str) -> List[Tuple[str, Dict[str, Any]]]:
-  """(file:line, object) for each non-blank line of `path`."""
+def read_jsonl(path: str, offset: int = 0
+               ) -> List[Tuple[str, Dict[str, Any]]]:
+  """(file:line, object) for each non-blank line of `path`; from byte
+  `offset` on, lines are counted from there (file:+line after byte N)."""
   records = []
   with open(path, 'rb') as f:
+    f.seek(offset)
     for number, raw in enumerate(f, start=1):
-      where = f'{path}:{number}'
+      where = (f'{path}:{number}' if not offset else
+               f'{path}:+{number} after byte {offset}')
       try:
         line = raw.decode('utf-8')
       except UnicodeDecodeError as e:

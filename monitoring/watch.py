@@ -62,10 +62,8 @@ from monitoring.headlines import input_patterns
 from monitoring.headlines import parse_time
 from monitoring.headlines import ParseHeadlineFiles
 from monitoring.outputs import ALERTS_FILE
-from monitoring.outputs import ChangelogError
 from monitoring.outputs import CHANGELOGS
 from monitoring.outputs import FILES_READ_FILE
-from monitoring.outputs import MARKET
 from monitoring.outputs import read_changelog
 from monitoring.outputs import read_jsonl
 from monitoring.outputs import SCORED_FILE
@@ -73,6 +71,9 @@ from monitoring.outputs import WINDOWS_FILE
 from monitoring.scoring import ScoredHeadline
 from monitoring.shocks import retraction
 from monitoring.sinks import AppendJsonl
+from monitoring.windows import by_key
+from monitoring.windows import slot_start
+from monitoring.windows import window_starts
 from pipeline import configs
 
 
@@ -125,7 +126,9 @@ def read_scored(path: str, since: float = float('-inf'),
                 offset: int = 0) -> List[ScoredHeadline]:
   """The scored headlines in `path` from byte `offset` on, published at or
   after `since`: one per id (the last), in the order first scored."""
-  records = {r['id']: r for r in _tail_records(path, offset)}
+  if not os.path.exists(path):
+    return []
+  records = {r['id']: r for _, r in read_jsonl(path, offset)}
   return [ScoredHeadline.from_record(r) for r in records.values()
           if r['headline']['timestamp'] >= since]
 
@@ -136,7 +139,7 @@ def too_late(headline, expired_before: Optional[float], window_seconds: int,
   before `expired_before` (the watermark less the allowed lateness)."""
   if expired_before is None:
     return headline
-  slot = headline.timestamp - headline.timestamp % period_seconds
+  slot = slot_start(headline.timestamp, period_seconds)
   if slot + window_seconds >= expired_before:
     return headline
   metrics.HEADLINES.labels('dead_letter').inc()
@@ -279,7 +282,7 @@ class Watch:
     oldest = min([s.headline.timestamp for s in fresh] + [watermark])
     if watermark_before is not None:
       oldest = min(oldest, watermark_before)
-    judge_from = oldest - window - (oldest - window) % period
+    judge_from = slot_start(oldest - window, period)
     history_from = judge_from - config.shock.baseline_seconds - window
     late = [s for s in fresh if watermark_before is not None and
             s.headline.timestamp < watermark_before]
@@ -322,10 +325,9 @@ class Watch:
     window, period = config.window_seconds, config.period_seconds
     changed: Set[str] = set()
     for scored in late:
-      slot = scored.headline.timestamp - scored.headline.timestamp % period
-      for key in (MARKET, *scored.tickers):
-        for start in range(int(slot) - window + period, int(slot) + period,
-                           period):
+      slot = slot_start(scored.headline.timestamp, period)
+      for key, _ in by_key(scored):
+        for start in window_starts(slot, window, period):
           end = start + window
           if end <= watermark_before and \
               end + config.allowed_lateness_seconds >= watermark_before:
@@ -383,23 +385,3 @@ def cut_torn_tail(path: str) -> int:
 
 def _size(path: str) -> int:
   return os.path.getsize(path) if os.path.exists(path) else 0
-
-
-def _tail_records(path: str, offset: int = 0) -> List[Dict[str, Any]]:
-  """The JSON records of `path` from byte `offset` on."""
-  if not os.path.exists(path):
-    return []
-  with open(path, 'rb') as f:
-    f.seek(offset)
-    # Split on newlines only: a headline may hold U+2028 or U+0085, which
-    # str.splitlines() would also split on.
-    lines = f.read().decode('utf-8').split('\n')
-  records = []
-  for number, line in enumerate(lines, start=1):
-    if line.strip():
-      try:
-        records.append(json.loads(line))
-      except json.JSONDecodeError as e:
-        raise ChangelogError(f'{path}: line {number} after byte {offset}: '
-                             f'not valid JSON ({e.msg})') from None
-  return records

@@ -133,12 +133,24 @@ class _WindowRecord(beam.DoFn):
                         pane.index)
 
 
+def slot_start(timestamp: float, period_seconds: int) -> int:
+  """The start of the slot `timestamp` falls in: slots are the
+  `period_seconds` between two window starts."""
+  return int(timestamp - timestamp % period_seconds)
+
+
+def window_starts(slot: int, window_seconds: int,
+                  period_seconds: int) -> range:
+  """The starts of the sliding windows that cover the slot starting at
+  `slot`, oldest first."""
+  return range(slot - window_seconds + period_seconds, slot + period_seconds,
+               period_seconds)
+
+
 def _in_its_slot(scored: ScoredHeadline, period_seconds: int
                  ) -> Iterable[Tuple[Tuple[str, int], ScoredHeadline]]:
-  """scored -> ((key, slot start), scored) for each of its keys; slots are
-  the `period_seconds` between two window starts."""
-  timestamp = scored.headline.timestamp
-  slot = int(timestamp - timestamp % period_seconds)
+  """scored -> ((key, slot start), scored) for each of its keys."""
+  slot = slot_start(scored.headline.timestamp, period_seconds)
   for key, _ in by_key(scored):
     yield (key, slot), scored
 
@@ -148,8 +160,7 @@ def _slot_in_each_window(keyed_slot, window_seconds: int,
   """((key, slot start), accumulator) -> ((key, window start, window end),
   accumulator) for each sliding window that covers the slot."""
   (key, slot), accumulator = keyed_slot
-  for start in range(slot - window_seconds + period_seconds,
-                     slot + period_seconds, period_seconds):
+  for start in window_starts(slot, window_seconds, period_seconds):
     yield (key, start, start + window_seconds), accumulator
 
 
