@@ -26,7 +26,7 @@ from models import macro_f1
 from models import model_run as model_run_lib
 from models import profiling
 from models import rnn
-from models import smoothed_crossentropy
+from models import sparse_focal_crossentropy
 from models import strategy as strategy_lib
 from models import transformer
 
@@ -308,15 +308,17 @@ def compile_model(architecture: str, inputs: TrainingInputs,
                   hyperparameters: Dict[str, Any], learning_rate: float,
                   training: Dict[str, Any]) -> keras.Model:
   """The architecture's model, compiled for training with the peak
-  `learning_rate` and `training`'s schedule and label smoothing; call it in
+  `learning_rate` and `training`'s schedule, label smoothing and focal
+  weighting; call it in
   the strategy's scope."""
   model = build_model(architecture, inputs.vocabulary_size,
                       inputs.sequence_length, hyperparameters)
   model.compile(
       optimizer=keras.optimizers.Adam(
           learning_rate_schedule(training, learning_rate, inputs)),
-      loss=smoothed_crossentropy.SmoothedSparseCategoricalCrossentropy(
-          len(features.LABELS), training['label_smoothing']),
+      loss=sparse_focal_crossentropy.SparseFocalCrossentropy(
+          len(features.LABELS), training['label_smoothing'],
+          training['focal_gamma']),
       metrics=['sparse_categorical_accuracy',
                macro_f1.SparseMacroF1Score(len(features.LABELS))])
   return model
@@ -429,6 +431,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> Dict[str, Any]:
         'base_learning_rate': base_learning_rate,
         'learning_rate_schedule': training['learning_rate_schedule'],
         'label_smoothing': training['label_smoothing'],
+        'focal_gamma': training['focal_gamma'],
         'hyperparameters': hyperparameters,
         'tuned': bool(fn_args.hyperparameters),
         'weights_sha256': weights_digest(model),

@@ -101,9 +101,11 @@ class TrainingConfig:
   # .learning_rate_schedule).
   learning_rate_schedule: str = 'constant'
   warmup_epochs: float = 1.0
-  # Share of each target spread over all classes
-  # (models.smoothed_crossentropy); 0: the plain cross-entropy.
+  # Share of each target spread over all classes, and the focal loss's
+  # exponent, which weighs down examples already predicted well
+  # (models.sparse_focal_crossentropy); 0 and 0: the plain cross-entropy.
   label_smoothing: float = 0.0
+  focal_gamma: float = 0.0
   max_epochs: int = 12
   # Stops when held-out accuracy has not improved for `patience` epochs and
   # restores the best epoch's weights (loss turns up epochs earlier, as the

@@ -10,6 +10,7 @@ import argparse
 import dataclasses
 import json
 import logging as pylogging
+import math
 import os
 import sys
 import time
@@ -56,6 +57,8 @@ def _float_in(low: float, high: Optional[float], high_included: bool):
                f' and {"at most" if high_included else "below"} {high:g}')
       raise argparse.ArgumentTypeError(
           f'must be at least {low:g}{bound}, got {value}')
+    if math.isinf(number):
+      raise argparse.ArgumentTypeError(f'must be a finite number, got {value}')
     return number
   return parse
 
@@ -106,6 +109,11 @@ def add_training_flags(parser: argparse.ArgumentParser,
                       default=defaults.label_smoothing,
                       help='share of each target spread over all classes, '
                       'in [0, 1) (default: %(default)s)')
+  parser.add_argument('--focal_gamma', type=_float_in(0.0, None, False),
+                      default=defaults.focal_gamma,
+                      help='focal loss exponent: weighs each example by '
+                      '(1 - p)^gamma, p its probability of the right class; '
+                      '0 is the cross-entropy (default: %(default)s)')
   parser.add_argument('--seed', type=int, default=defaults.seed,
                       help='seed of the weights\' initialisation, dropout '
                       'and the shuffling of training batches (default: '
@@ -165,7 +173,8 @@ def training_config_from_args(args, defaults: configs.TrainingConfig
       early_stopping_monitor=args.early_stopping_monitor,
       learning_rate_schedule=args.learning_rate_schedule,
       warmup_epochs=args.warmup_epochs,
-      label_smoothing=args.label_smoothing, seed=args.seed)
+      label_smoothing=args.label_smoothing, focal_gamma=args.focal_gamma,
+      seed=args.seed)
 
 
 def _add_run_parser(subparsers) -> None:

@@ -20,7 +20,7 @@ def test_flags_reach_the_config():
                  '--early_stopping_monitor', 'val_macro_f1',
                  '--learning_rate_schedule', 'warmup_cosine',
                  '--warmup_epochs', '0.5', '--label_smoothing', '0.1',
-                 '--seed', '7',
+                 '--focal_gamma', '2', '--seed', '7',
                  '--direct_running_mode=in_memory']
   import argparse
   parser = argparse.ArgumentParser()
@@ -40,7 +40,8 @@ def test_flags_reach_the_config():
   assert (config.training.learning_rate_schedule,
           config.training.warmup_epochs,
           config.training.label_smoothing,
-          config.training.seed) == ('warmup_cosine', 0.5, 0.1, 7)
+          config.training.focal_gamma,
+          config.training.seed) == ('warmup_cosine', 0.5, 0.1, 2.0, 7)
   assert not config.check_drift
   assert config.beam_pipeline_args == ('--direct_num_workers=0',
                                        '--direct_running_mode=in_memory')
@@ -65,6 +66,10 @@ def test_flags_reach_the_config():
      'argument --label_smoothing: must be at least 0 and below 1, got 1'),
     (['--label_smoothing', 'nan'],
      'argument --label_smoothing: must be at least 0 and below 1, got nan'),
+    (['--focal_gamma', '-0.5'],
+     'argument --focal_gamma: must be at least 0, got -0.5'),
+    (['--focal_gamma', 'inf'],
+     'argument --focal_gamma: must be a finite number, got inf'),
     (['--seed', 'lucky'], "argument --seed: invalid int value: 'lucky'"),
     (['--label_smoothing', 'some'],
      "argument --label_smoothing: expected a number, got 'some'"),

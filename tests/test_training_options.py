@@ -1,5 +1,5 @@
-"""Training options of models.trainer: label smoothing (the loss against a
-count by hand) and the warm-up + cosine learning-rate schedule."""
+"""Training options of models.trainer: label smoothing and focal weighting
+(the loss against a count by hand) and the warm-up + cosine learning-rate schedule."""
 
 import math
 import types
@@ -8,7 +8,7 @@ import keras
 import numpy as np
 import pytest
 
-from models import smoothed_crossentropy
+from models import sparse_focal_crossentropy
 from models import trainer
 
 PROBABILITIES = np.array([[0.7, 0.2, 0.1], [0.1, 0.3, 0.6]], np.float32)
@@ -16,7 +16,7 @@ LABELS = np.array([0, 1])
 
 
 def test_label_smoothing_by_hand():
-  loss = smoothed_crossentropy.SmoothedSparseCategoricalCrossentropy(
+  loss = sparse_focal_crossentropy.SparseFocalCrossentropy(
       3, label_smoothing=0.3, reduction=None)
   # Targets: 0.7 + 0.1 on the label, 0.1 on each other class.
   expected = [-(0.8 * math.log(0.7) + 0.1 * math.log(0.2) +
@@ -28,8 +28,28 @@ def test_label_smoothing_by_hand():
       rtol=1e-5)
 
 
+def test_focal_weighting_by_hand():
+  loss = sparse_focal_crossentropy.SparseFocalCrossentropy(
+      3, focal_gamma=2.0, reduction=None)
+  # -(1 - p)^2 log p of the label's probability p: the confident right
+  # example (0.7) is weighed down 11 times, the unsure one (0.3) 2 times.
+  expected = [-(0.3 ** 2) * math.log(0.7), -(0.7 ** 2) * math.log(0.3)]
+  np.testing.assert_allclose(
+      keras.ops.convert_to_numpy(loss(LABELS, PROBABILITIES)), expected,
+      rtol=1e-5)
+
+
+def test_focal_weighting_of_smoothed_targets_by_hand():
+  loss = sparse_focal_crossentropy.SparseFocalCrossentropy(
+      3, label_smoothing=0.3, focal_gamma=1.0, reduction=None)
+  terms = [(0.8, 0.7), (0.1, 0.2), (0.1, 0.1)]
+  expected = -sum(target * (1 - p) * math.log(p) for target, p in terms)
+  assert float(loss(LABELS[:1], PROBABILITIES[:1])[0]) == pytest.approx(
+      expected, rel=1e-5)
+
+
 def test_no_smoothing_is_the_sparse_cross_entropy():
-  loss = smoothed_crossentropy.SmoothedSparseCategoricalCrossentropy(3)
+  loss = sparse_focal_crossentropy.SparseFocalCrossentropy(3)
   plain = keras.losses.SparseCategoricalCrossentropy()
   # Labels as Keras passes them from a [batch, 1] feature, too.
   for labels in (LABELS, LABELS[:, None]):
@@ -38,14 +58,18 @@ def test_no_smoothing_is_the_sparse_cross_entropy():
 
 
 def test_config_round_trip_and_bad_arguments():
-  loss = smoothed_crossentropy.SmoothedSparseCategoricalCrossentropy(
+  loss = sparse_focal_crossentropy.SparseFocalCrossentropy(
       3, label_smoothing=0.1)
   copy = keras.losses.deserialize(keras.losses.serialize(loss))
-  assert (copy.num_classes, copy.label_smoothing) == (3, 0.1)
+  assert (copy.num_classes, copy.label_smoothing, copy.focal_gamma) == (
+      3, 0.1, 0.0)
   with pytest.raises(ValueError, match='label_smoothing must be in'):
-    smoothed_crossentropy.SmoothedSparseCategoricalCrossentropy(3, 1.0)
+    sparse_focal_crossentropy.SparseFocalCrossentropy(3, 1.0)
+  for gamma in (-1.0, float('nan')):
+    with pytest.raises(ValueError, match='focal_gamma must be at least 0'):
+      sparse_focal_crossentropy.SparseFocalCrossentropy(3, focal_gamma=gamma)
   with pytest.raises(ValueError, match='num_classes must be at least 2'):
-    smoothed_crossentropy.SmoothedSparseCategoricalCrossentropy(1)
+    sparse_focal_crossentropy.SparseFocalCrossentropy(1)
 
 
 def _schedule(name, epochs=4, batches_per_epoch=10, warmup_epochs=1.0):

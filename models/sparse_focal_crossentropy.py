@@ -1,0 +1,64 @@
+"""Cross-entropy of integer labels, with label smoothing and focal weighting."""
+
+import keras
+
+
+@keras.saving.register_keras_serializable(package='finsent')
+class SparseFocalCrossentropy(keras.losses.Loss):
+  """Cross-entropy between integer labels and class probabilities, with
+  optional label smoothing and focal weighting.
+
+  Label smoothing: the target of an example with label k puts
+  1 - label_smoothing + label_smoothing / num_classes on class k and
+  label_smoothing / num_classes on every other class (Szegedy et al. 2016,
+  "Rethinking the Inception architecture", section 7).
+
+  Focal weighting: each class's term is multiplied by (1 - p)^focal_gamma,
+  p the predicted probability of that class, so examples the model already
+  gets right weigh less and the hard ones more (Lin et al. 2017, "Focal loss
+  for dense object detection"; no alpha balancing: class weights do that).
+
+  Keras's SparseCategoricalCrossentropy has neither; this is its
+  categorical cross-entropy (focal_gamma 0) or categorical focal
+  cross-entropy (alpha 1) on the one-hot labels. With both 0 it is the plain
+  sparse cross-entropy.
+
+  Shapes: `y_true` int [batch] or [batch, 1]; `y_pred` float
+  [batch, num_classes], probabilities; the loss per example float [batch].
+
+  Args:
+    num_classes: number of classes, the last dimension of `y_pred`.
+    label_smoothing: share of the target spread evenly over all classes,
+      in [0, 1).
+    focal_gamma: the focusing exponent, at least 0; 0 is the cross-entropy.
+  """
+
+  def __init__(self, num_classes: int, label_smoothing: float = 0.0,
+               focal_gamma: float = 0.0,
+               name: str = 'sparse_focal_crossentropy', **kwargs):
+    super().__init__(name=name, **kwargs)
+    if num_classes < 2:
+      raise ValueError(f'num_classes must be at least 2, got {num_classes}')
+    if not 0.0 <= label_smoothing < 1.0:
+      raise ValueError(f'label_smoothing must be in [0, 1), got '
+                       f'{label_smoothing}')
+    if not focal_gamma >= 0.0:
+      raise ValueError(f'focal_gamma must be at least 0, got {focal_gamma}')
+    self.num_classes = num_classes
+    self.label_smoothing = label_smoothing
+    self.focal_gamma = focal_gamma
+
+  def call(self, y_true, y_pred):
+    labels = keras.ops.reshape(keras.ops.cast(y_true, 'int32'), [-1])
+    one_hot = keras.ops.one_hot(labels, self.num_classes, dtype=y_pred.dtype)
+    if self.focal_gamma == 0.0:
+      return keras.losses.categorical_crossentropy(
+          one_hot, y_pred, label_smoothing=self.label_smoothing)
+    return keras.losses.categorical_focal_crossentropy(
+        one_hot, y_pred, alpha=1.0, gamma=self.focal_gamma,
+        label_smoothing=self.label_smoothing)
+
+  def get_config(self):
+    return {**super().get_config(), 'num_classes': self.num_classes,
+            'label_smoothing': self.label_smoothing,
+            'focal_gamma': self.focal_gamma}
