@@ -77,6 +77,8 @@ class SentimentServingModule(tf.Module):
     # tracked instead, as keras.export.ExportArchive does. The list also
     # holds state outside the layers' weights (dropout seed generators).
     self._classifier = functools.partial(model, training=False)
+    # The transformed features the model reads (its named inputs).
+    self._input_keys = sorted(model.input)
     self.model_variables = [v.value for v in model.variables]
     self.tft_layer = tft_output.transform_features_layer()
     raw_spec = tft_output.raw_feature_spec()
@@ -96,7 +98,7 @@ class SentimentServingModule(tf.Module):
   def _predict(self, raw_features):
     transformed = self.tft_layer(raw_features)
     probabilities = self._classifier(
-        {features.TOKEN_IDS_KEY: transformed[features.TOKEN_IDS_KEY]})
+        {k: transformed[k] for k in self._input_keys})
     if self._temperature != 1.0:
       probabilities = tf.nn.softmax(tf.math.log(tf.maximum(
           probabilities, calibration.SMALLEST_PROBABILITY)) /

@@ -8,6 +8,11 @@ Tokens are whole words, or (`tokenization='wordpiece'`) WordPiece subwords
 whose vocabulary tensorflow-text's learner builds from the training
 split's word counts on Beam: 'downgrades' becomes 'downgrade ##s', so a
 word seen rarely or never still shares its stem's embedding.
+
+With a pretrained encoder (`pretrained_encoder`, a keras-hub preset) the
+raw text also goes through that preset's own tokenizer, into the
+`encoder_*` features the fine-tuned Transformer reads
+(models.pretrained_encoder).
 """
 
 import os
@@ -22,6 +27,7 @@ import tensorflow_transform as tft
 import tensorflow_transform.beam as tft_beam
 
 from models import features
+from models import pretrained_encoder
 
 # Stable placeholder tokens for the parts of a feed whose exact value says
 # little about sentiment but whose presence does ("down 12%" vs "down 12").
@@ -151,8 +157,11 @@ def preprocessing_fn(inputs: Dict[str, Any],
   `oov_buckets` ids after the vocabulary are for unseen tokens); and
   `label_id`: int64 [N] when the input has a label. With WordPiece the
   tokens are subwords; the id vocabulary is built over them the same way.
+  With `pretrained_encoder` set, also the preset's encoder inputs, int64
+  [N, max_tokens] each (pretrained_encoder.encoder_features).
   """
-  tokens = tokenize(_dense_strings(inputs[features.TEXT_KEY]))
+  text = _dense_strings(inputs[features.TEXT_KEY])
+  tokens = tokenize(text)
   tokenization = custom_config['tokenization']
   if tokenization not in TOKENIZATIONS:
     raise ValueError(f'tokenization must be one of {TOKENIZATIONS}, got '
@@ -170,6 +179,10 @@ def preprocessing_fn(inputs: Dict[str, Any],
           default_value=features.PADDING_ID,
           shape=[None, custom_config['max_tokens']]),
   }
+  if custom_config['pretrained_encoder']:
+    outputs.update(pretrained_encoder.encoder_features(
+        text, custom_config['pretrained_encoder'],
+        custom_config['max_tokens']))
   if features.LABEL_KEY in inputs:
     outputs[features.LABEL_ID_KEY] = label_to_id(
         _dense_strings(inputs[features.LABEL_KEY]))

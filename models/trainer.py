@@ -24,6 +24,7 @@ from models import export
 from models import features
 from models import macro_f1
 from models import model_run as model_run_lib
+from models import pretrained_encoder as pretrained_encoder_lib
 from models import profiling
 from models import rnn
 from models import sparse_focal_crossentropy
@@ -41,9 +42,27 @@ LEARNING_RATE = 'learning_rate'
 LEARNING_RATE_SCHEDULES = ('constant', 'warmup_cosine')
 
 
+def model_input_keys(feature_spec: Dict[str, Any],
+                     pretrained_encoder: Optional[str]) -> List[str]:
+  """The transformed features the model reads: `token_ids`, or with a
+  pretrained encoder its encoder_* features, which Transform must have
+  written with that encoder's tokenizer."""
+  if not pretrained_encoder:
+    return [features.TOKEN_IDS_KEY]
+  keys = pretrained_encoder_lib.input_keys(feature_spec)
+  if not keys:
+    raise ValueError(
+        f'the Transform output has no {pretrained_encoder_lib.FEATURE_PREFIX}'
+        f'* features for the pretrained encoder {pretrained_encoder}: run '
+        'Transform with the same pretrained_encoder')
+  return keys
+
+
 def transformed_examples(file_patterns: List[str],
-                         feature_spec: Dict[str, Any]) -> tf.data.Dataset:
-  """Unbatched (token_ids dict, label_id) pairs from transformed TFRecords.
+                         feature_spec: Dict[str, Any],
+                         input_keys: List[str]) -> tf.data.Dataset:
+  """Unbatched ({input key: ids}, label_id) pairs from transformed
+  TFRecords.
 
   Sharded between multi-worker replicas by example, not by file: Beam
   writes as many files as it likes, often fewer than there are workers.
@@ -51,14 +70,13 @@ def transformed_examples(file_patterns: List[str],
   files = sorted(f for p in file_patterns for f in tf.io.gfile.glob(p))
   if not files:
     raise ValueError(f'no transformed examples match {file_patterns}')
-  spec = {k: feature_spec[k]
-          for k in (features.TOKEN_IDS_KEY, features.LABEL_ID_KEY)}
+  spec = {k: feature_spec[k] for k in [*input_keys, features.LABEL_ID_KEY]}
   options = tf.data.Options()
   options.experimental_distribute.auto_shard_policy = (
       tf.data.experimental.AutoShardPolicy.DATA)
   return tf.data.TFRecordDataset(files, compression_type='GZIP').map(
       lambda record: tf.io.parse_single_example(record, spec)).map(
-          lambda x: ({features.TOKEN_IDS_KEY: x[features.TOKEN_IDS_KEY]},
+          lambda x: ({k: x[k] for k in input_keys},
                      x[features.LABEL_ID_KEY])).with_options(options)
 
 
@@ -69,14 +87,17 @@ def split_for_early_stopping(examples: tf.data.Dataset,
 
   Early stopping watches this held-out part of the train split, so the eval
   split stays unseen until the Evaluator measures it. The choice hashes the
-  token ids, so it does not depend on the order Beam wrote the examples in,
-  and duplicate texts land on the same side.
+  token ids (the encoder's, for a pretrained encoder), so it does not
+  depend on the order Beam wrote the examples in, and duplicate texts land
+  on the same side.
   """
   buckets = max(2, round(1 / validation_fraction))
 
   def held_out(x, _):
+    token_ids = x.get(features.TOKEN_IDS_KEY,
+                      x.get(pretrained_encoder_lib.TOKEN_IDS_KEY))
     ids = tf.strings.reduce_join(
-        tf.strings.as_string(x[features.TOKEN_IDS_KEY]), separator=' ')
+        tf.strings.as_string(token_ids), separator=' ')
     return tf.strings.to_hash_bucket_fast(ids, buckets) == 0
 
   return (examples.filter(lambda x, y: tf.logical_not(held_out(x, y))),
@@ -129,10 +150,19 @@ def shuffled_batches(examples: tf.data.Dataset, batch_size: int, seed: int,
 
 
 def build_model(architecture: str, vocabulary_size: int, sequence_length: int,
-                hyperparameters: Dict[str, Any]) -> keras.Model:
+                hyperparameters: Dict[str, Any],
+                pretrained_encoder: Optional[str] = None) -> keras.Model:
+  """The architecture's model; with `pretrained_encoder` (a keras-hub
+  preset) the Transformer is that encoder under a classification head."""
   if architecture not in MODEL_BUILDERS:
     raise ValueError(f'architecture must be one of {sorted(MODEL_BUILDERS)}, '
                      f'got {architecture!r}')
+  if pretrained_encoder:
+    if architecture != 'transformer':
+      raise ValueError(f'a pretrained encoder replaces the transformer, not '
+                       f'the {architecture}')
+    return pretrained_encoder_lib.build_pretrained_encoder_classifier(
+        pretrained_encoder, sequence_length, **hyperparameters)
   return MODEL_BUILDERS[architecture](
       vocabulary_size=vocabulary_size, sequence_length=sequence_length,
       **hyperparameters)
@@ -215,6 +245,8 @@ class TrainingInputs:
   feature_spec: Dict[str, Any]
   vocabulary_size: int  # padding id 0 and the OOV buckets included
   sequence_length: int
+  pretrained_encoder: Optional[str]  # a keras-hub preset, or None
+  input_keys: List[str]  # the transformed features the model reads
   batch_size: int  # global: per replica x replicas
   fit_data: tf.data.Dataset  # batched, shuffled
   held_out: tf.data.Dataset  # unbatched, for calibration
@@ -236,8 +268,9 @@ def prepare_training(fn_args: tfx.components.FnArgs,
   feature_spec = tft_output.transformed_feature_spec()
   replicas = strategy.num_replicas_in_sync
   batch_size = training['batch_size'] * replicas
+  input_keys = model_input_keys(feature_spec, config['pretrained_encoder'])
   fit_examples, held_out = split_for_early_stopping(
-      transformed_examples(fn_args.train_files, feature_spec),
+      transformed_examples(fn_args.train_files, feature_spec, input_keys),
       training['validation_fraction'])
   weights = class_weights(fit_examples, training['class_weighting'])
   fit_data = shuffled_batches(
@@ -269,6 +302,8 @@ def prepare_training(fn_args: tfx.components.FnArgs,
           tft_output.vocabulary_size_by_name(features.TOKEN_VOCABULARY_NAME)
           + config['oov_buckets'] + 1),
       sequence_length=feature_spec[features.TOKEN_IDS_KEY].shape[0],
+      pretrained_encoder=config['pretrained_encoder'],
+      input_keys=input_keys,
       batch_size=batch_size,
       fit_data=fit_data.prefetch(tf.data.AUTOTUNE),
       held_out=held_out,
@@ -312,7 +347,8 @@ def compile_model(architecture: str, inputs: TrainingInputs,
   weighting; call it in
   the strategy's scope."""
   model = build_model(architecture, inputs.vocabulary_size,
-                      inputs.sequence_length, hyperparameters)
+                      inputs.sequence_length, hyperparameters,
+                      inputs.pretrained_encoder)
   model.compile(
       optimizer=keras.optimizers.Adam(
           learning_rate_schedule(training, learning_rate, inputs)),
@@ -412,7 +448,8 @@ def run_fn(fn_args: tfx.components.FnArgs) -> Dict[str, Any]:
     train_seconds = time.monotonic() - started
     calibration_summary = calibrate(
         model, inputs.held_out,
-        transformed_examples(fn_args.eval_files, inputs.feature_spec),
+        transformed_examples(fn_args.eval_files, inputs.feature_spec,
+                             inputs.input_keys),
         training['calibration'])
     logging.info('Calibration: %s', calibration_summary)
     export.export_serving_model(model, inputs.tft_output, serving_model_dir,
@@ -433,6 +470,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> Dict[str, Any]:
         'label_smoothing': training['label_smoothing'],
         'focal_gamma': training['focal_gamma'],
         'hyperparameters': hyperparameters,
+        'pretrained_encoder': inputs.pretrained_encoder,
         'tuned': bool(fn_args.hyperparameters),
         'weights_sha256': weights_digest(model),
         'calibration': calibration_summary,

@@ -39,6 +39,13 @@ def transformer_search_space(hp: keras_tuner.HyperParameters
   }
 
 
+def fine_tuning_search_space(hp: keras_tuner.HyperParameters
+                             ) -> Dict[str, Any]:
+  """A pretrained encoder's (pipeline.configs.FineTuningConfig): its
+  architecture is the preset's."""
+  return {'dropout': hp.Float('dropout', 0.0, 0.3, step=0.1)}
+
+
 SEARCH_SPACES: Dict[str, Callable[[keras_tuner.HyperParameters],
                                   Dict[str, Any]]] = {
     'rnn': rnn_search_space,
@@ -46,6 +53,23 @@ SEARCH_SPACES: Dict[str, Callable[[keras_tuner.HyperParameters],
 }
 if set(SEARCH_SPACES) != set(trainer.MODEL_BUILDERS):
   raise ImportError('SEARCH_SPACES must cover exactly the MODEL_BUILDERS')
+# Adam's learning rate, searched on a log scale: from scratch, and when
+# fine-tuning a pretrained encoder.
+LEARNING_RATE_RANGE = (1e-4, 3e-3)
+FINE_TUNING_LEARNING_RATE_RANGE = (1e-5, 1e-4)
+
+
+def search_space(architecture: str, pretrained_encoder: bool,
+                 hp: keras_tuner.HyperParameters) -> Dict[str, Any]:
+  """The builder's searched arguments and the learning rate
+  (trainer.LEARNING_RATE)."""
+  if pretrained_encoder:
+    space, (low, high) = (fine_tuning_search_space(hp),
+                          FINE_TUNING_LEARNING_RATE_RANGE)
+  else:
+    space, (low, high) = SEARCH_SPACES[architecture](hp), LEARNING_RATE_RANGE
+  return {**space, trainer.LEARNING_RATE: hp.Float(
+      trainer.LEARNING_RATE, low, high, sampling='log')}
 
 
 def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
@@ -60,13 +84,13 @@ def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
   replicas = strategy.num_replicas_in_sync
 
   def build(hp: keras_tuner.HyperParameters) -> keras.Model:
-    learning_rate = hp.Float(trainer.LEARNING_RATE, 1e-4, 3e-3,
-                             sampling='log')
+    searched = search_space(architecture,
+                            bool(config['pretrained_encoder']), hp)
+    learning_rate = searched.pop(trainer.LEARNING_RATE)
     # As the Trainer will build it (trainer.tuned_settings): the configured
     # values, the searched ones over them.
     return trainer.compile_model(
-        architecture, inputs,
-        {**config['hyperparameters'], **SEARCH_SPACES[architecture](hp)},
+        architecture, inputs, {**config['hyperparameters'], **searched},
         strategy_lib.scaled_learning_rate(learning_rate, replicas,
                                           training['learning_rate_scaling']),
         training)

@@ -58,6 +58,11 @@ class PreprocessingConfig:
   tokenization: str = 'words'
   # Size of the learned subword vocabulary (WordPiece only).
   wordpiece_vocabulary_size: int = 8000
+  # A keras-hub preset (a local directory, gs://, kaggle:// or hf://):
+  # Transform also writes its tokenizer's encoder_* features, and the
+  # Transformer is its pretrained encoder, fine-tuned (FineTuningConfig),
+  # instead of one trained from scratch (models.pretrained_encoder).
+  pretrained_encoder: Optional[str] = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,6 +82,17 @@ class TransformerConfig:
   num_heads: int = 4
   intermediate_dim: int = 128
   dropout: float = 0.3
+
+
+@dataclasses.dataclass(frozen=True)
+class FineTuningConfig:
+  """The Transformer as a pretrained encoder (preprocessing's
+  `pretrained_encoder`): arguments of
+  models.pretrained_encoder.build_pretrained_encoder_classifier, and the
+  learning rate that replaces TrainingConfig's for it."""
+  dropout: float = 0.1
+  # Fine-tuning takes small steps (BERT: 2e-5 to 5e-5); from scratch is 5e-4.
+  learning_rate: float = 5e-5
 
 
 @dataclasses.dataclass(frozen=True)
@@ -259,6 +275,7 @@ class PipelineConfig:
   preprocessing: PreprocessingConfig = PreprocessingConfig()
   rnn: RnnConfig = RnnConfig()
   transformer: TransformerConfig = TransformerConfig()
+  fine_tuning: FineTuningConfig = FineTuningConfig()
   training: TrainingConfig = TrainingConfig()
   tuning: TuningConfig = TuningConfig()
   thresholds: BlessingThresholds = BlessingThresholds()
@@ -292,11 +309,22 @@ class PipelineConfig:
 
   def trainer_custom_config(self, architecture: str) -> Dict:
     """What models.trainer.run_fn (and models.tuner.tuner_fn, from the
-    Tuner's) reads from the Trainer's custom_config."""
+    Tuner's) reads from the Trainer's custom_config. With a pretrained
+    encoder the Transformer's hyperparameters and learning rate are
+    `fine_tuning`'s."""
+    pretrained_encoder = (self.preprocessing.pretrained_encoder
+                          if architecture == 'transformer' else None)
+    training = dataclasses.asdict(self.training)
+    if pretrained_encoder:
+      hyperparameters = dataclasses.asdict(self.fine_tuning)
+      training['learning_rate'] = hyperparameters.pop('learning_rate')
+    else:
+      hyperparameters = dataclasses.asdict(getattr(self, architecture))
     return {
         'architecture': architecture,
-        'hyperparameters': dataclasses.asdict(getattr(self, architecture)),
-        'training': dataclasses.asdict(self.training),
+        'pretrained_encoder': pretrained_encoder,
+        'hyperparameters': hyperparameters,
+        'training': training,
         'tuning': dataclasses.asdict(self.tuning),
         'oov_buckets': self.preprocessing.oov_buckets,
     }

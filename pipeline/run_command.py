@@ -22,6 +22,7 @@ from components import data_gate
 from data import loaders
 from models import calibration
 from models import preprocessing
+from models import pretrained_encoder
 from models import strategy as strategy_lib
 from models import trainer as trainer_lib
 from pipeline import beam_runners
@@ -125,6 +126,24 @@ def add_training_flags(parser: argparse.ArgumentParser,
                       '%(default)s)')
 
 
+def _preset(value: str) -> str:
+  """An argparse type: a keras-hub preset (pretrained_encoder.check_preset)."""
+  try:
+    return pretrained_encoder.check_preset(value)
+  except pretrained_encoder.PresetError as e:
+    raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def add_pretrained_encoder_flag(parser: argparse.ArgumentParser,
+                                defaults: configs.PreprocessingConfig) -> None:
+  parser.add_argument('--pretrained_encoder', type=_preset,
+                      default=defaults.pretrained_encoder, metavar='PRESET',
+                      help='fine-tune this keras-hub preset\'s pretrained '
+                      'encoder as the Transformer, with its own tokenizer: a '
+                      'local directory, or a gs://, kaggle:// or hf:// '
+                      'handle (default: train the Transformer from scratch)')
+
+
 def add_preprocessing_flags(parser: argparse.ArgumentParser,
                             defaults: configs.PreprocessingConfig) -> None:
   """Transform's flags (pipeline.configs.PreprocessingConfig)."""
@@ -132,12 +151,14 @@ def add_preprocessing_flags(parser: argparse.ArgumentParser,
                       default=defaults.tokenization,
                       help='whole words, or WordPiece subwords learned on '
                       'Beam (default: %(default)s)')
+  add_pretrained_encoder_flag(parser, defaults)
 
 
 def preprocessing_config_from_args(args,
                                    defaults: configs.PreprocessingConfig
                                    ) -> configs.PreprocessingConfig:
-  return dataclasses.replace(defaults, tokenization=args.tokenization)
+  return dataclasses.replace(defaults, tokenization=args.tokenization,
+                             pretrained_encoder=args.pretrained_encoder)
 
 
 def add_tuning_flags(parser: argparse.ArgumentParser,

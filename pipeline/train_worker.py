@@ -45,6 +45,8 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
   parser.add_argument('--model_run_dir', required=True,
                       help="where the chief writes TensorBoard logs, the "
                       'profile and the training summary')
+  run_command.add_pretrained_encoder_flag(parser,
+                                          configs.PreprocessingConfig())
   run_command.add_training_flags(parser, defaults)
   return parser
 
@@ -55,8 +57,10 @@ def main(argv: Optional[List[str]] = None,
   train_files = os.path.join(args.transformed_examples, 'Split-train', '*')
   defaults = configs.PipelineConfig()
   config = dataclasses.replace(
-      defaults, training=run_command.training_config_from_args(
-          args, defaults.training))
+      defaults,
+      preprocessing=dataclasses.replace(
+          defaults.preprocessing, pretrained_encoder=args.pretrained_encoder),
+      training=run_command.training_config_from_args(args, defaults.training))
   fn_args = tfx.components.FnArgs(
       train_files=[train_files],
       eval_files=[os.path.join(args.transformed_examples, 'Split-eval', '*')],

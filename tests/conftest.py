@@ -141,15 +141,23 @@ SAMPLE_SEQUENCE_LENGTH = 24
 def transformed_sample(tmp_path_factory):
   """The bundled sample through preprocessing_fn on Beam, laid out like
   Transform's transform_graph and transformed_examples artifacts."""
-  root = str(tmp_path_factory.mktemp('transformed_sample'))
   records = list(loaders.read_records(configs.SAMPLE_DATA))
-  splits = {'train': records[:800], 'eval': records[800:]}
+  return transform_records(
+      str(tmp_path_factory.mktemp('transformed_sample')),
+      {'train': records[:800], 'eval': records[800:]},
+      dataclasses.replace(configs.PreprocessingConfig(),
+                          max_tokens=SAMPLE_SEQUENCE_LENGTH))
+
+
+def transform_records(root: str, splits, config: configs.PreprocessingConfig
+                      ) -> TransformedSample:
+  """`splits` ({'train': records, 'eval': records}) through preprocessing_fn
+  with `config` on Beam, analysed on train, written under `root`."""
   raw_spec = {features.TEXT_KEY: tf.io.FixedLenFeature([1], tf.string),
               features.LABEL_KEY: tf.io.FixedLenFeature([1], tf.string)}
   metadata = dataset_metadata.DatasetMetadata(
       schema_utils.schema_from_feature_spec(raw_spec))
-  config = dataclasses.asdict(dataclasses.replace(
-      configs.PreprocessingConfig(), max_tokens=SAMPLE_SEQUENCE_LENGTH))
+  config = dataclasses.asdict(config)
   rows = {split: [{features.TEXT_KEY: [r.text], features.LABEL_KEY: [r.label]}
                   for r in split_records]
           for split, split_records in splits.items()}

@@ -121,7 +121,7 @@ def test_tpu_batches_have_static_shapes(transformed_sample):
       [SAMPLE_SEQUENCE_LENGTH], tf.int64)
   examples = trainer.transformed_examples(
       [f'{transformed_sample.transformed_examples}/Split-train/*'],
-      feature_spec)
+      feature_spec, [features.TOKEN_IDS_KEY])
   batches = trainer.shuffled_batches(examples, 96, seed=1,
                                      static_shapes=True)
   assert batches.element_spec[0][features.TOKEN_IDS_KEY].shape.as_list() == [

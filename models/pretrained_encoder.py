@@ -1,0 +1,108 @@
+"""A pretrained keras-hub encoder, fine-tuned as the sentiment Transformer.
+
+A from-scratch model sees only the labelled headlines; an encoder
+pretrained on a large corpus (BERT-family: FinBERT, BERT-tiny/mini/small,
+DistilBERT, ...) brings what the words mean. Both halves come from one
+keras-hub preset, so training and serving tokenise as the encoder was
+pretrained:
+
+* Transform applies the preset's own tokenizer and packer
+  (`keras_hub.models.TextClassifierPreprocessor`) on Beam and saves them in
+  the transform graph, beside the whole-word `token_ids` the RNN reads:
+  `encoder_features`.
+* The Trainer loads the preset's backbone and its classification head
+  (`keras_hub.models.TextClassifier`) and fine-tunes them:
+  `build_pretrained_encoder_classifier`.
+
+A preset is a local directory as keras-hub's `save_to_preset` writes it
+(or as downloaded from Kaggle or Hugging Face), a `gs://` path, or a
+`kaggle://` / `hf://` handle where the hub can be reached.
+"""
+
+import os
+from typing import Dict, List
+
+import keras
+import keras_hub
+import tensorflow as tf
+
+from models import features
+
+# Transformed features holding the encoder's inputs are named
+# encoder_<input>, e.g. encoder_token_ids, encoder_padding_mask.
+FEATURE_PREFIX = 'encoder_'
+TOKEN_IDS_KEY = FEATURE_PREFIX + 'token_ids'
+
+
+class PresetError(ValueError):
+  """A preset that is not there or not a text classifier's."""
+
+
+def check_preset(preset: str) -> str:
+  """`preset`, if it can be a keras-hub preset: a handle (scheme://...), or
+  a directory holding keras-hub's config.json. Raises PresetError saying
+  what is missing."""
+  if '://' in preset:
+    return preset
+  if not os.path.isdir(preset):
+    raise PresetError(
+        f'{preset}: no such directory; a pretrained encoder is a keras-hub '
+        'preset directory (save_to_preset, or downloaded from Kaggle or '
+        'Hugging Face) or a kaggle://, hf:// or gs:// handle')
+  if not os.path.isfile(os.path.join(preset, 'config.json')):
+    raise PresetError(
+        f'{preset}: not a keras-hub preset: it has no config.json')
+  return preset
+
+
+def encoder_features(text: tf.Tensor, preset: str,
+                     sequence_length: int) -> Dict[str, tf.Tensor]:
+  """[N] raw strings -> the preset encoder's inputs, each int64
+  [N, sequence_length], named encoder_<input>.
+
+  For BERT-family presets: `encoder_token_ids` ([CLS] pieces [SEP],
+  truncated, 0-padded), `encoder_segment_ids` (0) and
+  `encoder_padding_mask` (1 for real tokens, 0 for padding).
+  """
+  preprocessor = keras_hub.models.TextClassifierPreprocessor.from_preset(
+      preset, sequence_length=sequence_length)
+  return {FEATURE_PREFIX + name: tf.cast(value, tf.int64)
+          for name, value in preprocessor(text).items()}
+
+
+def input_keys(feature_spec: Dict[str, object]) -> List[str]:
+  """The encoder's transformed features in `feature_spec`, sorted."""
+  return sorted(k for k in feature_spec if k.startswith(FEATURE_PREFIX))
+
+
+def build_pretrained_encoder_classifier(
+    preset: str, sequence_length: int,
+    num_classes: int = len(features.LABELS),
+    dropout: float = 0.1) -> keras.Model:
+  """The preset's backbone, its weights loaded, under keras-hub's
+  classification head for `num_classes` classes.
+
+  Args:
+    preset: the keras-hub preset (see the module docstring).
+    sequence_length: padded length of the encoder features; at most the
+      backbone's position table.
+    num_classes: size of the softmax output.
+    dropout: dropout of keras-hub's head, before its dense layer.
+
+  Returns:
+    A Keras model mapping the encoder features, `{'encoder_<input>': int64
+    [batch, sequence_length]}`, to class probabilities float32
+    [batch, num_classes].
+  """
+  classifier = keras_hub.models.TextClassifier.from_preset(
+      preset, num_classes=num_classes, preprocessor=None,
+      activation='softmax', dropout=dropout)
+  backbone_inputs = classifier.backbone.input
+  inputs = {FEATURE_PREFIX + name: keras.Input(
+      shape=(sequence_length,), dtype='int64', name=FEATURE_PREFIX + name)
+            for name in backbone_inputs}
+  probabilities = classifier({
+      name: keras.ops.cast(inputs[FEATURE_PREFIX + name], spec.dtype)
+      for name, spec in backbone_inputs.items()})
+  return keras.Model(inputs, probabilities,
+                     name='pretrained_encoder_classifier')

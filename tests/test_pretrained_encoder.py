@@ -1,0 +1,180 @@
+"""A pretrained keras-hub encoder as the Transformer, loaded from a preset on
+local disk (a hub cannot be reached here): a tiny BERT saved with
+keras-hub's own save_to_preset stands in for a downloaded one. Transform
+tokenises as the preset's tokenizer does, the Trainer fine-tunes the
+preset's weights, and the export serves raw text without keras-hub."""
+
+import collections
+import dataclasses
+import os
+import re
+
+import keras
+import keras_hub
+import numpy as np
+import pytest
+import tensorflow as tf
+from tfx import v1 as tfx
+
+from data import loaders
+from models import features
+from models import pretrained_encoder
+from models import trainer
+from pipeline import configs
+from pipeline import train_worker
+from tests.conftest import HEADLINES
+from tests.conftest import predict_in_fresh_process
+from tests.conftest import transform_records
+
+SEQUENCE_LENGTH = 16
+SPECIAL_TOKENS = ['[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]']
+
+
+@pytest.fixture(scope='module')
+def preset(tmp_path_factory):
+  """A 1-block BERT and its WordPiece tokenizer (the bundled sample's 400
+  most frequent words, and '##s'), saved as a keras-hub preset."""
+  counts = collections.Counter(
+      word for record in loaders.read_records(configs.SAMPLE_DATA)
+      for word in re.findall(r'\w+|[^\w\s]', record.text.lower()))
+  vocabulary = SPECIAL_TOKENS + [w for w, _ in counts.most_common(400)] + [
+      '##s']
+  directory = str(tmp_path_factory.mktemp('tiny_bert_preset'))
+  keras.utils.set_random_seed(1)
+  keras_hub.models.BertBackbone(
+      vocabulary_size=len(vocabulary), num_layers=1, num_heads=2,
+      hidden_dim=16, intermediate_dim=32,
+      max_sequence_length=64).save_to_preset(directory)
+  keras_hub.models.BertTokenizer(
+      vocabulary=vocabulary, lowercase=True).save_to_preset(directory)
+  return directory
+
+
+@pytest.fixture(scope='module')
+def transformed(preset, tmp_path_factory):
+  records = list(loaders.read_records(configs.SAMPLE_DATA))
+  return transform_records(
+      str(tmp_path_factory.mktemp('transformed_for_encoder')),
+      {'train': records[:300], 'eval': records[300:360]},
+      dataclasses.replace(configs.PreprocessingConfig(),
+                          max_tokens=SEQUENCE_LENGTH,
+                          pretrained_encoder=preset))
+
+
+def test_transform_tokenises_as_the_presets_own_preprocessor(preset,
+                                                             transformed):
+  import tensorflow_transform as tft
+  odd = ['Acme shares jump 12% after earnings', '', '😀😀 🚀',
+         'Überraschung: 利润大增', 'shares ' * 400, '$ACME -5% https://t.co/x']
+  ours = tft.TFTransformOutput(
+      transformed.transform_graph).transform_raw_features(
+          {features.TEXT_KEY: tf.constant([[t] for t in odd])})
+  theirs = keras_hub.models.TextClassifierPreprocessor.from_preset(
+      preset, sequence_length=SEQUENCE_LENGTH)(tf.constant(odd))
+  assert set(ours) == {features.TOKEN_IDS_KEY} | {
+      'encoder_' + name for name in theirs}
+  for name, value in theirs.items():
+    np.testing.assert_array_equal(ours['encoder_' + name].numpy(),
+                                  tf.cast(value, tf.int64).numpy())
+  ids = ours[pretrained_encoder.TOKEN_IDS_KEY].numpy()
+  # [CLS] pieces [SEP], padded: the empty text is [CLS] [SEP]; the long one
+  # is truncated; emoji and other scripts are [UNK] pieces.
+  cls, sep, unk = (SPECIAL_TOKENS.index(t) for t in ('[CLS]', '[SEP]',
+                                                     '[UNK]'))
+  assert ids[1].tolist() == [cls, sep] + [0] * (SEQUENCE_LENGTH - 2)
+  assert ids[4][0] == cls and ids[4][-1] == sep and 0 not in ids[4]
+  assert unk in ids[2] and unk in ids[3]
+
+
+def test_the_classifier_starts_from_the_presets_weights(preset):
+  model = pretrained_encoder.build_pretrained_encoder_classifier(
+      preset, SEQUENCE_LENGTH, dropout=0.2)
+  loaded = keras_hub.models.Backbone.from_preset(preset)
+  backbone = model.get_layer(index=-1).backbone
+  assert backbone.count_params() == loaded.count_params()
+  for ours, theirs in zip(backbone.weights, loaded.weights):
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(ours),
+                                  keras.ops.convert_to_numpy(theirs))
+  assert sorted(model.input) == ['encoder_padding_mask',
+                                 'encoder_segment_ids', 'encoder_token_ids']
+  batch = {k: np.ones((2, SEQUENCE_LENGTH), np.int64) for k in model.input}
+  probabilities = keras.ops.convert_to_numpy(model(batch))
+  assert probabilities.shape == (2, len(features.LABELS))
+  np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
+
+
+def _fn_args(transformed, tmp_path, preset):
+  config = dataclasses.replace(
+      configs.PipelineConfig(), preprocessing=dataclasses.replace(
+          configs.PreprocessingConfig(), pretrained_encoder=preset))
+  return tfx.components.FnArgs(
+      train_files=[os.path.join(transformed.transformed_examples,
+                                'Split-train', '*')],
+      eval_files=[os.path.join(transformed.transformed_examples,
+                               'Split-eval', '*')],
+      transform_graph_path=transformed.transform_graph,
+      serving_model_dir=str(tmp_path / 'serving'),
+      model_run_dir=str(tmp_path / 'model_run'),
+      train_steps=6,
+      custom_config=config.trainer_custom_config('transformer'))
+
+
+def test_run_fn_fine_tunes_and_the_export_serves_without_keras_hub(
+    preset, transformed, tmp_path):
+  summary = trainer.run_fn(_fn_args(transformed, tmp_path, preset))
+  assert summary['pretrained_encoder'] == preset
+  assert summary['hyperparameters'] == {
+      'dropout': configs.FineTuningConfig().dropout}
+  assert summary['base_learning_rate'] == configs.FineTuningConfig(
+  ).learning_rate
+  texts = [text for text, _ in HEADLINES]
+  served = predict_in_fresh_process(str(tmp_path / 'serving'), texts)
+  # load_saved_model.py fails if keras_hub, or any project module, had to
+  # be imported to serve.
+  assert served['modules'] == []
+  probabilities = np.array(served['probabilities'])
+  assert probabilities.shape == (len(texts), len(features.LABELS))
+  np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
+  assert served['labels'] == served['examples_labels']
+
+
+def test_transform_without_encoder_features_is_refused(transformed_sample,
+                                                       tmp_path, preset):
+  with pytest.raises(ValueError, match='has no encoder_\\* features for the '
+                     'pretrained encoder .*: run Transform with the same'):
+    trainer.run_fn(_fn_args(transformed_sample, tmp_path, preset))
+
+
+def test_the_configs_of_a_fine_tuned_transformer(preset):
+  config = dataclasses.replace(
+      configs.PipelineConfig(), preprocessing=dataclasses.replace(
+          configs.PreprocessingConfig(), pretrained_encoder=preset))
+  transformer = config.trainer_custom_config('transformer')
+  assert transformer['pretrained_encoder'] == preset
+  assert transformer['hyperparameters'] == {'dropout': 0.1}
+  assert transformer['training']['learning_rate'] == 5e-5
+  rnn = config.trainer_custom_config('rnn')
+  assert rnn['pretrained_encoder'] is None
+  assert rnn == {**configs.PipelineConfig().trainer_custom_config('rnn')}
+  with pytest.raises(ValueError, match='replaces the transformer, not the rnn'):
+    trainer.build_model('rnn', 10, SEQUENCE_LENGTH, {}, preset)
+
+
+def test_bad_presets_are_refused(tmp_path, capsys):
+  empty = tmp_path / 'empty'
+  empty.mkdir()
+  for preset, message in (
+      (str(tmp_path / 'nowhere'), 'no such directory; a pretrained encoder '
+       'is a keras-hub preset directory'),
+      (str(empty), 'not a keras-hub preset: it has no config.json')):
+    with pytest.raises(SystemExit) as exited:
+      train_worker.main(['--architecture', 'transformer',
+                         '--transform_graph', 'g',
+                         '--transformed_examples', 'e',
+                         '--serving_model_dir', 's', '--model_run_dir', 'm',
+                         '--pretrained_encoder', preset])
+    assert exited.value.code == 2
+    assert f'argument --pretrained_encoder: {preset}: {message}' in (
+        capsys.readouterr().err)
+  assert pretrained_encoder.check_preset(
+      'kaggle://keras/bert/keras/bert_tiny_en_uncased/2').startswith('kaggle')
