@@ -1,7 +1,7 @@
 """`finsent errors`: where each exported model errs, on labelled data.
 
   finsent errors --data PATH --output DIR [--saved_model NAME=DIR ...]
-                 [--serving_model_dir DIR] [--top N]
+                 [--serving_model_dir DIR] [--top N] [--ensemble]
 
 Calls each SavedModel's raw-text signature (`serving_default`, what TF
 Serving and the monitoring job call) on every record of PATH, and writes:
@@ -15,7 +15,9 @@ Serving and the monitoring job call) on every record of PATH, and writes:
 
 PATH is a data file, or a data folder (the eval file of a train/eval folder
 such as Twitter-FNS). Without --saved_model, the newest pushed version of
-each architecture under --serving_model_dir is read.
+each architecture under --serving_model_dir is read. --ensemble also
+reports the mean of the models' probabilities, as a model named
+`ensemble`: what averaging them would buy, before building it.
 """
 
 import argparse
@@ -36,6 +38,7 @@ from monitoring import entities
 from pipeline import configs
 
 PREDICT_BATCH_SIZE = 256
+ENSEMBLE_NAME = 'ensemble'
 # Named slices: a function of the text giving its value.
 SLICES: Dict[str, Callable[[str], str]] = {
     'words': features.length_bucket,
@@ -285,6 +288,9 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
   parser.add_argument('--top', type=_positive_int, default=10,
                       help='confident mistakes listed per model (default: '
                       '%(default)s)')
+  parser.add_argument('--ensemble', action='store_true',
+                      help=f'also report the mean of the models\' '
+                      f'probabilities, as "{ENSEMBLE_NAME}"')
   return parser
 
 
@@ -296,6 +302,11 @@ def main(argv: Optional[List[str]] = None,
                     else latest_pushed_models(args.serving_model_dir))
     if args.saved_model and len(saved_models) != len(args.saved_model):
       raise ErrorReportError('each --saved_model NAME must be different')
+    if args.ensemble and (len(saved_models) < 2 or
+                          ENSEMBLE_NAME in saved_models):
+      raise ErrorReportError(
+          f'--ensemble needs two models or more, none named '
+          f'{ENSEMBLE_NAME!r}; got {", ".join(saved_models)}')
     data, records, caveat = evaluation_records(args.data)
   except (ErrorReportError, loaders.DataFormatError) as e:
     print(f'{prog}: error: {e}', file=sys.stderr)
@@ -303,7 +314,7 @@ def main(argv: Optional[List[str]] = None,
   if caveat:
     print(f'{prog}: note: the examples are {caveat}', file=sys.stderr)
   texts = [r.text for r in records]
-  models = []
+  models, probabilities_by_model = [], []
   for name, path in saved_models.items():
     print(f'{name}: predicting {len(texts):,} texts with {path}',
           file=sys.stderr)
@@ -313,6 +324,11 @@ def main(argv: Optional[List[str]] = None,
       print(f'{prog}: error: {e}', file=sys.stderr)
       return 2
     models.append(summarise(name, path, records, probabilities, args.top))
+    probabilities_by_model.append(probabilities)
+  if args.ensemble:
+    models.append(summarise(
+        ENSEMBLE_NAME, ' + '.join(saved_models.values()), records,
+        np.mean(probabilities_by_model, axis=0), args.top))
   os.makedirs(args.output, exist_ok=True)
   with open(os.path.join(args.output, 'errors.md'), 'w') as f:
     f.write(format_markdown(data, len(records), models, caveat))

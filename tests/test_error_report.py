@@ -77,13 +77,20 @@ def test_command_writes_the_report_for_a_saved_model(exported_model,
   output = tmp_path / 'report'
   code = error_report.main(['--data', str(data), '--output', str(output),
                             '--saved_model', f'rnn={export_dir}',
-                            '--saved_model', f'again={export_dir}'])
+                            '--saved_model', f'again={export_dir}',
+                            '--ensemble'])
   assert code == 0
   result = json.loads((output / 'errors.json').read_text())
   assert result['examples'] == len(rows)
-  first, second = result['models']
+  first, second, ensemble = result['models']
   assert first['name'] == 'rnn' and second['name'] == 'again'
   assert first['confusion'] == second['confusion']
+  # The mean of one model's probabilities twice is that model's.
+  assert ensemble['name'] == 'ensemble'
+  assert ensemble['saved_model'] == f'{export_dir} + {export_dir}'
+  assert {k: v for k, v in ensemble.items()
+          if k not in ('name', 'saved_model')} == {
+              k: v for k, v in first.items() if k not in ('name', 'saved_model')}
   assert sum(map(sum, first['confusion'])) == len(rows)
   assert first['by_slice']['cashtag']['yes']['count'] == 1
   markdown = (output / 'errors.md').read_text()
@@ -126,6 +133,10 @@ def test_bad_data_and_missing_models_are_named(exported_model, tmp_path,
                             '--saved_model', f'a={export_dir}',
                             '--saved_model', f'a={export_dir}']) == 2
   assert 'must be different' in capsys.readouterr().err
+  assert error_report.main(['--data', str(bad), '--output', str(output),
+                            '--saved_model', f'a={export_dir}',
+                            '--ensemble']) == 2
+  assert '--ensemble needs two models or more' in capsys.readouterr().err
   broken = tmp_path / 'broken'
   broken.mkdir()
   (broken / 'saved_model.pb').write_bytes(b'not a protobuf')
