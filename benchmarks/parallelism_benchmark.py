@@ -60,6 +60,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 import numpy as np
 
 from benchmarks import host
+from pipeline import flag_types
 
 DISPLAY_NAMES = {'rnn': 'RNN', 'transformer': 'Transformer'}
 MODES = ('train', 'inference')
@@ -867,17 +868,6 @@ def write_results(output: str, results: Dict, report: str,
         f'to {output} ({results["wall_seconds"]:.0f} s)')
 
 
-def positive_int(text: str) -> int:
-  try:
-    value = int(text)
-  except ValueError:
-    value = 0
-  if value <= 0:
-    raise argparse.ArgumentTypeError(f'must be a positive integer, got '
-                                     f'{text!r}')
-  return value
-
-
 def build_parser(prog: str) -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(
       prog=prog, description=__doc__.split('\n\n', 2)[2],
@@ -899,21 +889,21 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
                     ('batch_sizes', 'batch sizes to sweep'),
                     ('threads', 'CPU thread counts, one process each')):
     parser.add_argument(
-        f'--{key}', nargs='+', type=positive_int, metavar='N',
+        f'--{key}', nargs='+', type=flag_types.positive_int, metavar='N',
         help=f'{what}; default {" ".join(map(str, FULL[key]))} '
         f'({" ".join(map(str, QUICK[key]))} with --quick)')
   for key, what in (('repeats', 'timed repeats per cell, model and mode'),
                     ('steps', 'steps per repeat'),
                     ('warmup_steps', 'untimed steps per model and mode '
                      'before a cell\'s repeats')):
-    parser.add_argument(f'--{key}', type=positive_int, metavar='N',
+    parser.add_argument(f'--{key}', type=flag_types.positive_int, metavar='N',
                         help=f'{what}; default {FULL[key]} ({QUICK[key]} '
                         'with --quick)')
-  parser.add_argument('--match_length', type=positive_int, default=128,
+  parser.add_argument('--match_length', type=flag_types.positive_int, default=128,
                       metavar='N', help='sequence length at which '
                       'rnn_matched matches the Transformer\'s forward '
                       'FLOPs/token (default 128)')
-  parser.add_argument('--peak_matrix_size', type=positive_int, default=2048,
+  parser.add_argument('--peak_matrix_size', type=flag_types.positive_int, default=2048,
                       metavar='N', help='side of the peak matmul (default '
                       '2048; a GPU needs 8192 or so to reach its peak)')
   return parser

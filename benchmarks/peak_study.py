@@ -42,6 +42,7 @@ import time
 from typing import Dict, List, Optional
 
 from benchmarks import parallelism_benchmark as bench
+from pipeline import flag_types
 
 # A step's op types whose FLOPs the benchmark counts (forward_flops counts
 # matmuls only): TensorFlow's and oneDNN's (_Mkl*, _Fused*) matmuls, and the
@@ -356,7 +357,7 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
                     ('warmup_steps', 'untimed steps before the repeats'),
                     ('profile_steps', 'Transformer training steps profiled'),
                     ('peak_matrix_size', 'side of the peak matmul')):
-    parser.add_argument(f'--{key}', type=bench.positive_int, metavar='N',
+    parser.add_argument(f'--{key}', type=flag_types.positive_int, metavar='N',
                         help=f'{what}; default {FULL[key]} ({QUICK[key]} '
                         'with --quick)')
   return parser

@@ -31,6 +31,7 @@ import yaml
 
 from pipeline import beam_runners
 from pipeline import configs
+from pipeline import flag_types
 from pipeline import pipeline as pipeline_lib
 from pipeline import run_command
 
@@ -113,17 +114,6 @@ def _split(value: str):
   return name, pattern
 
 
-def _positive_float(value: str) -> float:
-  try:
-    number = float(value)
-  except ValueError:
-    raise argparse.ArgumentTypeError(
-        f'expected a number, got {value!r}') from None
-  if number <= 0:
-    raise argparse.ArgumentTypeError(f'must be above 0, got {number:g}')
-  return number
-
-
 def build_parser(prog: str) -> argparse.ArgumentParser:
   kubeflow = configs.KubeflowConfig()
   parser = argparse.ArgumentParser(
@@ -158,10 +148,10 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
                       help="let Kubeflow reuse the outputs of tasks whose "
                       "inputs did not change")
   resources = kubeflow.trainer
-  parser.add_argument('--trainer_cpu_limit', type=_positive_float,
+  parser.add_argument('--trainer_cpu_limit', type=flag_types.float_in(0.0, low_included=False),
                       default=resources.cpu_limit,
                       help='CPUs of each Trainer and Tuner (default: %(default)g)')
-  parser.add_argument('--trainer_memory_limit', type=_positive_float,
+  parser.add_argument('--trainer_memory_limit', type=flag_types.float_in(0.0, low_included=False),
                       default=resources.memory_limit_gb,
                       help='memory of each Trainer and Tuner in GB (default: '
                       '%(default)g)')

@@ -36,6 +36,7 @@ from models import calibration
 from models import features
 from monitoring import entities
 from pipeline import configs
+from pipeline import flag_types
 
 PREDICT_BATCH_SIZE = 256
 ENSEMBLE_NAME = 'ensemble'
@@ -262,13 +263,6 @@ def _named_saved_model(value: str) -> Tuple[str, str]:
   return name, path
 
 
-def _positive_int(value: str) -> int:
-  if not value.isdigit() or int(value) < 1:
-    raise argparse.ArgumentTypeError(f'expected a whole number >= 1, got '
-                                     f'{value!r}')
-  return int(value)
-
-
 def build_parser(prog: str) -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(
       prog=prog, description=__doc__.split('\n\n', 2)[2],
@@ -285,7 +279,7 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
                       default=configs.PipelineConfig().serving_root,
                       help='without --saved_model: the newest pushed version '
                       'of each architecture here (default: %(default)s)')
-  parser.add_argument('--top', type=_positive_int, default=10,
+  parser.add_argument('--top', type=flag_types.positive_int, default=10,
                       help='confident mistakes listed per model (default: '
                       '%(default)s)')
   parser.add_argument('--ensemble', action='store_true',

@@ -10,7 +10,6 @@ import argparse
 import dataclasses
 import json
 import logging as pylogging
-import math
 import os
 import sys
 import time
@@ -27,41 +26,10 @@ from models import strategy as strategy_lib
 from models import trainer as trainer_lib
 from pipeline import beam_runners
 from pipeline import configs
+from pipeline import flag_types
 from pipeline import pipeline as pipeline_lib
 from pipeline import summary as summary_lib
 from tfx import v1 as tfx
-
-
-def _positive_int(value: str) -> int:
-  try:
-    number = int(value)
-  except ValueError:
-    raise argparse.ArgumentTypeError(
-        f'expected a whole number, got {value!r}') from None
-  if number < 1:
-    raise argparse.ArgumentTypeError(f'must be at least 1, got {number}')
-  return number
-
-
-def _float_in(low: float, high: Optional[float], high_included: bool):
-  """An argparse type: a float from `low` (included) to `high`."""
-  def parse(value: str) -> float:
-    try:
-      number = float(value)
-    except ValueError:
-      raise argparse.ArgumentTypeError(
-          f'expected a number, got {value!r}') from None
-    above_high = high is not None and (
-        number > high if high_included else number >= high)
-    if not number >= low or above_high:  # `not >=` also catches nan
-      bound = ('' if high is None else
-               f' and {"at most" if high_included else "below"} {high:g}')
-      raise argparse.ArgumentTypeError(
-          f'must be at least {low:g}{bound}, got {value}')
-    if math.isinf(number):
-      raise argparse.ArgumentTypeError(f'must be a finite number, got {value}')
-    return number
-  return parse
 
 
 def add_training_flags(parser: argparse.ArgumentParser,
@@ -73,16 +41,16 @@ def add_training_flags(parser: argparse.ArgumentParser,
                       'TPU if --tpu, multi-worker if TF_CONFIG names a '
                       'cluster, mirrored over several GPUs or --cpu_replicas '
                       '> 1, else one device)')
-  parser.add_argument('--cpu_replicas', type=_positive_int,
+  parser.add_argument('--cpu_replicas', type=flag_types.positive_int,
                       default=defaults.cpu_replicas,
                       help='mirrored: split the CPU into this many logical '
                       'devices, one replica each (default: %(default)s)')
   parser.add_argument('--tpu', default=defaults.tpu,
                       help="TPU to train on: a Cloud TPU name, "
                       "grpc://host:port, or 'local' (a TPU VM)")
-  parser.add_argument('--max_epochs', type=_positive_int,
+  parser.add_argument('--max_epochs', type=flag_types.positive_int,
                       default=defaults.max_epochs)
-  parser.add_argument('--train_steps', type=_positive_int, default=None,
+  parser.add_argument('--train_steps', type=flag_types.positive_int, default=None,
                       help='stop each Trainer after this many batches (TFX '
                       'TrainArgs.num_steps); default: epochs until early '
                       'stopping')
@@ -102,15 +70,15 @@ def add_training_flags(parser: argparse.ArgumentParser,
                       help='constant, or a linear warm-up over '
                       '--warmup_epochs then a cosine decay to 0 by '
                       '--max_epochs (default: %(default)s)')
-  parser.add_argument('--warmup_epochs', type=_float_in(0.0, None, False),
+  parser.add_argument('--warmup_epochs', type=flag_types.float_in(0.0),
                       default=defaults.warmup_epochs,
                       help='epochs of warm-up in warmup_cosine (default: '
                       '%(default)s)')
-  parser.add_argument('--label_smoothing', type=_float_in(0.0, 1.0, False),
+  parser.add_argument('--label_smoothing', type=flag_types.float_in(0.0, 1.0),
                       default=defaults.label_smoothing,
                       help='share of each target spread over all classes, '
                       'in [0, 1) (default: %(default)s)')
-  parser.add_argument('--focal_gamma', type=_float_in(0.0, None, False),
+  parser.add_argument('--focal_gamma', type=flag_types.float_in(0.0),
                       default=defaults.focal_gamma,
                       help='focal loss exponent: weighs each example by '
                       '(1 - p)^gamma, p its probability of the right class; '
@@ -169,10 +137,10 @@ def add_tuning_flags(parser: argparse.ArgumentParser,
                       help='run a TFX Tuner (keras-tuner random search) '
                       'before each Trainer, which then trains with the best '
                       'hyperparameters found')
-  parser.add_argument('--tuner_max_trials', type=_positive_int,
+  parser.add_argument('--tuner_max_trials', type=flag_types.positive_int,
                       default=defaults.max_trials,
                       help='trials per architecture (default: %(default)s)')
-  parser.add_argument('--tuner_epochs_per_trial', type=_positive_int,
+  parser.add_argument('--tuner_epochs_per_trial', type=flag_types.positive_int,
                       default=defaults.epochs_per_trial,
                       help='most epochs of one trial (default: %(default)s)')
 

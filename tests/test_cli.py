@@ -70,6 +70,8 @@ def test_flags_reach_the_config():
      'argument --focal_gamma: must be at least 0, got -0.5'),
     (['--focal_gamma', 'inf'],
      'argument --focal_gamma: must be a finite number, got inf'),
+    (['--tuner_max_trials', 'few'],
+     "argument --tuner_max_trials: expected a whole number, got 'few'"),
     (['--seed', 'lucky'], "argument --seed: invalid int value: 'lucky'"),
     (['--label_smoothing', 'some'],
      "argument --label_smoothing: expected a number, got 'some'"),

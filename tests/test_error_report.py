@@ -108,7 +108,7 @@ def test_command_writes_the_report_for_a_saved_model(exported_model,
 @pytest.mark.parametrize('flags,message', [
     (['--saved_model', 'rnn'], 'expected NAME=DIR'),
     (['--saved_model', 'rnn=/nowhere'], '/nowhere holds no saved_model.pb'),
-    (['--top', '0'], 'expected a whole number >= 1'),
+    (['--top', '0'], 'argument --top: must be at least 1, got 0'),
 ])
 def test_bad_flags_exit_2(flags, message, tmp_path, capsys):
   with pytest.raises(SystemExit) as exit_info:

@@ -129,7 +129,7 @@ def test_figures_by_hand():
 @pytest.mark.parametrize('flags, message', [
     (['--variants', 'fused_attention'], 'invalid choice'),
     (['--variants'], 'expected at least one argument'),
-    (['--batch_size', '0'], 'must be a positive integer'),
+    (['--batch_size', '0'], 'must be at least 1, got 0'),
     (['--threads', str(len(os.sched_getaffinity(0)) + 1)], 'may use'),
 ])
 def test_bad_flags_are_argparse_errors(flags, message, tmp_path, capsys):

@@ -1,0 +1,48 @@
+"""argparse types of finsent's numeric flags, one per kind of number.
+
+A bad value makes argparse exit 2 with the flag's name and what was wrong:
+"argument --max_epochs: must be at least 1, got 0".
+"""
+
+import argparse
+import math
+from typing import Callable, Optional
+
+
+def positive_int(value: str) -> int:
+  """A whole number from 1 up."""
+  try:
+    number = int(value)
+  except ValueError:
+    raise argparse.ArgumentTypeError(
+        f'expected a whole number, got {value!r}') from None
+  if number < 1:
+    raise argparse.ArgumentTypeError(f'must be at least 1, got {number}')
+  return number
+
+
+def float_in(low: float, high: Optional[float] = None, *,
+             low_included: bool = True,
+             high_included: bool = False) -> Callable[[str], float]:
+  """A finite number from `low` to `high` (None: no upper bound), each end
+  included or not."""
+  def parse(value: str) -> float:
+    try:
+      number = float(value)
+    except ValueError:
+      raise argparse.ArgumentTypeError(
+          f'expected a number, got {value!r}') from None
+    # `not >=` / `not >` also catch nan.
+    below_low = not (number >= low if low_included else number > low)
+    above_high = high is not None and (
+        number > high if high_included else number >= high)
+    if below_low or above_high:
+      bound = ('' if high is None else
+               f' and {"at most" if high_included else "below"} {high:g}')
+      raise argparse.ArgumentTypeError(
+          f'must be {"at least" if low_included else "above"} {low:g}'
+          f'{bound}, got {value}')
+    if math.isinf(number):
+      raise argparse.ArgumentTypeError(f'must be a finite number, got {value}')
+    return number
+  return parse
