@@ -15,8 +15,9 @@ pretrained:
   `build_pretrained_encoder_classifier`.
 
 A preset is a local directory as keras-hub's `save_to_preset` writes it
-(or as downloaded from Kaggle or Hugging Face), a `gs://` path, or a
-`kaggle://` / `hf://` handle where the hub can be reached.
+(or as downloaded from Kaggle or Hugging Face), a `gs://` path, or, where
+the hub can be reached, a `kaggle://` / `hf://` handle or the name of one
+of keras-hub's text classifier presets (`bert_tiny_en_uncased`, ...).
 """
 
 import os
@@ -39,16 +40,17 @@ class PresetError(ValueError):
 
 
 def check_preset(preset: str) -> str:
-  """`preset`, if it can be a keras-hub preset: a handle (scheme://...), or
-  a directory holding keras-hub's config.json. Raises PresetError saying
-  what is missing."""
-  if '://' in preset:
+  """`preset`, if it can be a keras-hub preset: a handle (scheme://...), a
+  name keras-hub knows, or a directory holding keras-hub's config.json.
+  Raises PresetError saying what is missing."""
+  if '://' in preset or preset in keras_hub.models.TextClassifier.presets:
     return preset
   if not os.path.isdir(preset):
     raise PresetError(
         f'{preset}: no such directory; a pretrained encoder is a keras-hub '
         'preset directory (save_to_preset, or downloaded from Kaggle or '
-        'Hugging Face) or a kaggle://, hf:// or gs:// handle')
+        'Hugging Face), a kaggle://, hf:// or gs:// handle, or a keras-hub '
+        'preset name such as bert_tiny_en_uncased')
   if not os.path.isfile(os.path.join(preset, 'config.json')):
     raise PresetError(
         f'{preset}: not a keras-hub preset: it has no config.json')

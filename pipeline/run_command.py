@@ -108,8 +108,10 @@ def add_pretrained_encoder_flag(parser: argparse.ArgumentParser,
                       default=defaults.pretrained_encoder, metavar='PRESET',
                       help='fine-tune this keras-hub preset\'s pretrained '
                       'encoder as the Transformer, with its own tokenizer: a '
-                      'local directory, or a gs://, kaggle:// or hf:// '
-                      'handle (default: train the Transformer from scratch)')
+                      'local directory; a gs://, kaggle:// or hf:// handle; '
+                      'or a keras-hub preset name such as '
+                      'bert_tiny_en_uncased (default: train the Transformer '
+                      'from scratch)')
 
 
 def add_preprocessing_flags(parser: argparse.ArgumentParser,
