@@ -29,6 +29,7 @@ from kfp.pipeline_spec import pipeline_spec_pb2
 from tfx import v1 as tfx
 import yaml
 
+from models import pretrained_encoder
 from pipeline import beam_runners
 from pipeline import configs
 from pipeline import flag_types
@@ -182,6 +183,10 @@ def _configs_from_args(parser, args, beam_args: List[str]):
     parser.error('--strategy multi_worker_mirrored: each Trainer of the '
                  'compiled pipeline is one pod; `finsent render-tfjob` runs '
                  'a multi-worker Trainer on Kubernetes')
+  if (args.pretrained_encoder and
+      pretrained_encoder.is_local_directory(args.pretrained_encoder)):
+    parser.error(f'--pretrained_encoder {args.pretrained_encoder}: '
+                 f'{pretrained_encoder.NOT_ON_THE_CLUSTER}')
   if args.trainer_accelerator_type and args.trainer_accelerator_limit < 1:
     parser.error('--trainer_accelerator_type needs '
                  '--trainer_accelerator_limit of 1 or more')

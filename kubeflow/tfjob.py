@@ -24,6 +24,7 @@ from typing import Any, Dict, List, Optional
 
 import yaml
 
+from models import pretrained_encoder
 from pipeline import configs
 from pipeline import train_worker
 
@@ -106,6 +107,10 @@ def main(argv: Optional[List[str]] = None,
   # train-worker's own parser: what the pods would refuse is refused here.
   worker = train_worker.build_parser(f'{prog} ... (train-worker flags)'
                                      ).parse_args(worker_args)
+  if (worker.pretrained_encoder and
+      pretrained_encoder.is_local_directory(worker.pretrained_encoder)):
+    parser.error(f'--pretrained_encoder {worker.pretrained_encoder}: '
+                 f'{pretrained_encoder.NOT_ON_THE_CLUSTER}')
   if worker.strategy not in _MULTI_WORKER_STRATEGIES:
     parser.error(f'--strategy {worker.strategy}: the workers of a TFJob '
                  f'train with {" or ".join(_MULTI_WORKER_STRATEGIES)}')

@@ -35,15 +35,30 @@ FEATURE_PREFIX = 'encoder_'
 TOKEN_IDS_KEY = FEATURE_PREFIX + 'token_ids'
 
 
+# Why a cluster's pods refuse a preset directory of the machine that
+# compiles their job.
+NOT_ON_THE_CLUSTER = (
+    "a directory of this machine, which the cluster's pods cannot read: "
+    'copy the preset to gs:// and give that path, or give a kaggle:// or '
+    'hf:// handle or a keras-hub preset name')
+
+
 class PresetError(ValueError):
   """A preset that is not there or not a text classifier's."""
+
+
+def is_local_directory(preset: str) -> bool:
+  """Whether `preset` names a directory of this machine, not a handle
+  (scheme://...) or a name keras-hub resolves."""
+  return not ('://' in preset or
+              preset in keras_hub.models.TextClassifier.presets)
 
 
 def check_preset(preset: str) -> str:
   """`preset`, if it can be a keras-hub preset: a handle (scheme://...), a
   name keras-hub knows, or a directory holding keras-hub's config.json.
   Raises PresetError saying what is missing."""
-  if '://' in preset or preset in keras_hub.models.TextClassifier.presets:
+  if not is_local_directory(preset):
     return preset
   if not os.path.isdir(preset):
     raise PresetError(

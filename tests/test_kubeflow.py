@@ -193,6 +193,33 @@ def test_tuners_feed_the_trainers_and_get_their_resources(tmp_path):
                                   'outputArtifactKey': 'best_hyperparameters'}
 
 
+def test_a_pretrained_encoder_reaches_transform_and_the_transformer(
+    tmp_path, capsys):
+  preset = 'gs://bucket/presets/bert_tiny_en_uncased'
+  spec = _compile(tmp_path, '--pretrained_encoder', preset)
+  transform = json.loads(_parameter(spec, 'Transform', 'custom_config'))
+  assert transform['pretrained_encoder'] == preset
+  transformer = json.loads(_parameter(spec, 'Trainer.transformer',
+                                      'custom_config'))
+  assert transformer['pretrained_encoder'] == preset
+  assert transformer['training']['learning_rate'] == (
+      configs.FineTuningConfig().learning_rate)
+  rnn = json.loads(_parameter(spec, 'Trainer.rnn', 'custom_config'))
+  assert rnn['pretrained_encoder'] is None
+  # A preset directory of this machine is not on the cluster.
+  local = tmp_path / 'preset'
+  local.mkdir()
+  (local / 'config.json').write_text('{}')
+  for command, flags in ((_COMPILE, ['--image', IMAGE]),
+                         (_TFJOB, ['--workers', '2', *WORKER_FLAGS])):
+    with pytest.raises(SystemExit) as exited:
+      cli.main([command, '--output', str(tmp_path / 'x.json'), *flags,
+                '--pretrained_encoder', str(local)])
+    assert exited.value.code == 2
+    assert (f'--pretrained_encoder {local}: a directory of this machine, '
+            "which the cluster's pods cannot read") in capsys.readouterr().err
+
+
 def test_beam_components_get_the_beam_args(spec):
   for task in BEAM_NODES:
     args = _executor(spec, task)['args']
