@@ -4,11 +4,12 @@
               "task": {"type": "worker", "index": 0}}' \\
   finsent train-worker --architecture transformer \\
       --transform_graph DIR --transformed_examples DIR \\
-      --serving_model_dir DIR --model_run_dir DIR
+      --serving_model_dir DIR --model_run_dir DIR [--hyperparameters DIR]
 
 Runs the Trainer's own `run_fn` (models.trainer) on the outputs of a
-pipeline run's Transform, with the strategy from TF_CONFIG: start one per
-task of the cluster (locally, on Kubernetes, or as Vertex AI worker pools).
+pipeline run's Transform (and, with --hyperparameters, its Tuner's best
+values), with the strategy from TF_CONFIG: start one per task of the
+cluster (locally, on Kubernetes, or as Vertex AI worker pools).
 Only the chief writes the model and logs to the given dirs; every worker
 prints its training summary as the last line of its standard output.
 """
@@ -18,9 +19,11 @@ import dataclasses
 import json
 import os
 import sys
-from typing import List, Optional
+from typing import Any, Dict, List, Optional
 
+import tensorflow as tf
 from tfx import v1 as tfx
+from tfx.utils import io_utils
 
 from models import strategy as strategy_lib
 from models import trainer
@@ -45,10 +48,32 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
   parser.add_argument('--model_run_dir', required=True,
                       help="where the chief writes TensorBoard logs, the "
                       'profile and the training summary')
+  parser.add_argument('--hyperparameters', metavar='DIR',
+                      help="the Tuner's best_hyperparameters artifact dir: "
+                      "train with its values, as the pipeline's Trainer does")
   run_command.add_pretrained_encoder_flag(parser,
                                           configs.PreprocessingConfig())
   run_command.add_training_flags(parser, defaults)
   return parser
+
+
+def read_tuned_hyperparameters(artifact_dir: str) -> Dict[str, Any]:
+  """The Tuner's best hyperparameters (a keras-tuner HyperParameters
+  config), read as TFX's Trainer reads them into `fn_args.hyperparameters`.
+  Raises ValueError saying what is wrong with the artifact."""
+  try:
+    path = io_utils.get_only_uri_in_dir(artifact_dir)
+    config = json.loads(io_utils.read_string_file(path))
+  except (OSError, RuntimeError, tf.errors.OpError) as e:
+    raise ValueError(f'--hyperparameters {artifact_dir}: not a Tuner\'s '
+                     f'best_hyperparameters artifact: {e}') from None
+  except json.JSONDecodeError as e:
+    raise ValueError(f'--hyperparameters {path}: not JSON: {e}') from None
+  if not isinstance(config, dict) or not isinstance(config.get('values'),
+                                                    dict):
+    raise ValueError(f'--hyperparameters {path}: not a keras-tuner '
+                     'HyperParameters config (no "values")')
+  return config
 
 
 def main(argv: Optional[List[str]] = None,
@@ -69,6 +94,15 @@ def main(argv: Optional[List[str]] = None,
       model_run_dir=args.model_run_dir,
       train_steps=args.train_steps,
       custom_config=config.trainer_custom_config(args.architecture))
+  try:
+    if args.hyperparameters:
+      fn_args.hyperparameters = read_tuned_hyperparameters(
+          args.hyperparameters)
+      # Values the builder does not take are refused before training.
+      trainer.tuned_settings(fn_args.custom_config, fn_args.hyperparameters)
+  except ValueError as e:
+    print(f'{prog}: error: {e}', file=sys.stderr)
+    return 2
   try:
     summary = trainer.run_fn(fn_args)
   except strategy_lib.StrategyError as e:

@@ -4,6 +4,7 @@ two logical CPU devices, MultiWorkerMirroredStrategy with two workers on
 localhost, and the profile report on what the runs captured."""
 
 import concurrent.futures
+import dataclasses
 import glob
 import json
 import os
@@ -21,6 +22,8 @@ from serving.process import free_port
 from tests.conftest import HEADLINES
 from tests.conftest import predict_in_fresh_process
 
+# What a Tuner found for the Transformer, in its best_hyperparameters.txt.
+TUNED_VALUES = {'num_heads': 2, 'dropout': 0.2, 'learning_rate': 1e-3}
 # Steps 3..6 of TrainingConfig.profile_steps fall inside 6 training steps.
 TRAIN_STEPS = 6
 PROFILED_STEPS = TRAIN_STEPS - configs.TrainingConfig().profile_steps[0] + 1
@@ -63,8 +66,15 @@ def mirrored_runs(transformed_sample, tmp_path_factory):
   out_dirs = {a: str(root / a) for a in configs.ARCHITECTURES}
   for out_dir in out_dirs.values():
     os.makedirs(out_dir)
-  processes = {a: _train_worker(transformed_sample, a, out_dirs[a],
-                                '--strategy', 'mirrored', '--cpu_replicas', '2')
+  # The Transformer's worker takes a Tuner's result, as its artifact dir.
+  tuned_dir = root / 'best_hyperparameters'
+  tuned_dir.mkdir()
+  (tuned_dir / 'best_hyperparameters.txt').write_text(
+      json.dumps({'space': [], 'values': TUNED_VALUES}))
+  processes = {a: _train_worker(
+      transformed_sample, a, out_dirs[a], '--strategy', 'mirrored',
+      '--cpu_replicas', '2',
+      *(['--hyperparameters', str(tuned_dir)] if a == 'transformer' else []))
                for a in configs.ARCHITECTURES}
   return {a: (out_dirs[a], _finish(p, out_dirs[a], a))
           for a, p in processes.items()}
@@ -80,8 +90,16 @@ def test_mirrored_over_two_cpus_trains_and_exports(mirrored_runs,
   assert summary['replicas'] == 2
   assert summary['task'] is None
   assert summary['global_batch_size'] == 2 * training.batch_size
+  tuned = architecture == 'transformer'
+  assert summary['tuned'] == tuned
+  base_learning_rate = (TUNED_VALUES['learning_rate'] if tuned
+                        else training.learning_rate)
   assert summary['learning_rate'] == pytest.approx(
-      training.learning_rate * np.sqrt(2))
+      base_learning_rate * np.sqrt(2))
+  if tuned:
+    assert summary['hyperparameters'] == {
+        **dataclasses.asdict(configs.TransformerConfig()), 'num_heads': 2,
+        'dropout': 0.2}
   assert model_run.read_training_summary(
       os.path.join(out_dir, 'model_run')) == summary
   # The export of mirrored variables serves: in a fresh process with TF2's
@@ -173,3 +191,34 @@ def test_multi_worker_two_local_workers(transformed_sample, tmp_path):
   assert model_run.read_training_summary(
       str(out_dir / 'worker0' / 'model_run')) == summaries[0]
   profile_report.find_profile(str(out_dir / 'worker0' / 'model_run'))
+
+
+def test_bad_tuner_results_are_refused_before_training(tmp_path, capsys):
+  from pipeline import train_worker
+  empty, two_files, not_json, no_values, unknown = (
+      tmp_path / name for name in ('empty', 'two', 'notjson', 'novalues',
+                                   'unknown'))
+  for directory, files in ((empty, {}),
+                           (two_files, {'a.txt': '{}', 'b.txt': '{}'}),
+                           (not_json, {'best_hyperparameters.txt': '{val'}),
+                           (no_values, {'best_hyperparameters.txt': '[]'}),
+                           (unknown, {'best_hyperparameters.txt': json.dumps(
+                               {'values': {'rnn_units': 8}})})):
+    directory.mkdir()
+    for name, text in files.items():
+      (directory / name).write_text(text)
+  for directory, message in (
+      (tmp_path / 'nowhere', "not a Tuner's best_hyperparameters artifact"),
+      (empty, "not a Tuner's best_hyperparameters artifact: Only one file"),
+      (two_files, "not a Tuner's best_hyperparameters artifact: Only one"),
+      (not_json, 'best_hyperparameters.txt: not JSON'),
+      (no_values, 'not a keras-tuner HyperParameters config (no "values")'),
+      (unknown, "the tuned hyperparameters ['rnn_units'] are not arguments "
+       'of the transformer builder')):
+    assert train_worker.main([
+        '--architecture', 'transformer', '--transform_graph', 'g',
+        '--transformed_examples', 'e', '--serving_model_dir',
+        str(tmp_path / 's'), '--model_run_dir', str(tmp_path / 'm'),
+        '--hyperparameters', str(directory)]) == 2
+    assert message in capsys.readouterr().err
+  assert not (tmp_path / 's').exists()
