@@ -899,12 +899,12 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     parser.add_argument(f'--{key}', type=flag_types.positive_int, metavar='N',
                         help=f'{what}; default {FULL[key]} ({QUICK[key]} '
                         'with --quick)')
-  parser.add_argument('--match_length', type=flag_types.positive_int, default=128,
-                      metavar='N', help='sequence length at which '
+  parser.add_argument('--match_length', type=flag_types.positive_int,
+                      default=128, metavar='N', help='sequence length at which '
                       'rnn_matched matches the Transformer\'s forward '
                       'FLOPs/token (default 128)')
-  parser.add_argument('--peak_matrix_size', type=flag_types.positive_int, default=2048,
-                      metavar='N', help='side of the peak matmul (default '
+  parser.add_argument('--peak_matrix_size', type=flag_types.positive_int,
+                      default=2048, metavar='N', help='side of the peak matmul (default '
                       '2048; a GPU needs 8192 or so to reach its peak)')
   return parser
 

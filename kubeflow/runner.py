@@ -149,10 +149,12 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
                       help="let Kubeflow reuse the outputs of tasks whose "
                       "inputs did not change")
   resources = kubeflow.trainer
-  parser.add_argument('--trainer_cpu_limit', type=flag_types.float_in(0.0, low_included=False),
+  above_zero = flag_types.float_in(0.0, low_included=False)
+  parser.add_argument('--trainer_cpu_limit', type=above_zero,
                       default=resources.cpu_limit,
-                      help='CPUs of each Trainer and Tuner (default: %(default)g)')
-  parser.add_argument('--trainer_memory_limit', type=flag_types.float_in(0.0, low_included=False),
+                      help='CPUs of each Trainer and Tuner (default: '
+                      '%(default)g)')
+  parser.add_argument('--trainer_memory_limit', type=above_zero,
                       default=resources.memory_limit_gb,
                       help='memory of each Trainer and Tuner in GB (default: '
                       '%(default)g)')

@@ -26,6 +26,7 @@ import yaml
 
 from models import pretrained_encoder
 from pipeline import configs
+from pipeline import flag_types
 from pipeline import train_worker
 
 # The container name the Training Operator looks for in a TFJob.
@@ -76,9 +77,11 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
                       help='pods training in step (2 or more)')
   parser.add_argument('--image', default=kubeflow.image,
                       help='the pipeline image (default: %(default)s)')
-  parser.add_argument('--cpu_limit', type=float, default=resources.cpu_limit,
+  above_zero = flag_types.float_in(0.0, low_included=False)
+  parser.add_argument('--cpu_limit', type=above_zero,
+                      default=resources.cpu_limit,
                       help='CPUs per worker (default: %(default)g)')
-  parser.add_argument('--memory_limit', type=float,
+  parser.add_argument('--memory_limit', type=above_zero,
                       default=resources.memory_limit_gb,
                       help='memory per worker in GB (default: %(default)g)')
   parser.add_argument('--accelerator_type', default=None,
@@ -96,8 +99,6 @@ def main(argv: Optional[List[str]] = None,
   args, worker_args = parser.parse_known_args(argv)
   if args.workers < 2:
     parser.error('--workers: a multi-worker Trainer needs 2 or more')
-  if args.cpu_limit <= 0 or args.memory_limit <= 0:
-    parser.error('--cpu_limit and --memory_limit must be above 0')
   if bool(args.accelerator_type) != (args.accelerator_limit > 0):
     parser.error('--accelerator_type and --accelerator_limit go together')
   if args.accelerator_type and '/' not in args.accelerator_type:

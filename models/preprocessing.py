@@ -158,7 +158,7 @@ def preprocessing_fn(inputs: Dict[str, Any],
   `label_id`: int64 [N] when the input has a label. With WordPiece the
   tokens are subwords; the id vocabulary is built over them the same way.
   With `pretrained_encoder` set, also the preset's encoder inputs, int64
-  [N, max_tokens] each (pretrained_encoder.encoder_features).
+  [N, encoder_sequence_length] each (pretrained_encoder.encoder_features).
   """
   text = _dense_strings(inputs[features.TEXT_KEY])
   tokens = tokenize(text)
@@ -182,7 +182,7 @@ def preprocessing_fn(inputs: Dict[str, Any],
   if custom_config['pretrained_encoder']:
     outputs.update(pretrained_encoder.encoder_features(
         text, custom_config['pretrained_encoder'],
-        custom_config['max_tokens']))
+        custom_config['encoder_sequence_length']))
   if features.LABEL_KEY in inputs:
     outputs[features.LABEL_ID_KEY] = label_to_id(
         _dense_strings(inputs[features.LABEL_KEY]))

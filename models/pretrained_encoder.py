@@ -25,8 +25,11 @@ from typing import Dict, List
 
 import keras
 import keras_hub
+import numpy as np
 import tensorflow as tf
+import tensorflow_transform as tft
 
+from models import export
 from models import features
 
 # Transformed features holding the encoder's inputs are named
@@ -66,9 +69,10 @@ def check_preset(preset: str) -> str:
         'preset directory (save_to_preset, or downloaded from Kaggle or '
         'Hugging Face), a kaggle://, hf:// or gs:// handle, or a keras-hub '
         'preset name such as bert_tiny_en_uncased')
-  if not os.path.isfile(os.path.join(preset, 'config.json')):
-    raise PresetError(
-        f'{preset}: not a keras-hub preset: it has no config.json')
+  for required in ('config.json', 'tokenizer.json'):
+    if not os.path.isfile(os.path.join(preset, required)):
+      raise PresetError(
+          f'{preset}: not a keras-hub text preset: it has no {required}')
   return preset
 
 
@@ -85,6 +89,29 @@ def encoder_features(text: tf.Tensor, preset: str,
       preset, sequence_length=sequence_length)
   return {FEATURE_PREFIX + name: tf.cast(value, tf.int64)
           for name, value in preprocessor(text).items()}
+
+
+def check_transform_tokenization(tft_output: tft.TFTransformOutput,
+                                 preset: str, sequence_length: int) -> None:
+  """Raises ValueError unless Transform's encoder features are `preset`'s:
+  on a few headlines, the transform graph's and the preset's own
+  preprocessor's must be equal. A Trainer given another preset than the
+  Transform ran with would feed one vocabulary's ids to another's
+  embeddings."""
+  texts = tf.constant(export.WARMUP_TEXTS)
+  text_shape = tft_output.raw_feature_spec()[features.TEXT_KEY].shape
+  transformed = tft_output.transform_raw_features(
+      {features.TEXT_KEY: tf.reshape(texts, [-1, *text_shape])})
+  expected = encoder_features(texts, preset, sequence_length)
+  found = {k: v for k, v in transformed.items() if k.startswith(FEATURE_PREFIX)}
+  if sorted(found) != sorted(expected) or not all(
+      np.array_equal(found[k].numpy(), v.numpy())
+      for k, v in expected.items()):
+    raise ValueError(
+        f'the Transform output was not tokenised by the pretrained encoder '
+        f'{preset} (its {", ".join(sorted(found))} differ from that '
+        "preset's on the same text): run Transform with the same "
+        'pretrained_encoder')
 
 
 def input_keys(feature_spec: Dict[str, object]) -> List[str]:
@@ -114,6 +141,11 @@ def build_pretrained_encoder_classifier(
   classifier = keras_hub.models.TextClassifier.from_preset(
       preset, num_classes=num_classes, preprocessor=None,
       activation='softmax', dropout=dropout)
+  longest = getattr(classifier.backbone, 'max_sequence_length', None)
+  if longest is not None and sequence_length > longest:
+    raise ValueError(
+        f'sequence_length {sequence_length} is longer than the pretrained '
+        f'encoder {preset} takes ({longest}): lower encoder_sequence_length')
   backbone_inputs = classifier.backbone.input
   inputs = {FEATURE_PREFIX + name: keras.Input(
       shape=(sequence_length,), dtype='int64', name=FEATURE_PREFIX + name)

@@ -39,6 +39,8 @@ if tuple(MODEL_BUILDERS) != features.ARCHITECTURES:
   raise ImportError('MODEL_BUILDERS must build exactly features.ARCHITECTURES')
 # The Adam learning rate's name among tuned hyperparameters (models.tuner).
 LEARNING_RATE = 'learning_rate'
+# The preset a fine-tuning search tuned, among its values (models.tuner).
+TUNED_PRESET = 'pretrained_encoder'
 LEARNING_RATE_SCHEDULES = ('constant', 'warmup_cosine')
 
 
@@ -61,8 +63,9 @@ def model_input_keys(feature_spec: Dict[str, Any],
 def transformed_examples(file_patterns: List[str],
                          feature_spec: Dict[str, Any],
                          input_keys: List[str]) -> tf.data.Dataset:
-  """Unbatched ({input key: ids}, label_id) pairs from transformed
-  TFRecords.
+  """Unbatched ({feature: ids}, label_id) pairs from transformed TFRecords:
+  the `input_keys` features, and `token_ids`, which the held-out split
+  hashes whatever the model reads (`model_inputs` then keeps the model's).
 
   Sharded between multi-worker replicas by example, not by file: Beam
   writes as many files as it likes, often fewer than there are workers.
@@ -70,14 +73,21 @@ def transformed_examples(file_patterns: List[str],
   files = sorted(f for p in file_patterns for f in tf.io.gfile.glob(p))
   if not files:
     raise ValueError(f'no transformed examples match {file_patterns}')
-  spec = {k: feature_spec[k] for k in [*input_keys, features.LABEL_ID_KEY]}
+  keys = sorted({features.TOKEN_IDS_KEY, *input_keys})
+  spec = {k: feature_spec[k] for k in [*keys, features.LABEL_ID_KEY]}
   options = tf.data.Options()
   options.experimental_distribute.auto_shard_policy = (
       tf.data.experimental.AutoShardPolicy.DATA)
   return tf.data.TFRecordDataset(files, compression_type='GZIP').map(
       lambda record: tf.io.parse_single_example(record, spec)).map(
-          lambda x: ({k: x[k] for k in input_keys},
+          lambda x: ({k: x[k] for k in keys},
                      x[features.LABEL_ID_KEY])).with_options(options)
+
+
+def model_inputs(examples: tf.data.Dataset,
+                 input_keys: List[str]) -> tf.data.Dataset:
+  """(features, label) pairs with only the features the model reads."""
+  return examples.map(lambda x, y: ({k: x[k] for k in input_keys}, y))
 
 
 def split_for_early_stopping(examples: tf.data.Dataset,
@@ -87,17 +97,16 @@ def split_for_early_stopping(examples: tf.data.Dataset,
 
   Early stopping watches this held-out part of the train split, so the eval
   split stays unseen until the Evaluator measures it. The choice hashes the
-  token ids (the encoder's, for a pretrained encoder), so it does not
-  depend on the order Beam wrote the examples in, and duplicate texts land
-  on the same side.
+  whole-word token ids, so it does not depend on the order Beam wrote the
+  examples in, duplicate texts land on the same side, and so do texts that
+  differ only in a ticker, URL or number (the same placeholders); both
+  architectures, a pretrained encoder's too, hold out the same examples.
   """
   buckets = max(2, round(1 / validation_fraction))
 
   def held_out(x, _):
-    token_ids = x.get(features.TOKEN_IDS_KEY,
-                      x.get(pretrained_encoder_lib.TOKEN_IDS_KEY))
     ids = tf.strings.reduce_join(
-        tf.strings.as_string(token_ids), separator=' ')
+        tf.strings.as_string(x[features.TOKEN_IDS_KEY]), separator=' ')
     return tf.strings.to_hash_bucket_fast(ids, buckets) == 0
 
   return (examples.filter(lambda x, y: tf.logical_not(held_out(x, y))),
@@ -268,10 +277,17 @@ def prepare_training(fn_args: tfx.components.FnArgs,
   feature_spec = tft_output.transformed_feature_spec()
   replicas = strategy.num_replicas_in_sync
   batch_size = training['batch_size'] * replicas
-  input_keys = model_input_keys(feature_spec, config['pretrained_encoder'])
-  fit_examples, held_out = split_for_early_stopping(
-      transformed_examples(fn_args.train_files, feature_spec, input_keys),
-      training['validation_fraction'])
+  pretrained_encoder = config['pretrained_encoder']
+  input_keys = model_input_keys(feature_spec, pretrained_encoder)
+  sequence_length = feature_spec[input_keys[0]].shape[0]
+  if pretrained_encoder:
+    pretrained_encoder_lib.check_transform_tokenization(
+        tft_output, pretrained_encoder, sequence_length)
+  fit_examples, held_out = (
+      model_inputs(examples, input_keys) for examples in
+      split_for_early_stopping(
+          transformed_examples(fn_args.train_files, feature_spec, input_keys),
+          training['validation_fraction']))
   weights = class_weights(fit_examples, training['class_weighting'])
   fit_data = shuffled_batches(
       fit_examples, batch_size, training['seed'],
@@ -301,8 +317,8 @@ def prepare_training(fn_args: tfx.components.FnArgs,
       vocabulary_size=(
           tft_output.vocabulary_size_by_name(features.TOKEN_VOCABULARY_NAME)
           + config['oov_buckets'] + 1),
-      sequence_length=feature_spec[features.TOKEN_IDS_KEY].shape[0],
-      pretrained_encoder=config['pretrained_encoder'],
+      sequence_length=sequence_length,
+      pretrained_encoder=pretrained_encoder,
       input_keys=input_keys,
       batch_size=batch_size,
       fit_data=fit_data.prefetch(tf.data.AUTOTUNE),
@@ -377,6 +393,11 @@ def early_stopping(training: Dict[str, Any]) -> keras.callbacks.Callback:
       restore_best_weights=True)
 
 
+def _model_name(architecture: str, pretrained_encoder: Optional[str]) -> str:
+  return (f'the pretrained encoder {pretrained_encoder}' if pretrained_encoder
+          else f'a {architecture} trained from scratch')
+
+
 def tuned_settings(config: Dict[str, Any],
                    tuned: Optional[Dict[str, Any]]
                    ) -> Tuple[Dict[str, Any], float]:
@@ -389,6 +410,14 @@ def tuned_settings(config: Dict[str, Any],
   learning_rate = config['training']['learning_rate']
   if tuned:
     values = dict(tuned['values'])
+    tuned_preset = values.pop(TUNED_PRESET, None)
+    trained_preset = config['pretrained_encoder']
+    if tuned_preset != trained_preset:
+      architecture = config['architecture']
+      raise ValueError(
+          f'the Tuner searched for {_model_name(architecture, tuned_preset)}, '
+          f'but this Trainer trains '
+          f'{_model_name(architecture, trained_preset)}')
     learning_rate = values.pop(LEARNING_RATE, learning_rate)
     unknown = sorted(set(values) - set(hyperparameters))
     if unknown:
@@ -448,8 +477,10 @@ def run_fn(fn_args: tfx.components.FnArgs) -> Dict[str, Any]:
     train_seconds = time.monotonic() - started
     calibration_summary = calibrate(
         model, inputs.held_out,
-        transformed_examples(fn_args.eval_files, inputs.feature_spec,
-                             inputs.input_keys),
+        model_inputs(transformed_examples(fn_args.eval_files,
+                                          inputs.feature_spec,
+                                          inputs.input_keys),
+                     inputs.input_keys),
         training['calibration'])
     logging.info('Calibration: %s', calibration_summary)
     export.export_serving_model(model, inputs.tft_output, serving_model_dir,

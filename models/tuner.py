@@ -8,7 +8,7 @@ stays unseen until the Evaluator. The best trial's values become the
 Trainer's `fn_args.hyperparameters` (`models.trainer.tuned_settings`).
 """
 
-from typing import Any, Callable, Dict
+from typing import Any, Callable, Dict, Optional
 
 import keras
 import keras_tuner
@@ -59,11 +59,14 @@ LEARNING_RATE_RANGE = (1e-4, 3e-3)
 FINE_TUNING_LEARNING_RATE_RANGE = (1e-5, 1e-4)
 
 
-def search_space(architecture: str, pretrained_encoder: bool,
+def search_space(architecture: str, pretrained_encoder: Optional[str],
                  hp: keras_tuner.HyperParameters) -> Dict[str, Any]:
   """The builder's searched arguments and the learning rate
-  (trainer.LEARNING_RATE)."""
+  (trainer.LEARNING_RATE). A fine-tuning search also records its preset
+  (trainer.TUNED_PRESET), so that a Trainer of another model refuses its
+  values."""
   if pretrained_encoder:
+    hp.Fixed(trainer.TUNED_PRESET, pretrained_encoder)
     space, (low, high) = (fine_tuning_search_space(hp),
                           FINE_TUNING_LEARNING_RATE_RANGE)
   else:
@@ -84,8 +87,7 @@ def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
   replicas = strategy.num_replicas_in_sync
 
   def build(hp: keras_tuner.HyperParameters) -> keras.Model:
-    searched = search_space(architecture,
-                            bool(config['pretrained_encoder']), hp)
+    searched = search_space(architecture, config['pretrained_encoder'], hp)
     learning_rate = searched.pop(trainer.LEARNING_RATE)
     # As the Trainer will build it (trainer.tuned_settings): the configured
     # values, the searched ones over them.

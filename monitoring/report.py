@@ -29,6 +29,7 @@ from monitoring.outputs import DEAD_LETTERS_FILE
 from monitoring.outputs import MARKET
 from monitoring.outputs import read_changelog
 from monitoring.outputs import WINDOWS_FILE
+from pipeline import flag_types
 
 DEFAULT_MAX_TICKERS = 20
 # How much of a dead letter's record the page shows: enough to recognise it.
@@ -539,17 +540,6 @@ def write_report(output: MonitorOutput, output_dir: str,
   return Report(index_path, charts, left_out)
 
 
-def _non_negative_int(text: str) -> int:
-  try:
-    value = int(text)
-  except ValueError:
-    value = -1
-  if value < 0:
-    raise argparse.ArgumentTypeError(f'a whole number >= 0 expected, got '
-                                     f'{text!r}')
-  return value
-
-
 def main(argv: Optional[List[str]] = None,
          prog: str = 'finsent monitor-report') -> int:
   parser = argparse.ArgumentParser(
@@ -559,7 +549,7 @@ def main(argv: Optional[List[str]] = None,
                       help='the --output dir of a `finsent monitor` run')
   parser.add_argument('--output_dir', metavar='OUT',
                       help='where to write the report (default: DIR/report)')
-  parser.add_argument('--max_tickers', type=_non_negative_int,
+  parser.add_argument('--max_tickers', type=flag_types.non_negative_int,
                       default=DEFAULT_MAX_TICKERS, metavar='N',
                       help='timelines for at most this many tickers, besides '
                       'the market (default: %(default)s)')

@@ -63,6 +63,9 @@ class PreprocessingConfig:
   # Transformer is its pretrained encoder, fine-tuned (FineTuningConfig),
   # instead of one trained from scratch (models.pretrained_encoder).
   pretrained_encoder: Optional[str] = None
+  # Its padded length in the preset's subword pieces, [CLS] and [SEP]
+  # included: more than max_tokens, as words split into pieces.
+  encoder_sequence_length: int = 64
 
 
 @dataclasses.dataclass(frozen=True)

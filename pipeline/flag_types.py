@@ -9,23 +9,29 @@ import math
 from typing import Callable, Optional
 
 
-def positive_int(value: str) -> int:
-  """A whole number from 1 up."""
-  try:
-    number = int(value)
-  except ValueError:
-    raise argparse.ArgumentTypeError(
-        f'expected a whole number, got {value!r}') from None
-  if number < 1:
-    raise argparse.ArgumentTypeError(f'must be at least 1, got {number}')
-  return number
+def int_at_least(low: int) -> Callable[[str], int]:
+  """A whole number from `low` up."""
+  def parse(value: str) -> int:
+    try:
+      number = int(value)
+    except ValueError:
+      raise argparse.ArgumentTypeError(
+          f'expected a whole number, got {value!r}') from None
+    if number < low:
+      raise argparse.ArgumentTypeError(
+          f'must be at least {low}, got {number}')
+    return number
+  return parse
+
+
+positive_int = int_at_least(1)
+non_negative_int = int_at_least(0)
 
 
 def float_in(low: float, high: Optional[float] = None, *,
-             low_included: bool = True,
-             high_included: bool = False) -> Callable[[str], float]:
-  """A finite number from `low` to `high` (None: no upper bound), each end
-  included or not."""
+             low_included: bool = True) -> Callable[[str], float]:
+  """A finite number from `low` (included or not) to below `high` (None: no
+  upper bound)."""
   def parse(value: str) -> float:
     try:
       number = float(value)
@@ -34,11 +40,9 @@ def float_in(low: float, high: Optional[float] = None, *,
           f'expected a number, got {value!r}') from None
     # `not >=` / `not >` also catch nan.
     below_low = not (number >= low if low_included else number > low)
-    above_high = high is not None and (
-        number > high if high_included else number >= high)
+    above_high = high is not None and number >= high
     if below_low or above_high:
-      bound = ('' if high is None else
-               f' and {"at most" if high_included else "below"} {high:g}')
+      bound = '' if high is None else f' and below {high:g}'
       raise argparse.ArgumentTypeError(
           f'must be {"at least" if low_included else "above"} {low:g}'
           f'{bound}, got {value}')

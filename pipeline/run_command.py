@@ -50,7 +50,8 @@ def add_training_flags(parser: argparse.ArgumentParser,
                       "grpc://host:port, or 'local' (a TPU VM)")
   parser.add_argument('--max_epochs', type=flag_types.positive_int,
                       default=defaults.max_epochs)
-  parser.add_argument('--train_steps', type=flag_types.positive_int, default=None,
+  parser.add_argument('--train_steps', type=flag_types.positive_int,
+                      default=None,
                       help='stop each Trainer after this many batches (TFX '
                       'TrainArgs.num_steps); default: epochs until early '
                       'stopping')
@@ -80,9 +81,11 @@ def add_training_flags(parser: argparse.ArgumentParser,
                       'in [0, 1) (default: %(default)s)')
   parser.add_argument('--focal_gamma', type=flag_types.float_in(0.0),
                       default=defaults.focal_gamma,
-                      help='focal loss exponent: weighs each example by '
-                      '(1 - p)^gamma, p its probability of the right class; '
-                      '0 is the cross-entropy (default: %(default)s)')
+                      help='focal loss exponent: weighs each class\'s term '
+                      'of the cross-entropy by (1 - p)^gamma, p its '
+                      'predicted probability, so examples already got right '
+                      'count less; 0 is the cross-entropy (default: '
+                      '%(default)s)')
   parser.add_argument('--seed', type=int, default=defaults.seed,
                       help='seed of the weights\' initialisation, dropout '
                       'and the shuffling of training batches (default: '

@@ -61,6 +61,8 @@ class ModelSummary:
   hyperparameters: Optional[Dict[str, Any]] = None
   learning_rate: Optional[float] = None
   tuned: bool = False
+  # The keras-hub preset the model was fine-tuned from, if any.
+  pretrained_encoder: Optional[str] = None
   # The Trainer's profile (models.profile_report), or why there is none.
   profile: Optional[profile_report.ProfileReport] = None
   profile_problem: Optional[str] = None
@@ -215,6 +217,7 @@ def _model_summary(architecture: str, components: Dict[str, ComponentRun],
       hyperparameters=training.get('hyperparameters'),
       learning_rate=training.get('base_learning_rate'),
       tuned=training.get('tuned', False),
+      pretrained_encoder=training.get('pretrained_encoder'),
       profile=profile,
       profile_problem=profile_problem)
 
@@ -358,6 +361,10 @@ def format_summary(summary: RunSummary) -> str:
                      f'{m.calibration["eval"]["ece_before"]:.3f} -> '
                      f'{m.calibration["eval"]["ece_after"]:.3f}'
                      for m in calibrated))
+  lines.extend(
+      f'  {m.architecture}: the pretrained encoder {m.pretrained_encoder}, '
+      f'fine-tuned at learning rate {_fmt(m.learning_rate, ".2g")}'
+      for m in summary.models if m.pretrained_encoder)
   lines.extend(
       f'  tuned {m.architecture} (Tuner.{m.architecture}): ' + ', '.join(
           f'{name}={value}' for name, value in m.hyperparameters.items())

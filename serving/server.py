@@ -24,6 +24,7 @@ from absl import logging
 import tensorflow as tf
 from tensorflow_serving.config import model_server_config_pb2
 
+from pipeline import flag_types
 from serving import model_server_config
 from serving.batching import BatchScheduler
 from serving.core import ModelServer
@@ -50,20 +51,14 @@ def _flag_bool(value: str) -> bool:
   raise argparse.ArgumentTypeError(f'expected true or false, got {value!r}')
 
 
-def _non_negative(value: str) -> int:
-  number = int(value)
-  if number < 0:
-    raise argparse.ArgumentTypeError(f'must be >= 0, got {value}')
-  return number
-
-
 def build_parser(prog: str = 'finsent serve') -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(
       prog=prog, description='Serve SavedModels over TF Serving\'s gRPC and '
       'REST APIs.')
-  parser.add_argument('--port', type=_non_negative, default=8500,
+  non_negative = flag_types.non_negative_int
+  parser.add_argument('--port', type=non_negative, default=8500,
                       help='gRPC port (default: 8500)')
-  parser.add_argument('--rest_api_port', type=_non_negative, default=8501,
+  parser.add_argument('--rest_api_port', type=non_negative, default=8501,
                       help='REST port; 0 disables REST (default: 8501)')
   parser.add_argument('--bind_address', default='127.0.0.1',
                       help='address both ports bind (default: 127.0.0.1; '
@@ -72,12 +67,12 @@ def build_parser(prog: str = 'finsent serve') -> argparse.ArgumentParser:
                       help='ModelServerConfig text proto (models.config); '
                       'replaces --model_name/--model_base_path')
   parser.add_argument('--model_config_file_poll_wait_seconds',
-                      type=_non_negative, default=0,
+                      type=non_negative, default=0,
                       help='re-read --model_config_file this often; 0: never')
   parser.add_argument('--model_name', default='default')
   parser.add_argument('--model_base_path',
                       help='directory of integer version subdirectories')
-  parser.add_argument('--file_system_poll_wait_seconds', type=_non_negative,
+  parser.add_argument('--file_system_poll_wait_seconds', type=non_negative,
                       default=1, help='how often base paths are polled for '
                       'new versions (default: 1)')
   parser.add_argument('--allow_version_labels_for_unavailable_models',
@@ -91,11 +86,11 @@ def build_parser(prog: str = 'finsent serve') -> argparse.ArgumentParser:
   parser.add_argument('--monitoring_config_file',
                       help='MonitoringConfig text proto: enables Prometheus '
                       'metrics on the REST port')
-  parser.add_argument('--tensorflow_intra_op_parallelism', type=_non_negative,
+  parser.add_argument('--tensorflow_intra_op_parallelism', type=non_negative,
                       default=0, help='threads per op; 0: TensorFlow picks')
-  parser.add_argument('--tensorflow_inter_op_parallelism', type=_non_negative,
+  parser.add_argument('--tensorflow_inter_op_parallelism', type=non_negative,
                       default=0, help='ops run at once; 0: TensorFlow picks')
-  parser.add_argument('--max_request_body_bytes', type=_non_negative,
+  parser.add_argument('--max_request_body_bytes', type=non_negative,
                       default=16 * 2 ** 20,
                       help='REST bodies past this are refused with 413 '
                       '(default: 16 MiB)')

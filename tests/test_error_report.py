@@ -1,6 +1,7 @@
 """`finsent errors` (models.error_report): numbers by hand, and the command."""
 
 import csv
+import dataclasses
 import json
 import os
 
@@ -146,3 +147,28 @@ def test_bad_data_and_missing_models_are_named(exported_model, tmp_path,
                             '--saved_model', f'rnn={broken}']) == 2
   assert f'{broken}: not a SavedModel' in capsys.readouterr().err
   assert not os.path.exists(output)
+
+
+def test_ensemble_is_the_mean_of_two_models(exported_model, tmp_path):
+  from models import export
+  export_dir, model, tft_output = exported_model
+  # The same weights at another temperature: other probabilities.
+  hotter = str(tmp_path / 'hotter')
+  export.export_serving_model(model, tft_output, hotter, temperature=3.0)
+  data = tmp_path / 'headlines.csv'
+  _write_csv(data, HEADLINES)
+  output = tmp_path / 'report'
+  assert error_report.main(['--data', str(data), '--output', str(output),
+                            '--saved_model', f'cold={export_dir}',
+                            '--saved_model', f'hot={hotter}', '--ensemble',
+                            '--top', '6']) == 0
+  cold, hot, ensemble = json.loads(
+      (output / 'errors.json').read_text())['models']
+  texts = [text for text, _ in HEADLINES]
+  mean = (error_report.predict(export_dir, texts) +
+          error_report.predict(hotter, texts)) / 2
+  expected = error_report.summarise('ensemble', f'{export_dir} + {hotter}',
+                                    _records(HEADLINES), mean, top=6)
+  assert ensemble == json.loads(json.dumps(dataclasses.asdict(expected)))
+  assert ensemble['expected_calibration_error'] not in (
+      cold['expected_calibration_error'], hot['expected_calibration_error'])

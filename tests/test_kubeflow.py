@@ -209,7 +209,8 @@ def test_a_pretrained_encoder_reaches_transform_and_the_transformer(
   # A preset directory of this machine is not on the cluster.
   local = tmp_path / 'preset'
   local.mkdir()
-  (local / 'config.json').write_text('{}')
+  for name in ('config.json', 'tokenizer.json'):
+    (local / name).write_text('{}')
   for command, flags in ((_COMPILE, ['--image', IMAGE]),
                          (_TFJOB, ['--workers', '2', *WORKER_FLAGS])):
     with pytest.raises(SystemExit) as exited:
@@ -262,6 +263,10 @@ _COMPILE, _TFJOB = 'compile-kubeflow', 'render-tfjob'
      'pipeline is one pod'),
     (_TFJOB, ['--workers', '1', *WORKER_FLAGS],
      '--workers: a multi-worker Trainer needs 2 or more'),
+    (_TFJOB, ['--workers', '2', '--cpu_limit', 'nan', *WORKER_FLAGS],
+     'argument --cpu_limit: must be above 0, got nan'),
+    (_TFJOB, ['--workers', '2', '--memory_limit', 'inf', *WORKER_FLAGS],
+     'argument --memory_limit: must be a finite number, got inf'),
     (_TFJOB, ['--workers', '2', *WORKER_FLAGS[2:]],
      'the following arguments are required: --architecture'),
     (_TFJOB, ['--workers', '2', *WORKER_FLAGS, '--strategy', 'mirrored'],

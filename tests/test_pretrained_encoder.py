@@ -30,16 +30,14 @@ SEQUENCE_LENGTH = 16
 SPECIAL_TOKENS = ['[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]']
 
 
-@pytest.fixture(scope='module')
-def preset(tmp_path_factory):
-  """A 1-block BERT and its WordPiece tokenizer (the bundled sample's 400
-  most frequent words, and '##s'), saved as a keras-hub preset."""
+def _save_tiny_bert(directory, words):
+  """A 1-block BERT and its WordPiece tokenizer (the bundled sample's
+  `words` most frequent words, and '##s'), saved as a keras-hub preset."""
   counts = collections.Counter(
       word for record in loaders.read_records(configs.SAMPLE_DATA)
       for word in re.findall(r'\w+|[^\w\s]', record.text.lower()))
-  vocabulary = SPECIAL_TOKENS + [w for w, _ in counts.most_common(400)] + [
+  vocabulary = SPECIAL_TOKENS + [w for w, _ in counts.most_common(words)] + [
       '##s']
-  directory = str(tmp_path_factory.mktemp('tiny_bert_preset'))
   keras.utils.set_random_seed(1)
   keras_hub.models.BertBackbone(
       vocabulary_size=len(vocabulary), num_layers=1, num_heads=2,
@@ -51,14 +49,19 @@ def preset(tmp_path_factory):
 
 
 @pytest.fixture(scope='module')
+def preset(tmp_path_factory):
+  return _save_tiny_bert(str(tmp_path_factory.mktemp('tiny_bert')), 400)
+
+
+@pytest.fixture(scope='module')
 def transformed(preset, tmp_path_factory):
   records = list(loaders.read_records(configs.SAMPLE_DATA))
   return transform_records(
       str(tmp_path_factory.mktemp('transformed_for_encoder')),
       {'train': records[:300], 'eval': records[300:360]},
-      dataclasses.replace(configs.PreprocessingConfig(),
-                          max_tokens=SEQUENCE_LENGTH,
-                          pretrained_encoder=preset))
+      dataclasses.replace(configs.PreprocessingConfig(), max_tokens=12,
+                          pretrained_encoder=preset,
+                          encoder_sequence_length=SEQUENCE_LENGTH))
 
 
 def test_transform_tokenises_as_the_presets_own_preprocessor(preset,
@@ -97,6 +100,9 @@ def test_the_classifier_starts_from_the_presets_weights(preset):
                                   keras.ops.convert_to_numpy(theirs))
   assert sorted(model.input) == ['encoder_padding_mask',
                                  'encoder_segment_ids', 'encoder_token_ids']
+  with pytest.raises(ValueError, match='sequence_length 65 is longer than '
+                     'the pretrained encoder .* takes \\(64\\)'):
+    pretrained_encoder.build_pretrained_encoder_classifier(preset, 65)
   batch = {k: np.ones((2, SEQUENCE_LENGTH), np.int64) for k in model.input}
   probabilities = keras.ops.convert_to_numpy(model(batch))
   assert probabilities.shape == (2, len(features.LABELS))
@@ -138,11 +144,18 @@ def test_run_fn_fine_tunes_and_the_export_serves_without_keras_hub(
   assert served['labels'] == served['examples_labels']
 
 
-def test_transform_without_encoder_features_is_refused(transformed_sample,
-                                                       tmp_path, preset):
+def test_transform_of_no_or_another_preset_is_refused(transformed_sample,
+                                                      transformed, tmp_path,
+                                                      preset):
   with pytest.raises(ValueError, match='has no encoder_\\* features for the '
                      'pretrained encoder .*: run Transform with the same'):
     trainer.run_fn(_fn_args(transformed_sample, tmp_path, preset))
+  other = _save_tiny_bert(str(tmp_path / 'other_bert'), 100)
+  with pytest.raises(ValueError, match='the Transform output was not '
+                     f'tokenised by the pretrained encoder {other} .*run '
+                     'Transform with the same pretrained_encoder'):
+    trainer.run_fn(_fn_args(transformed, tmp_path, other))
+  assert not (tmp_path / 'serving').exists()
 
 
 def test_the_configs_of_a_fine_tuned_transformer(preset):
@@ -161,12 +174,16 @@ def test_the_configs_of_a_fine_tuned_transformer(preset):
 
 
 def test_bad_presets_are_refused(tmp_path, capsys):
-  empty = tmp_path / 'empty'
-  empty.mkdir()
+  empty, backbone_only = tmp_path / 'empty', tmp_path / 'backbone_only'
+  for directory in (empty, backbone_only):
+    directory.mkdir()
+  (backbone_only / 'config.json').write_text('{}')
   for preset, message in (
       (str(tmp_path / 'nowhere'), 'no such directory; a pretrained encoder '
        'is a keras-hub preset directory'),
-      (str(empty), 'not a keras-hub preset: it has no config.json')):
+      (str(empty), 'not a keras-hub text preset: it has no config.json'),
+      (str(backbone_only),
+       'not a keras-hub text preset: it has no tokenizer.json')):
     with pytest.raises(SystemExit) as exited:
       train_worker.main(['--architecture', 'transformer',
                          '--transform_graph', 'g',

@@ -563,3 +563,17 @@ def test_free_ports_are_distinct():
   for _ in range(200):
     grpc_port, rest_port = free_ports(2)
     assert grpc_port != rest_port
+
+
+@pytest.mark.parametrize('flag,message', [
+    ('--port=-1', 'argument --port: must be at least 0, got -1'),
+    ('--file_system_poll_wait_seconds=soon',
+     "argument --file_system_poll_wait_seconds: expected a whole number, "
+     "got 'soon'"),
+])
+def test_bad_numeric_flags_exit_2(flag, message, capsys):
+  from serving import server as server_lib
+  with pytest.raises(SystemExit) as exited:
+    server_lib.build_parser().parse_args([flag])
+  assert exited.value.code == 2
+  assert message in capsys.readouterr().err

@@ -107,3 +107,36 @@ def test_every_search_space_names_only_builder_arguments():
     configured = dataclasses.asdict(getattr(configs.PipelineConfig(),
                                             architecture))
     assert set(searched) <= set(configured), architecture
+
+
+def test_the_fine_tuning_search_names_its_builder_arguments_and_preset():
+  import keras_tuner
+  hp = keras_tuner.HyperParameters()
+  searched = tuner.search_space('transformer', 'presets/bert', hp)
+  learning_rate = searched.pop(trainer.LEARNING_RATE)
+  assert tuner.FINE_TUNING_LEARNING_RATE_RANGE[0] <= learning_rate <= (
+      tuner.FINE_TUNING_LEARNING_RATE_RANGE[1])
+  fine_tuning = dataclasses.asdict(configs.FineTuningConfig())
+  fine_tuning.pop('learning_rate')
+  assert set(searched) <= set(fine_tuning)
+  assert hp.values[trainer.TUNED_PRESET] == 'presets/bert'
+
+
+def test_a_search_for_another_model_is_refused():
+  config = configs.PipelineConfig()
+  fine_tuned = dataclasses.replace(config, preprocessing=dataclasses.replace(
+      config.preprocessing, pretrained_encoder='presets/bert'))
+  found = {'values': {'dropout': 0.2, trainer.LEARNING_RATE: 3e-5,
+                      trainer.TUNED_PRESET: 'presets/bert'}}
+  assert trainer.tuned_settings(
+      fine_tuned.trainer_custom_config('transformer'), found) == (
+          {'dropout': 0.2}, 3e-5)
+  with pytest.raises(ValueError, match='the Tuner searched for the pretrained '
+                     'encoder presets/bert, but this Trainer trains a '
+                     'transformer trained from scratch'):
+    trainer.tuned_settings(config.trainer_custom_config('transformer'), found)
+  with pytest.raises(ValueError, match='the Tuner searched for a transformer '
+                     'trained from scratch, but this Trainer trains the '
+                     'pretrained encoder presets/bert'):
+    trainer.tuned_settings(fine_tuned.trainer_custom_config('transformer'),
+                           {'values': {'dropout': 0.2}})
