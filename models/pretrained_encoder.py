@@ -58,9 +58,10 @@ def is_local_directory(preset: str) -> bool:
 
 
 def check_preset(preset: str) -> str:
-  """`preset`, if it can be a keras-hub preset: a handle (scheme://...), a
-  name keras-hub knows, or a directory holding keras-hub's config.json.
-  Raises PresetError saying what is missing."""
+  """`preset`, if it can be a keras-hub text preset: a handle
+  (scheme://...), a name keras-hub knows, or a directory holding
+  keras-hub's config.json and tokenizer.json. Raises PresetError saying
+  what is missing."""
   if not is_local_directory(preset):
     return preset
   if not os.path.isdir(preset):
@@ -103,7 +104,8 @@ def check_transform_tokenization(tft_output: tft.TFTransformOutput,
   transformed = tft_output.transform_raw_features(
       {features.TEXT_KEY: tf.reshape(texts, [-1, *text_shape])})
   expected = encoder_features(texts, preset, sequence_length)
-  found = {k: v for k, v in transformed.items() if k.startswith(FEATURE_PREFIX)}
+  found = {k: v for k, v in transformed.items()
+           if k.startswith(FEATURE_PREFIX)}
   if sorted(found) != sorted(expected) or not all(
       np.array_equal(found[k].numpy(), v.numpy())
       for k, v in expected.items()):

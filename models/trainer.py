@@ -360,8 +360,7 @@ def compile_model(architecture: str, inputs: TrainingInputs,
                   training: Dict[str, Any]) -> keras.Model:
   """The architecture's model, compiled for training with the peak
   `learning_rate` and `training`'s schedule, label smoothing and focal
-  weighting; call it in
-  the strategy's scope."""
+  weighting; call it in the strategy's scope."""
   model = build_model(architecture, inputs.vocabulary_size,
                       inputs.sequence_length, hyperparameters,
                       inputs.pretrained_encoder)

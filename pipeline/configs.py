@@ -58,10 +58,11 @@ class PreprocessingConfig:
   tokenization: str = 'words'
   # Size of the learned subword vocabulary (WordPiece only).
   wordpiece_vocabulary_size: int = 8000
-  # A keras-hub preset (a local directory, gs://, kaggle:// or hf://):
-  # Transform also writes its tokenizer's encoder_* features, and the
-  # Transformer is its pretrained encoder, fine-tuned (FineTuningConfig),
-  # instead of one trained from scratch (models.pretrained_encoder).
+  # A keras-hub preset (a local directory, gs://, kaggle://, hf://, or a
+  # keras-hub preset name): Transform also writes its tokenizer's encoder_*
+  # features, and the Transformer is its pretrained encoder, fine-tuned
+  # (FineTuningConfig), instead of one trained from scratch
+  # (models.pretrained_encoder).
   pretrained_encoder: Optional[str] = None
   # Its padded length in the preset's subword pieces, [CLS] and [SEP]
   # included: more than max_tokens, as words split into pieces.
