@@ -904,8 +904,9 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
                       'rnn_matched matches the Transformer\'s forward '
                       'FLOPs/token (default 128)')
   parser.add_argument('--peak_matrix_size', type=flag_types.positive_int,
-                      default=2048, metavar='N', help='side of the peak matmul (default '
-                      '2048; a GPU needs 8192 or so to reach its peak)')
+                      default=2048, metavar='N',
+                      help='side of the peak matmul (default 2048; a GPU '
+                      'needs 8192 or so to reach its peak)')
   return parser
 
 

@@ -149,12 +149,12 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
                       help="let Kubeflow reuse the outputs of tasks whose "
                       "inputs did not change")
   resources = kubeflow.trainer
-  above_zero = flag_types.float_in(0.0, low_included=False)
-  parser.add_argument('--trainer_cpu_limit', type=above_zero,
+  parser.add_argument('--trainer_cpu_limit', type=flag_types.positive_float,
                       default=resources.cpu_limit,
                       help='CPUs of each Trainer and Tuner (default: '
                       '%(default)g)')
-  parser.add_argument('--trainer_memory_limit', type=above_zero,
+  parser.add_argument('--trainer_memory_limit',
+                      type=flag_types.positive_float,
                       default=resources.memory_limit_gb,
                       help='memory of each Trainer and Tuner in GB (default: '
                       '%(default)g)')
@@ -185,10 +185,9 @@ def _configs_from_args(parser, args, beam_args: List[str]):
     parser.error('--strategy multi_worker_mirrored: each Trainer of the '
                  'compiled pipeline is one pod; `finsent render-tfjob` runs '
                  'a multi-worker Trainer on Kubernetes')
-  if (args.pretrained_encoder and
-      pretrained_encoder.is_local_directory(args.pretrained_encoder)):
-    parser.error(f'--pretrained_encoder {args.pretrained_encoder}: '
-                 f'{pretrained_encoder.NOT_ON_THE_CLUSTER}')
+  preset_problem = pretrained_encoder.cluster_problem(args.pretrained_encoder)
+  if preset_problem:
+    parser.error(preset_problem)
   if args.trainer_accelerator_type and args.trainer_accelerator_limit < 1:
     parser.error('--trainer_accelerator_type needs '
                  '--trainer_accelerator_limit of 1 or more')

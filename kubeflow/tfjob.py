@@ -77,11 +77,10 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
                       help='pods training in step (2 or more)')
   parser.add_argument('--image', default=kubeflow.image,
                       help='the pipeline image (default: %(default)s)')
-  above_zero = flag_types.float_in(0.0, low_included=False)
-  parser.add_argument('--cpu_limit', type=above_zero,
+  parser.add_argument('--cpu_limit', type=flag_types.positive_float,
                       default=resources.cpu_limit,
                       help='CPUs per worker (default: %(default)g)')
-  parser.add_argument('--memory_limit', type=above_zero,
+  parser.add_argument('--memory_limit', type=flag_types.positive_float,
                       default=resources.memory_limit_gb,
                       help='memory per worker in GB (default: %(default)g)')
   parser.add_argument('--accelerator_type', default=None,
@@ -108,10 +107,10 @@ def main(argv: Optional[List[str]] = None,
   # train-worker's own parser: what the pods would refuse is refused here.
   worker = train_worker.build_parser(f'{prog} ... (train-worker flags)'
                                      ).parse_args(worker_args)
-  if (worker.pretrained_encoder and
-      pretrained_encoder.is_local_directory(worker.pretrained_encoder)):
-    parser.error(f'--pretrained_encoder {worker.pretrained_encoder}: '
-                 f'{pretrained_encoder.NOT_ON_THE_CLUSTER}')
+  preset_problem = pretrained_encoder.cluster_problem(
+      worker.pretrained_encoder)
+  if preset_problem:
+    parser.error(preset_problem)
   if worker.strategy not in _MULTI_WORKER_STRATEGIES:
     parser.error(f'--strategy {worker.strategy}: the workers of a TFJob '
                  f'train with {" or ".join(_MULTI_WORKER_STRATEGIES)}')

@@ -21,7 +21,7 @@ of keras-hub's text classifier presets (`bert_tiny_en_uncased`, ...).
 """
 
 import os
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import keras
 import keras_hub
@@ -38,14 +38,6 @@ FEATURE_PREFIX = 'encoder_'
 TOKEN_IDS_KEY = FEATURE_PREFIX + 'token_ids'
 
 
-# Why a cluster's pods refuse a preset directory of the machine that
-# compiles their job.
-NOT_ON_THE_CLUSTER = (
-    "a directory of this machine, which the cluster's pods cannot read: "
-    'copy the preset to gs:// and give that path, or give a kaggle:// or '
-    'hf:// handle or a keras-hub preset name')
-
-
 class PresetError(ValueError):
   """A preset that is not there or not a text classifier's."""
 
@@ -55,6 +47,17 @@ def is_local_directory(preset: str) -> bool:
   (scheme://...) or a name keras-hub resolves."""
   return not ('://' in preset or
               preset in keras_hub.models.TextClassifier.presets)
+
+
+def cluster_problem(preset: Optional[str]) -> Optional[str]:
+  """Why a cluster's pods could not load `preset`, a directory of the
+  machine that compiles their job; None if they could (or no preset)."""
+  if not preset or not is_local_directory(preset):
+    return None
+  return (f"--pretrained_encoder {preset}: a directory of this machine, "
+          "which the cluster's pods cannot read: copy the preset to gs:// "
+          'and give that path, or give a kaggle:// or hf:// handle or a '
+          'keras-hub preset name')
 
 
 def check_preset(preset: str) -> str:

@@ -50,3 +50,6 @@ def float_in(low: float, high: Optional[float] = None, *,
       raise argparse.ArgumentTypeError(f'must be a finite number, got {value}')
     return number
   return parse
+
+
+positive_float = float_in(0.0, low_included=False)
