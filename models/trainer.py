@@ -30,6 +30,7 @@ from models import rnn
 from models import sparse_focal_crossentropy
 from models import strategy as strategy_lib
 from models import transformer
+from models import word_vectors as word_vectors_lib
 
 MODEL_BUILDERS = {
     'rnn': rnn.build_rnn_classifier,
@@ -42,6 +43,12 @@ LEARNING_RATE = 'learning_rate'
 # The preset a fine-tuning search tuned, among its values (models.tuner).
 TUNED_PRESET = 'pretrained_encoder'
 LEARNING_RATE_SCHEDULES = ('constant', 'warmup_cosine')
+# Each builder's token embedding, which word vectors initialise.
+TOKEN_EMBEDDINGS = {
+    'rnn': lambda model: model.get_layer('token_embedding'),
+    'transformer': lambda model: model.get_layer(
+        'token_and_position_embedding').token_embedding,
+}
 
 
 def model_input_keys(feature_spec: Dict[str, Any],
@@ -158,6 +165,12 @@ def shuffled_batches(examples: tf.data.Dataset, batch_size: int, seed: int,
   return batches
 
 
+def token_vocabulary(tft_output: tft.TFTransformOutput) -> List[str]:
+  """Transform's token vocabulary: token_ids i + 1 is its i-th token."""
+  return [token.decode('utf-8', errors='replace') for token in
+          tft_output.vocabulary_by_name(features.TOKEN_VOCABULARY_NAME)]
+
+
 def build_model(architecture: str, vocabulary_size: int, sequence_length: int,
                 hyperparameters: Dict[str, Any],
                 pretrained_encoder: Optional[str] = None) -> keras.Model:
@@ -255,6 +268,9 @@ class TrainingInputs:
   vocabulary_size: int  # padding id 0 and the OOV buckets included
   sequence_length: int
   pretrained_encoder: Optional[str]  # a keras-hub preset, or None
+  # Rows of the token embedding that start from pretrained word vectors
+  # (models.word_vectors.embedding_rows), or None.
+  word_vector_rows: Optional[Dict[int, np.ndarray]]
   input_keys: List[str]  # the transformed features the model reads
   batch_size: int  # global: per replica x replicas
   fit_data: tf.data.Dataset  # batched, shuffled
@@ -303,6 +319,12 @@ def prepare_training(fn_args: tfx.components.FnArgs,
     batches_per_epoch = math.ceil(
         int(fit_examples.reduce(0, lambda n, _: n + 1)) / batch_size)
   held_out_data, validation_steps = held_out.batch(batch_size), None
+  word_vector_rows = None
+  if training['word_vectors']:
+    word_vector_rows = word_vectors_lib.embedding_rows(
+        training['word_vectors'], token_vocabulary(tft_output))
+    logging.info('Word vectors %s: %d of the vocabulary\'s tokens',
+                 training['word_vectors'], len(word_vector_rows))
   if replicas > 1:
     # Keras 3 builds a distributed model by reducing the first validation
     # batch over the replicas, which fails when a partial batch splits
@@ -319,6 +341,7 @@ def prepare_training(fn_args: tfx.components.FnArgs,
           + config['oov_buckets'] + 1),
       sequence_length=sequence_length,
       pretrained_encoder=pretrained_encoder,
+      word_vector_rows=word_vector_rows,
       input_keys=input_keys,
       batch_size=batch_size,
       fit_data=fit_data.prefetch(tf.data.AUTOTUNE),
@@ -364,6 +387,11 @@ def compile_model(architecture: str, inputs: TrainingInputs,
   model = build_model(architecture, inputs.vocabulary_size,
                       inputs.sequence_length, hyperparameters,
                       inputs.pretrained_encoder)
+  if inputs.word_vector_rows:
+    scale = word_vectors_lib.initialize_embedding(
+        TOKEN_EMBEDDINGS[architecture](model), inputs.word_vector_rows)
+    logging.info('Token embedding: %d rows from word vectors, scaled by '
+                 '%.3g', len(inputs.word_vector_rows), scale)
   model.compile(
       optimizer=keras.optimizers.Adam(
           learning_rate_schedule(training, learning_rate, inputs)),
@@ -397,15 +425,26 @@ def _model_name(architecture: str, pretrained_encoder: Optional[str]) -> str:
           else f'a {architecture} trained from scratch')
 
 
+def configured_hyperparameters(config: Dict[str, Any]) -> Dict[str, Any]:
+  """The builder's configured arguments; with word vectors the token
+  embedding is as wide as they are."""
+  hyperparameters = dict(config['hyperparameters'])
+  word_vectors = config['training']['word_vectors']
+  if word_vectors:
+    hyperparameters['embedding_dim'] = word_vectors_lib.dimension(word_vectors)
+  return hyperparameters
+
+
 def tuned_settings(config: Dict[str, Any],
                    tuned: Optional[Dict[str, Any]]
                    ) -> Tuple[Dict[str, Any], float]:
   """The model's hyperparameters and the one-replica learning rate.
 
   `tuned` is the Tuner's best `keras_tuner.HyperParameters` config (TFX's
-  `fn_args.hyperparameters`); its values replace the configured ones.
+  `fn_args.hyperparameters`); its values replace the configured ones
+  (configured_hyperparameters).
   """
-  hyperparameters = dict(config['hyperparameters'])
+  hyperparameters = configured_hyperparameters(config)
   learning_rate = config['training']['learning_rate']
   if tuned:
     values = dict(tuned['values'])
@@ -423,6 +462,14 @@ def tuned_settings(config: Dict[str, Any],
       raise ValueError(
           f'the tuned hyperparameters {unknown} are not arguments of the '
           f'{config["architecture"]} builder ({sorted(hyperparameters)})')
+    word_vectors = config['training']['word_vectors']
+    if (word_vectors and values.get('embedding_dim') !=
+        hyperparameters['embedding_dim']):
+      raise ValueError(
+          f'the Tuner searched embedding_dim {values.get("embedding_dim")}, '
+          f'but the word vectors {word_vectors} are '
+          f'{hyperparameters["embedding_dim"]}-dimensional: tune with the '
+          'same word vectors')
     hyperparameters.update(values)
   return hyperparameters, learning_rate
 
@@ -501,6 +548,10 @@ def run_fn(fn_args: tfx.components.FnArgs) -> Dict[str, Any]:
         'focal_gamma': training['focal_gamma'],
         'hyperparameters': hyperparameters,
         'pretrained_encoder': inputs.pretrained_encoder,
+        'word_vectors': training['word_vectors'],
+        # Tokens of the vocabulary whose embedding started from a vector.
+        'word_vectors_covered': (len(inputs.word_vector_rows)
+                                 if inputs.word_vector_rows else None),
         'tuned': bool(fn_args.hyperparameters),
         'weights_sha256': weights_digest(model),
         'calibration': calibration_summary,

@@ -16,24 +16,42 @@ from tfx import v1 as tfx
 
 from models import trainer
 from models import strategy as strategy_lib
+from models import word_vectors as word_vectors_lib
 
 
-def rnn_search_space(hp: keras_tuner.HyperParameters) -> Dict[str, Any]:
+EMBEDDING_DIMS = (64, 128, 256)
+NUM_HEADS = (2, 4, 8)
+
+
+def embedding_dim(hp: keras_tuner.HyperParameters,
+                  word_vectors_dim: Optional[int]) -> int:
+  """Searched; fixed at the word vectors' width where they are given."""
+  if word_vectors_dim:
+    return hp.Fixed('embedding_dim', word_vectors_dim)
+  return hp.Choice('embedding_dim', EMBEDDING_DIMS)
+
+
+def rnn_search_space(hp: keras_tuner.HyperParameters,
+                     word_vectors_dim: Optional[int]) -> Dict[str, Any]:
   return {
-      'embedding_dim': hp.Choice('embedding_dim', [64, 128, 256]),
+      'embedding_dim': embedding_dim(hp, word_vectors_dim),
       'rnn_units': hp.Choice('rnn_units', [32, 64, 128]),
       'cell': hp.Choice('cell', ['lstm', 'gru']),
       'dropout': hp.Float('dropout', 0.1, 0.5, step=0.1),
   }
 
 
-def transformer_search_space(hp: keras_tuner.HyperParameters
+def transformer_search_space(hp: keras_tuner.HyperParameters,
+                             word_vectors_dim: Optional[int]
                              ) -> Dict[str, Any]:
-  # Head counts that divide every embedding width searched.
+  width = embedding_dim(hp, word_vectors_dim)
   return {
-      'embedding_dim': hp.Choice('embedding_dim', [64, 128, 256]),
+      'embedding_dim': width,
       'num_layers': hp.Int('num_layers', 1, 3),
-      'num_heads': hp.Choice('num_heads', [2, 4, 8]),
+      # Head counts that divide the embedding width (all do the searched
+      # widths).
+      'num_heads': hp.Choice('num_heads', [n for n in NUM_HEADS
+                                           if width % n == 0] or [1]),
       'intermediate_dim': hp.Choice('intermediate_dim', [128, 256, 512]),
       'dropout': hp.Float('dropout', 0.1, 0.5, step=0.1),
   }
@@ -46,8 +64,8 @@ def fine_tuning_search_space(hp: keras_tuner.HyperParameters
   return {'dropout': hp.Float('dropout', 0.0, 0.3, step=0.1)}
 
 
-SEARCH_SPACES: Dict[str, Callable[[keras_tuner.HyperParameters],
-                                  Dict[str, Any]]] = {
+SEARCH_SPACES: Dict[str, Callable[[keras_tuner.HyperParameters,
+                                   Optional[int]], Dict[str, Any]]] = {
     'rnn': rnn_search_space,
     'transformer': transformer_search_space,
 }
@@ -59,18 +77,22 @@ LEARNING_RATE_RANGE = (1e-4, 3e-3)
 FINE_TUNING_LEARNING_RATE_RANGE = (1e-5, 1e-4)
 
 
-def search_space(architecture: str, pretrained_encoder: Optional[str],
+def search_space(config: Dict[str, Any],
                  hp: keras_tuner.HyperParameters) -> Dict[str, Any]:
-  """The builder's searched arguments and the learning rate
-  (trainer.LEARNING_RATE). A fine-tuning search also records its preset
-  (trainer.TUNED_PRESET), so that a Trainer of another model refuses its
-  values."""
+  """The searched builder arguments and learning rate (trainer
+  .LEARNING_RATE) of the model the Trainer's `config` names. A fine-tuning
+  search also records its preset (trainer.TUNED_PRESET), so that a Trainer
+  of another model refuses its values."""
+  pretrained_encoder = config['pretrained_encoder']
   if pretrained_encoder:
     hp.Fixed(trainer.TUNED_PRESET, pretrained_encoder)
     space, (low, high) = (fine_tuning_search_space(hp),
                           FINE_TUNING_LEARNING_RATE_RANGE)
   else:
-    space, (low, high) = SEARCH_SPACES[architecture](hp), LEARNING_RATE_RANGE
+    word_vectors = config['training']['word_vectors']
+    space, (low, high) = SEARCH_SPACES[config['architecture']](
+        hp, word_vectors_lib.dimension(word_vectors) if word_vectors
+        else None), LEARNING_RATE_RANGE
   return {**space, trainer.LEARNING_RATE: hp.Float(
       trainer.LEARNING_RATE, low, high, sampling='log')}
 
@@ -87,12 +109,13 @@ def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
   replicas = strategy.num_replicas_in_sync
 
   def build(hp: keras_tuner.HyperParameters) -> keras.Model:
-    searched = search_space(architecture, config['pretrained_encoder'], hp)
+    searched = search_space(config, hp)
     learning_rate = searched.pop(trainer.LEARNING_RATE)
     # As the Trainer will build it (trainer.tuned_settings): the configured
     # values, the searched ones over them.
     return trainer.compile_model(
-        architecture, inputs, {**config['hyperparameters'], **searched},
+        architecture, inputs,
+        {**trainer.configured_hyperparameters(config), **searched},
         strategy_lib.scaled_learning_rate(learning_rate, replicas,
                                           training['learning_rate_scaling']),
         training)

@@ -126,6 +126,11 @@ class TrainingConfig:
   # (models.sparse_focal_crossentropy); 0 and 0: the plain cross-entropy.
   label_smoothing: float = 0.0
   focal_gamma: float = 0.0
+  # A word-vector text file (GloVe's format, or word2vec's/fastText's):
+  # the models trained from scratch start their token embedding from it,
+  # at its width, and fine-tune it (models.word_vectors; README, "Model
+  # quality"). Not used by a pretrained encoder, which has its own.
+  word_vectors: Optional[str] = None
   max_epochs: int = 12
   # Stops when held-out accuracy has not improved for `patience` epochs and
   # restores the best epoch's weights (loss turns up epochs earlier, as the
@@ -315,13 +320,14 @@ class PipelineConfig:
     """What models.trainer.run_fn (and models.tuner.tuner_fn, from the
     Tuner's) reads from the Trainer's custom_config. With a pretrained
     encoder the Transformer's hyperparameters and learning rate are
-    `fine_tuning`'s."""
+    `fine_tuning`'s, and it reads no word vectors."""
     pretrained_encoder = (self.preprocessing.pretrained_encoder
                           if architecture == 'transformer' else None)
     training = dataclasses.asdict(self.training)
     if pretrained_encoder:
       hyperparameters = dataclasses.asdict(self.fine_tuning)
       training['learning_rate'] = hyperparameters.pop('learning_rate')
+      training['word_vectors'] = None
     else:
       hyperparameters = dataclasses.asdict(getattr(self, architecture))
     return {

@@ -22,6 +22,7 @@ from data import loaders
 from models import calibration
 from models import preprocessing
 from models import pretrained_encoder
+from models import word_vectors
 from models import strategy as strategy_lib
 from models import trainer as trainer_lib
 from pipeline import beam_runners
@@ -86,6 +87,12 @@ def add_training_flags(parser: argparse.ArgumentParser,
                       'predicted probability, so examples already got right '
                       'count less; 0 is the cross-entropy (default: '
                       '%(default)s)')
+  parser.add_argument('--word_vectors', type=_word_vectors,
+                      default=defaults.word_vectors, metavar='PATH',
+                      help='pretrained word vectors, a text file in GloVe\'s '
+                      'format (or word2vec\'s or fastText\'s): the models '
+                      'trained from scratch start their token embedding from '
+                      'them, at their width (default: a random start)')
   parser.add_argument('--seed', type=int, default=defaults.seed,
                       help='seed of the weights\' initialisation, dropout '
                       'and the shuffling of training batches (default: '
@@ -95,6 +102,23 @@ def add_training_flags(parser: argparse.ArgumentParser,
                       help='temperature: scale the exported probabilities by '
                       'a temperature fitted on held-out examples (default: '
                       '%(default)s)')
+
+
+def _word_vectors(value: str) -> str:
+  """An argparse type: a word-vector file whose width the Transformer's
+  heads divide. A remote one (scheme://) is read by the Trainer only."""
+  if '://' in value:
+    return value
+  try:
+    width = word_vectors.dimension(value)
+  except word_vectors.WordVectorsError as e:
+    raise argparse.ArgumentTypeError(str(e)) from None
+  num_heads = configs.TransformerConfig().num_heads
+  if width % num_heads:
+    raise argparse.ArgumentTypeError(
+        f'{value}: {width}-dimensional vectors, which the Transformer\'s '
+        f'{num_heads} attention heads do not divide')
+  return value
 
 
 def _preset(value: str) -> str:
@@ -168,7 +192,7 @@ def training_config_from_args(args, defaults: configs.TrainingConfig
       learning_rate_schedule=args.learning_rate_schedule,
       warmup_epochs=args.warmup_epochs,
       label_smoothing=args.label_smoothing, focal_gamma=args.focal_gamma,
-      seed=args.seed)
+      word_vectors=args.word_vectors, seed=args.seed)
 
 
 def _add_run_parser(subparsers) -> None:

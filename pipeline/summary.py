@@ -63,6 +63,10 @@ class ModelSummary:
   tuned: bool = False
   # The keras-hub preset the model was fine-tuned from, if any.
   pretrained_encoder: Optional[str] = None
+  # The word vectors its token embedding started from, if any, and how
+  # many of the vocabulary's tokens they covered.
+  word_vectors: Optional[str] = None
+  word_vectors_covered: Optional[int] = None
   # The Trainer's profile (models.profile_report), or why there is none.
   profile: Optional[profile_report.ProfileReport] = None
   profile_problem: Optional[str] = None
@@ -218,6 +222,8 @@ def _model_summary(architecture: str, components: Dict[str, ComponentRun],
       learning_rate=training.get('base_learning_rate'),
       tuned=training.get('tuned', False),
       pretrained_encoder=training.get('pretrained_encoder'),
+      word_vectors=training.get('word_vectors'),
+      word_vectors_covered=training.get('word_vectors_covered'),
       profile=profile,
       profile_problem=profile_problem)
 
@@ -365,6 +371,10 @@ def format_summary(summary: RunSummary) -> str:
       f'  {m.architecture}: the pretrained encoder {m.pretrained_encoder}, '
       f'fine-tuned at learning rate {_fmt(m.learning_rate, ".2g")}'
       for m in summary.models if m.pretrained_encoder)
+  lines.extend(
+      f'  {m.architecture}: token embedding from the word vectors '
+      f'{m.word_vectors} ({m.word_vectors_covered} tokens of its vocabulary)'
+      for m in summary.models if m.word_vectors)
   lines.extend(
       f'  tuned {m.architecture} (Tuner.{m.architecture}): ' + ', '.join(
           f'{name}={value}' for name, value in m.hyperparameters.items())

@@ -8,6 +8,7 @@ import sys
 
 import apache_beam as beam
 import keras
+import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_transform as tft
@@ -186,3 +187,19 @@ def transform_records(root: str, splits, config: configs.PreprocessingConfig
   metadata_io.write_metadata(metadata, os.path.join(
       graph_dir, tft.TFTransformOutput.RAW_METADATA_DIR))
   return TransformedSample(graph_dir, examples_dir)
+
+
+def word_vector(word: str, width: int) -> np.ndarray:
+  """A distinct, reproducible vector per word."""
+  return np.random.default_rng(sum(map(ord, word))).normal(
+      size=width).astype(np.float32)
+
+
+def write_word_vectors(path, words, width=8, header=False) -> str:
+  """A GloVe-format file of `words`' word_vector (word2vec's, with its
+  `count dimension` header, with `header`) at `path` (a pathlib.Path)."""
+  lines = [f'{len(words)} {width}'] if header else []
+  lines += [word + ' ' + ' '.join(f'{v:.6f}' for v in word_vector(word, width))
+            for word in words]
+  path.write_text('\n'.join(lines) + '\n')
+  return str(path)

@@ -15,6 +15,7 @@ from tfx.utils import proto_utils
 from models import trainer
 from models import tuner
 from pipeline import configs
+from tests.conftest import write_word_vectors
 
 
 def _artifact(artifact_type, uri, **properties):
@@ -28,13 +29,17 @@ def _artifact(artifact_type, uri, **properties):
 def test_tuner_component_searches_with_a_tiny_budget(transformed_sample,
                                                     tmp_path):
   # Trials are scored by the Trainer's early-stopping metric, here not the
-  # default. (Both architectures' searches run through the whole pipeline
-  # in tests/test_pipeline_e2e.py's crippled run.)
+  # default; with word vectors, the embedding width is theirs, not searched.
+  # (Both architectures' searches run through the whole pipeline in
+  # tests/test_pipeline_e2e.py's crippled run.)
   architecture, monitor = 'transformer', 'val_macro_f1'
+  vectors = write_word_vectors(tmp_path / 'vectors.txt',
+                               ['shares', 'fell', 'rose'], width=8)
   config = dataclasses.replace(
       configs.PipelineConfig(),
       training=dataclasses.replace(configs.TrainingConfig(),
-                                   early_stopping_monitor=monitor),
+                                   early_stopping_monitor=monitor,
+                                   word_vectors=vectors),
       tuning=configs.TuningConfig(enabled=True, max_trials=2,
                                   epochs_per_trial=1))
   examples = _artifact(standard_artifacts.Examples,
@@ -83,6 +88,7 @@ def test_tuner_component_searches_with_a_tiny_budget(transformed_sample,
               if k not in ('trial_id', 'score')}
   assert {**hyperparameters, trainer.LEARNING_RATE: learning_rate} == {
       **dataclasses.asdict(getattr(config, architecture)), **searched}
+  assert all(r['embedding_dim'] == 8 for r in results)
   assert 1e-4 <= learning_rate <= 3e-3
 
 
@@ -103,16 +109,21 @@ def test_tuned_values_outside_the_builder_are_refused():
 def test_every_search_space_names_only_builder_arguments():
   import keras_tuner
   for architecture, search_space in tuner.SEARCH_SPACES.items():
-    searched = search_space(keras_tuner.HyperParameters())
     configured = dataclasses.asdict(getattr(configs.PipelineConfig(),
                                             architecture))
-    assert set(searched) <= set(configured), architecture
+    for word_vectors_dim in (None, 50):
+      searched = search_space(keras_tuner.HyperParameters(), word_vectors_dim)
+      assert set(searched) <= set(configured), architecture
 
 
 def test_the_fine_tuning_search_names_its_builder_arguments_and_preset():
   import keras_tuner
+  config = configs.PipelineConfig()
+  fine_tuned = dataclasses.replace(config, preprocessing=dataclasses.replace(
+      config.preprocessing, pretrained_encoder='presets/bert'))
   hp = keras_tuner.HyperParameters()
-  searched = tuner.search_space('transformer', 'presets/bert', hp)
+  searched = tuner.search_space(
+      fine_tuned.trainer_custom_config('transformer'), hp)
   learning_rate = searched.pop(trainer.LEARNING_RATE)
   assert tuner.FINE_TUNING_LEARNING_RATE_RANGE[0] <= learning_rate <= (
       tuner.FINE_TUNING_LEARNING_RATE_RANGE[1])
