@@ -446,6 +446,7 @@ def tuned_settings(config: Dict[str, Any],
   """
   hyperparameters = configured_hyperparameters(config)
   learning_rate = config['training']['learning_rate']
+  word_vectors = config['training']['word_vectors']
   if tuned:
     values = dict(tuned['values'])
     tuned_preset = values.pop(TUNED_PRESET, None)
@@ -462,7 +463,6 @@ def tuned_settings(config: Dict[str, Any],
       raise ValueError(
           f'the tuned hyperparameters {unknown} are not arguments of the '
           f'{config["architecture"]} builder ({sorted(hyperparameters)})')
-    word_vectors = config['training']['word_vectors']
     if (word_vectors and values.get('embedding_dim') !=
         hyperparameters['embedding_dim']):
       raise ValueError(
@@ -471,6 +471,12 @@ def tuned_settings(config: Dict[str, Any],
           f'{hyperparameters["embedding_dim"]}-dimensional: tune with the '
           'same word vectors')
     hyperparameters.update(values)
+  if word_vectors and 'num_heads' in hyperparameters:
+    problem = word_vectors_lib.heads_problem(
+        word_vectors, hyperparameters['embedding_dim'],
+        hyperparameters['num_heads'])
+    if problem:
+      raise word_vectors_lib.WordVectorsError(problem)
   return hyperparameters, learning_rate
 
 

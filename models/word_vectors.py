@@ -12,7 +12,7 @@ is the vectors', their scale the initialisation's.
 Read with tf.io.gfile, so the file can be on gs:// too.
 """
 
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import keras
 import numpy as np
@@ -32,15 +32,38 @@ def cluster_problem(path: Optional[str]) -> Optional[str]:
           "cluster's pods cannot read: copy it to gs:// and give that path")
 
 
-def _fields(line: str) -> List[str]:
-  # fastText's and word2vec's files end each line with a space.
-  return line.rstrip('\r\n ').split(' ')
+def heads_problem(path: str, width: int, num_heads: int) -> Optional[str]:
+  """Why a Transformer of `num_heads` attention heads cannot start from
+  `path`'s `width`-wide vectors; None if it can."""
+  if not width % num_heads:
+    return None
+  return (f'{path}: {width}-dimensional word vectors, which the '
+          f"Transformer's {num_heads} attention heads do not divide: give "
+          'vectors of another width, or another num_heads '
+          '(TransformerConfig, or --enable_tuning)')
+
+
+def _lines(path: str) -> Iterator[Tuple[int, List[str]]]:
+  """(line number, space-separated fields) of each line of `path`, decoded
+  as UTF-8. Raises WordVectorsError at a line that is not UTF-8."""
+  with tf.io.gfile.GFile(path, 'rb') as f:
+    for number, line in enumerate(f, start=1):
+      try:
+        text = line.decode('utf-8')
+      except UnicodeDecodeError:
+        raise WordVectorsError(
+            f'{path}:{number}: not UTF-8 text (word2vec\'s binary format '
+            'is not read: save the vectors as text)') from None
+      if number == 1:
+        text = text.lstrip('\ufeff')  # a byte-order mark
+      # fastText's and word2vec's files end each line with a space.
+      yield number, text.rstrip('\r\n ').split(' ')
 
 
 def _header_dimension(fields: List[str]) -> Optional[int]:
   """The dimension of a word2vec/fastText `count dimension` header line,
   None if `fields` is not one."""
-  if len(fields) == 2 and all(f.isdigit() for f in fields):
+  if len(fields) == 2 and all(f.isascii() and f.isdigit() for f in fields):
     return int(fields[1])
   return None
 
@@ -58,8 +81,7 @@ def dimension(path: str) -> int:
   first word's vector). Raises WordVectorsError if it is neither."""
   if not tf.io.gfile.exists(path):
     raise WordVectorsError(f'{path}: no such file')
-  with tf.io.gfile.GFile(path) as f:
-    fields = _fields(f.readline())
+  _, fields = next(_lines(path), (1, ['']))
   header = _header_dimension(fields)
   if header:
     return header
@@ -83,19 +105,17 @@ def read_vectors(path: str, words: Sequence[str]) -> Dict[str, np.ndarray]:
   width = dimension(path)
   wanted = set(words)
   vectors = {}
-  with tf.io.gfile.GFile(path) as f:
-    for number, line in enumerate(f, start=1):
-      fields = _fields(line)
-      if fields == [''] or number == 1 and _header_dimension(fields):
-        continue
-      where = f'{path}:{number}'
-      if len(fields) < width + 1:
-        raise WordVectorsError(
-            f'{where}: {len(fields) - 1} values, expected {width}')
-      # GloVe's larger sets hold a few "words" with spaces inside.
-      word = ' '.join(fields[:-width])
-      if word in wanted and word not in vectors:
-        vectors[word] = _vector(fields, width, where)
+  for number, fields in _lines(path):
+    if fields == [''] or number == 1 and _header_dimension(fields):
+      continue
+    where = f'{path}:{number}'
+    if len(fields) < width + 1:
+      raise WordVectorsError(
+          f'{where}: {len(fields) - 1} values, expected {width}')
+    # GloVe's larger sets hold a few "words" with spaces inside.
+    word = ' '.join(fields[:-width])
+    if word in wanted and word not in vectors:
+      vectors[word] = _vector(fields, width, where)
   if not vectors:
     raise WordVectorsError(
         f'{path}: holds a vector for none of the {len(wanted)} words of the '
@@ -131,6 +151,10 @@ def initialize_embedding(embedding: keras.layers.Embedding,
     raise WordVectorsError(
         f'{vectors.shape[1]}-dimensional word vectors for a '
         f'{table.shape[1]}-wide embedding')
+  if not vectors.std() > 0:
+    raise WordVectorsError(
+        f'the {len(rows)} word vectors of the vocabulary are all the same '
+        'value: they carry nothing to start from')
   scale = float(table.std() / vectors.std())
   table[list(rows)] = vectors * scale
   embedding.embeddings.assign(table)

@@ -105,20 +105,28 @@ def add_training_flags(parser: argparse.ArgumentParser,
 
 
 def _word_vectors(value: str) -> str:
-  """An argparse type: a word-vector file whose width the Transformer's
-  heads divide. A remote one (scheme://) is read by the Trainer only."""
+  """An argparse type: a word-vector text file. A remote one (scheme://)
+  is read by the Trainer only."""
   if '://' in value:
     return value
   try:
-    width = word_vectors.dimension(value)
+    word_vectors.dimension(value)
   except word_vectors.WordVectorsError as e:
     raise argparse.ArgumentTypeError(str(e)) from None
-  num_heads = configs.TransformerConfig().num_heads
-  if width % num_heads:
-    raise argparse.ArgumentTypeError(
-        f'{value}: {width}-dimensional vectors, which the Transformer\'s '
-        f'{num_heads} attention heads do not divide')
   return value
+
+
+def word_vectors_heads_problem(args) -> Optional[str]:
+  """Why the Transformer of `finsent run`'s flags cannot start from its
+  --word_vectors (word_vectors.heads_problem), found before the pipeline
+  rather than in its Trainer. Not when a pretrained encoder replaces the
+  Transformer or the Tuner chooses its heads."""
+  if (not args.word_vectors or '://' in args.word_vectors or
+      args.pretrained_encoder or args.enable_tuning):
+    return None
+  return word_vectors.heads_problem(
+      args.word_vectors, word_vectors.dimension(args.word_vectors),
+      configs.TransformerConfig().num_heads)
 
 
 def _preset(value: str) -> str:
@@ -355,6 +363,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     beam_pipeline_args = beam_runners.pipeline_args(beam_args)
   except beam_runners.BeamArgsError as e:
     parser.error(str(e))
+  if args.command == 'run' and word_vectors_heads_problem(args):
+    parser.error(word_vectors_heads_problem(args))
   if configs.is_uri(args.output_dir):
     parser.error(f'--output_dir {args.output_dir}: a local run keeps ML '
                  'Metadata in SQLite there, so it must be a local folder '

@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+import zlib
 
 import apache_beam as beam
 import keras
@@ -191,7 +192,7 @@ def transform_records(root: str, splits, config: configs.PreprocessingConfig
 
 def word_vector(word: str, width: int) -> np.ndarray:
   """A distinct, reproducible vector per word."""
-  return np.random.default_rng(sum(map(ord, word))).normal(
+  return np.random.default_rng(zlib.crc32(word.encode('utf-8'))).normal(
       size=width).astype(np.float32)
 
 

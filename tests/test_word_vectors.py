@@ -2,6 +2,7 @@
 embedding: the text formats, bad files, and the Trainer's embedding
 starting from them."""
 
+import argparse
 import dataclasses
 import os
 
@@ -16,12 +17,18 @@ from models import trainer
 from models import word_vectors
 from pipeline import cli
 from pipeline import configs
+from pipeline import run_command
 from tests.conftest import word_vector
 from tests.conftest import write_word_vectors
 
 
 def test_glove_and_word2vec_text_formats(tmp_path):
   words = ['shares', 'fell', 'a b']  # GloVe 840B holds words with spaces.
+  bom = tmp_path / 'bom.txt'
+  bom.write_bytes(b'\xef\xbb\xbf2 3\nshares 0.1 0.2 0.3\nfell 0.4 0.5 0.6\n')
+  assert word_vectors.dimension(str(bom)) == 3
+  assert sorted(word_vectors.read_vectors(str(bom), ['shares', 'fell'])) == [
+      'fell', 'shares']
   for header in (False, True):
     path = write_word_vectors(tmp_path / f'v{header}.txt', words,
                               header=header)
@@ -57,6 +64,11 @@ def test_bad_files_say_what_and_where(tmp_path):
   with pytest.raises(word_vectors.WordVectorsError,
                      match=r'short.txt:2: 2 values, expected 3'):
     word_vectors.read_vectors(str(short), ['fell'])
+  latin1 = tmp_path / 'latin1.txt'
+  latin1.write_bytes(b'shares 0.1 0.2\nbaiss\xe9 0.3 0.4\n')
+  with pytest.raises(word_vectors.WordVectorsError,
+                     match=r'latin1.txt:2: not UTF-8 text'):
+    word_vectors.read_vectors(str(latin1), ['shares'])
   with pytest.raises(word_vectors.WordVectorsError,
                      match='holds a vector for none of the 2 words'):
     word_vectors.read_vectors(write_word_vectors(tmp_path / 'v.txt', ['fell']),
@@ -77,6 +89,12 @@ def test_the_embedding_starts_from_the_vectors_of_its_vocabulary(tmp_path):
   np.testing.assert_allclose(after[3], scale * word_vector('rose', 8), atol=1e-6)
   assert after[2:4].std() == pytest.approx(before.std(), rel=1e-5)
   np.testing.assert_array_equal(after[[0, 1, 4, 5]], before[[0, 1, 4, 5]])
+  flat = tmp_path / 'flat.txt'
+  flat.write_text('fell 0.5 0.5 0.5 0.5 0.5 0.5 0.5 0.5\n')
+  with pytest.raises(word_vectors.WordVectorsError,
+                     match='are all the same value'):
+    word_vectors.initialize_embedding(
+        embedding, word_vectors.embedding_rows(str(flat), ['fell']))
   with pytest.raises(word_vectors.WordVectorsError,
                      match='8-dimensional word vectors for a 4-wide'):
     narrow = keras.layers.Embedding(6, 4)
@@ -108,11 +126,33 @@ def test_trainer_builds_each_model_at_the_vectors_width_from_them(
                                 learning_rate, custom_config['training'])
   table = keras.ops.convert_to_numpy(
       trainer.TOKEN_EMBEDDINGS[architecture](model).embeddings)
-  for row in (1, 30):
-    vector = word_vector(vocabulary[row - 1], 8)
+  # The row Transform's own lookup gives each word holds that word's vector.
+  words = [vocabulary[0], vocabulary[29]]
+  token_ids = tft.TFTransformOutput(
+      transformed_sample.transform_graph).transform_features_layer()(
+          {'text': tf.constant([[w] for w in words])})['token_ids'][:, 0]
+  for word, row in zip(words, token_ids.numpy()):
+    vector = word_vector(word, 8)
     cosine = table[row] @ vector / np.linalg.norm(table[row]) / np.linalg.norm(
         vector)
     assert cosine == pytest.approx(1.0, abs=1e-5)
+
+
+def test_the_transformers_heads_must_divide_the_vectors_width(tmp_path):
+  path = write_word_vectors(tmp_path / 'v.txt', ['fell'], width=6)
+  config = dataclasses.replace(
+      configs.PipelineConfig(), training=dataclasses.replace(
+          configs.TrainingConfig(), word_vectors=path))
+  with pytest.raises(word_vectors.WordVectorsError,
+                     match="6-dimensional word vectors, which the "
+                     "Transformer's 4 attention heads do not divide"):
+    trainer.tuned_settings(config.trainer_custom_config('transformer'), None)
+  # The RNN has no heads; a Tuner picks heads that divide the width.
+  assert trainer.tuned_settings(config.trainer_custom_config('rnn'),
+                                None)[0]['embedding_dim'] == 6
+  assert trainer.tuned_settings(
+      config.trainer_custom_config('transformer'),
+      {'values': {'embedding_dim': 6, 'num_heads': 2}})[0]['num_heads'] == 2
 
 
 def test_tuned_width_must_be_the_vectors(tmp_path):
@@ -136,12 +176,20 @@ def test_flags_refuse_bad_vectors_and_local_files_for_a_cluster(
   odd = write_word_vectors(tmp_path / 'odd.txt', ['fell'], width=6)
   for path, message in (
       (str(tmp_path / 'missing.txt'), 'missing.txt: no such file'),
-      (odd, "6-dimensional vectors, which the Transformer's 4 attention "
-       'heads do not divide')):
+      (odd, "6-dimensional word vectors, which the Transformer's 4 "
+       'attention heads do not divide')):
     with pytest.raises(SystemExit) as exited:
       cli.main(['run', '--word_vectors', path])
     assert exited.value.code == 2
     assert message in capsys.readouterr().err
+  # Not where the Transformer does not use them or the Tuner picks heads.
+  for flags in (['--enable_tuning'], ['--pretrained_encoder', 'gs://b/p']):
+    parser = argparse.ArgumentParser()
+    run_command.add_preprocessing_flags(parser, configs.PreprocessingConfig())
+    run_command.add_training_flags(parser, configs.TrainingConfig())
+    run_command.add_tuning_flags(parser, configs.TuningConfig())
+    args = parser.parse_args(['--word_vectors', odd, *flags])
+    assert run_command.word_vectors_heads_problem(args) is None
   local = write_word_vectors(tmp_path / 'v.txt', ['fell'])
   with pytest.raises(SystemExit) as exited:
     cli.main(['compile-kubeflow', '--output', str(tmp_path / 'x.json'),
