@@ -29,8 +29,6 @@ from kfp.pipeline_spec import pipeline_spec_pb2
 from tfx import v1 as tfx
 import yaml
 
-from models import pretrained_encoder
-from models import word_vectors
 from pipeline import beam_runners
 from pipeline import configs
 from pipeline import flag_types
@@ -186,10 +184,9 @@ def _configs_from_args(parser, args, beam_args: List[str]):
     parser.error('--strategy multi_worker_mirrored: each Trainer of the '
                  'compiled pipeline is one pod; `finsent render-tfjob` runs '
                  'a multi-worker Trainer on Kubernetes')
-  for problem in (pretrained_encoder.cluster_problem(args.pretrained_encoder),
-                  word_vectors.cluster_problem(args.word_vectors)):
-    if problem:
-      parser.error(problem)
+  problem = run_command.cluster_problem(args)
+  if problem:
+    parser.error(problem)
   if args.trainer_accelerator_type and args.trainer_accelerator_limit < 1:
     parser.error('--trainer_accelerator_type needs '
                  '--trainer_accelerator_limit of 1 or more')

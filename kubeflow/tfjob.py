@@ -24,10 +24,9 @@ from typing import Any, Dict, List, Optional
 
 import yaml
 
-from models import pretrained_encoder
-from models import word_vectors
 from pipeline import configs
 from pipeline import flag_types
+from pipeline import run_command
 from pipeline import train_worker
 
 # The container name the Training Operator looks for in a TFJob.
@@ -108,10 +107,9 @@ def main(argv: Optional[List[str]] = None,
   # train-worker's own parser: what the pods would refuse is refused here.
   worker = train_worker.build_parser(f'{prog} ... (train-worker flags)'
                                      ).parse_args(worker_args)
-  for problem in (pretrained_encoder.cluster_problem(worker.pretrained_encoder),
-                  word_vectors.cluster_problem(worker.word_vectors)):
-    if problem:
-      parser.error(problem)
+  problem = run_command.cluster_problem(worker)
+  if problem:
+    parser.error(problem)
   if worker.strategy not in _MULTI_WORKER_STRATEGIES:
     parser.error(f'--strategy {worker.strategy}: the workers of a TFJob '
                  f'train with {" or ".join(_MULTI_WORKER_STRATEGIES)}')

@@ -6,17 +6,21 @@ A bad value makes argparse exit 2 with the flag's name and what was wrong:
 
 import argparse
 import math
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
+
+
+def _converted(value: str, convert: Callable[[str], Any], kind: str) -> Any:
+  try:
+    return convert(value)
+  except ValueError:
+    raise argparse.ArgumentTypeError(
+        f'expected {kind}, got {value!r}') from None
 
 
 def int_at_least(low: int) -> Callable[[str], int]:
   """A whole number from `low` up."""
   def parse(value: str) -> int:
-    try:
-      number = int(value)
-    except ValueError:
-      raise argparse.ArgumentTypeError(
-          f'expected a whole number, got {value!r}') from None
+    number = _converted(value, int, 'a whole number')
     if number < low:
       raise argparse.ArgumentTypeError(
           f'must be at least {low}, got {number}')
@@ -33,11 +37,7 @@ def float_in(low: float, high: Optional[float] = None, *,
   """A finite number from `low` (included or not) to below `high` (None: no
   upper bound)."""
   def parse(value: str) -> float:
-    try:
-      number = float(value)
-    except ValueError:
-      raise argparse.ArgumentTypeError(
-          f'expected a number, got {value!r}') from None
+    number = _converted(value, float, 'a number')
     # `not >=` / `not >` also catch nan.
     below_low = not (number >= low if low_included else number > low)
     above_high = high is not None and number >= high

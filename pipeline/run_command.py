@@ -116,6 +116,14 @@ def _word_vectors(value: str) -> str:
   return value
 
 
+def cluster_problem(args) -> Optional[str]:
+  """Why a cluster's pods could not read the --pretrained_encoder or
+  --word_vectors of `args`, files of the machine that compiles their job;
+  None if they could."""
+  return (pretrained_encoder.cluster_problem(args.pretrained_encoder) or
+          word_vectors.cluster_problem(args.word_vectors))
+
+
 def word_vectors_heads_problem(args) -> Optional[str]:
   """Why the Transformer of `finsent run`'s flags cannot start from its
   --word_vectors (word_vectors.heads_problem), found before the pipeline
@@ -363,8 +371,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     beam_pipeline_args = beam_runners.pipeline_args(beam_args)
   except beam_runners.BeamArgsError as e:
     parser.error(str(e))
-  if args.command == 'run' and word_vectors_heads_problem(args):
-    parser.error(word_vectors_heads_problem(args))
+  heads_problem = (word_vectors_heads_problem(args)
+                   if args.command == 'run' else None)
+  if heads_problem:
+    parser.error(heads_problem)
   if configs.is_uri(args.output_dir):
     parser.error(f'--output_dir {args.output_dir}: a local run keeps ML '
                  'Metadata in SQLite there, so it must be a local folder '
