@@ -1,8 +1,8 @@
-# The finsent pipeline image (README, "Kubeflow"). Every task of the
+# The finsent pipeline image (docs/kubeflow.md). Every task of the
 # compiled Kubeflow / Vertex AI pipeline runs it, with TFX's executor
 # entrypoint as the spec's command; Beam's Dataflow, Flink and Spark
-# workers run it through Beam's boot, its ENTRYPOINT. Both import the
-# project from /pipeline (kubeflow.runner: KubeflowConfig.image_project_dir).
+# workers run it through Beam's boot, its ENTRYPOINT. Both import finsent
+# from site-packages (docs/kubeflow.md).
 #
 #   docker build -t REGISTRY/finsent-pipeline:TAG . && docker push ...
 
@@ -21,20 +21,24 @@ RUN python -m pip install --no-cache-dir pip==24.3.1 \
     && python -m pip install --no-cache-dir --ignore-requires-python \
        --no-deps -r requirements/lock.txt
 
-# The project, installed in place: module paths (models.trainer.run_fn,
-# models.preprocessing.preprocessing_fn) and the schema file resolve here.
-COPY setup.py ./
-COPY pipeline/ pipeline/
-COPY components/ components/
-COPY models/ models/
+# finsent, installed as a package (its folders as finsent.<folder>, the
+# data files with them): module paths (finsent.models.trainer.run_fn) and
+# the schema file (KubeflowConfig.image_package_dir) resolve in
+# site-packages, and the `finsent` command is on the PATH for TFJob pods.
+COPY setup.py pyproject.toml ./
+COPY configs/ configs/
 COPY data/ data/
-COPY kubeflow/ kubeflow/
+COPY models/ models/
 COPY serving/ serving/
 COPY monitoring/ monitoring/
-RUN python -m pip install --no-cache-dir --no-deps --no-build-isolation -e . \
+COPY components/ components/
+COPY pipeline/ pipeline/
+COPY kubeflow/ kubeflow/
+COPY benchmarks/ benchmarks/
+COPY commands/ commands/
+RUN python -m pip install --no-cache-dir --no-deps --no-build-isolation . \
     && python -m pip check
 
-ENV PYTHONPATH=/pipeline \
-    TF_CPP_MIN_LOG_LEVEL=2
+ENV TF_CPP_MIN_LOG_LEVEL=2
 
 ENTRYPOINT ["/opt/apache/beam/boot"]

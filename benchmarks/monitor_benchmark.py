@@ -35,14 +35,14 @@ import tempfile
 import time
 from typing import Dict, List, Optional
 
-from benchmarks import host
-from monitoring import replay
-from monitoring.outputs import ALERTS_FILE
-from monitoring.outputs import FILES_READ_FILE
-from monitoring.outputs import WINDOWS_FILE
-from monitoring.scoring import resolve_saved_model
-from pipeline import configs
-from serving.process import ModelServerProcess
+from finsent.benchmarks import host
+from finsent.monitoring import replay
+from finsent.monitoring.outputs import ALERTS_FILE
+from finsent.monitoring.outputs import FILES_READ_FILE
+from finsent.monitoring.outputs import WINDOWS_FILE
+from finsent.monitoring.scoring import resolve_saved_model
+from finsent import configs
+from finsent.serving.process import ModelServerProcess
 
 TWITTER_FNS = os.path.join(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))), '..', 'shared', 'data',
@@ -63,7 +63,7 @@ def write_stream(data: str, copies: int, path: str) -> int:
 
 def run_monitor(stream: str, output_dir: str, model_flags: List[str]) -> Dict:
   """One `finsent monitor` in a fresh process; its summary.json."""
-  command = [sys.executable, '-m', 'pipeline.cli', 'monitor', '--input',
+  command = [sys.executable, '-m', 'finsent.commands.cli', 'monitor', '--input',
              stream, '--output', output_dir, *model_flags]
   result = subprocess.run(command, capture_output=True, text=True,
                           check=False)
@@ -83,7 +83,7 @@ def run_watch(stream: str, files: int, work_dir: str,
   feed, output_dir = (os.path.join(work_dir, name) for name in ('feed', 'out'))
   os.makedirs(feed)
   ledger = os.path.join(output_dir, FILES_READ_FILE)
-  command = [sys.executable, '-m', 'pipeline.cli', 'monitor', '--input', feed,
+  command = [sys.executable, '-m', 'finsent.commands.cli', 'monitor', '--input', feed,
              '--watch', '--output', output_dir, *model_flags,
              '--file_system_poll_wait_seconds', str(POLL_SECONDS)]
   process = subprocess.Popen(command, stdout=subprocess.DEVNULL,

@@ -59,8 +59,8 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from benchmarks import host
-from pipeline import flag_types
+from finsent.benchmarks import host
+from finsent.configs import flag_types
 
 DISPLAY_NAMES = {'rnn': 'RNN', 'transformer': 'Transformer'}
 MODES = ('train', 'inference')
@@ -194,8 +194,8 @@ def pipeline_settings(match_length: int) -> Dict[str, object]:
   # op, so this process never starts TensorFlow's runtime; the measuring
   # processes are fresh ones anyway.
   # pylint: disable=g-import-not-at-top
-  from models import features
-  from pipeline import configs
+  from finsent.configs import features
+  from finsent import configs
   # pylint: enable=g-import-not-at-top
   preprocessing = configs.PreprocessingConfig()
   training = configs.TrainingConfig()
@@ -319,7 +319,7 @@ def synthetic_batch(tf, settings: Dict, sequence_length: int,
   """Token ids int64 [batch_size, sequence_length], all real tokens (ids
   1..vocabulary-1: no padding to mask), and labels int64 [batch_size], on
   `device`."""
-  from models import features  # pylint: disable=g-import-not-at-top
+  from finsent.configs import features  # pylint: disable=g-import-not-at-top
   rng = np.random.default_rng(settings['seed'])
   with tf.device(device):
     tokens = tf.identity(tf.constant(
@@ -333,8 +333,8 @@ def synthetic_batch(tf, settings: Dict, sequence_length: int,
 def model_builders() -> Dict[str, Callable]:
   """Architecture -> the pipeline's model builder."""
   # pylint: disable=g-import-not-at-top
-  from models import rnn
-  from models import transformer
+  from finsent.models import rnn
+  from finsent.models import transformer
   # pylint: enable=g-import-not-at-top
   return {'rnn': rnn.build_rnn_classifier,
           'transformer': transformer.build_transformer_classifier}

@@ -41,8 +41,8 @@ import tempfile
 import time
 from typing import Dict, List, Optional
 
-from benchmarks import parallelism_benchmark as bench
-from pipeline import flag_types
+from finsent.benchmarks import parallelism_benchmark as bench
+from finsent.configs import flag_types
 
 # A step's op types whose FLOPs the benchmark counts (forward_flops counts
 # matmuls only): TensorFlow's and oneDNN's (_Mkl*, _Fused*) matmuls, and the
@@ -121,7 +121,7 @@ def _profile_training(settings: Dict, steps: int, logdir: str
   # pylint: disable=g-import-not-at-top
   import keras
   import tensorflow as tf
-  from models import profile_report
+  from finsent.models import training_profile
   # pylint: enable=g-import-not-at-top
   length = settings['sequence_lengths'][0]
   inputs, labels = bench.synthetic_batch(tf, settings, length,
@@ -140,7 +140,7 @@ def _profile_training(settings: Dict, steps: int, logdir: str
         model.train_on_batch(inputs, labels)
   finally:
     tf.profiler.experimental.stop()
-  return profile_report.op_type_self_ms(profile_report.find_profile(logdir))
+  return training_profile.op_type_self_ms(training_profile.find_profile(logdir))
 
 
 def measure_variants(variants: List[Variant], all_settings: List[Dict],

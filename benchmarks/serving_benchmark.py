@@ -56,8 +56,8 @@ from PIL import ImageDraw
 from PIL import ImageFont
 import requests
 
-from benchmarks import host
-from serving.process import ModelServerProcess
+from finsent.benchmarks import host
+from finsent.serving.process import ModelServerProcess
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HEADLINES_CSV = os.path.join(ROOT, 'data', 'sample', 'financial_headlines.csv')
@@ -243,7 +243,7 @@ def measure_latency(name: str, base_path: str, version: int, settings: Dict,
   # pylint: disable=g-import-not-at-top
   import tensorflow as tf
   from tensorflow_serving.apis import prediction_service_pb2_grpc
-  from serving.model_manager import LoadedVersion
+  from finsent.serving.model_manager import LoadedVersion
   # pylint: enable=g-import-not-at-top
   path = os.path.join(base_path, str(version))
   progress(f'[latency] {name}: loading version {version} in-process')

@@ -30,11 +30,11 @@ import tempfile
 import time
 from typing import Dict, List, Optional
 
-from benchmarks import host
-from data import loaders
-from pipeline import configs
-from pipeline import pipeline as pipeline_lib
-from pipeline import summary as summary_lib
+from finsent.benchmarks import host
+from finsent.data import loaders
+from finsent import configs
+from finsent.pipeline import pipeline as pipeline_lib
+from finsent.pipeline import summary as summary_lib
 from tfx import v1 as tfx
 
 TRANSFORM = 'Transform'

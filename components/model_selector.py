@@ -40,9 +40,9 @@ from tfx.types import standard_artifacts
 from tfx.utils import io_utils
 from tfx.utils import path_utils
 
-from models import evaluation
-from models import features
-from models.features import ARCHITECTURES
+from finsent.models import evaluation
+from finsent.configs import features
+from finsent.configs.features import ARCHITECTURES
 
 WARMUP_REQUESTS = 20
 SELECTED_ARCHITECTURE = 'selected_architecture'

@@ -32,11 +32,11 @@ from tfx.dsl.io import fileio
 from tfx.types import artifact_utils
 from tfx.utils import path_utils
 
-from data.loaders import LABELS
-from models import features
-from serving.client import SentimentClient
-from serving.client import ServingClientError
-from serving.process import ModelServerProcess
+from finsent.data.loaders import LABELS
+from finsent.configs import features
+from finsent.serving.client import SentimentClient
+from finsent.serving.client import ServingClientError
+from finsent.serving.process import ModelServerProcess
 
 BLESSED_FILE = 'INFRA_BLESSED'
 NOT_BLESSED_FILE = 'INFRA_NOT_BLESSED'

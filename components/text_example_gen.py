@@ -16,8 +16,8 @@ from tfx.components.example_gen import base_example_gen_executor
 from tfx.dsl.components.base import executor_spec
 from tfx.dsl.io import fileio
 
-from data import loaders
-from models import features
+from finsent.data import loaders
+from finsent.configs import features
 
 
 def record_to_example(record: loaders.Record) -> tf.train.Example:

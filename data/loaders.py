@@ -25,7 +25,8 @@ import json
 import os
 from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
-LABELS = ('negative', 'neutral', 'positive')
+from finsent.configs.features import LABELS
+
 OPTIONAL_FIELDS = ('source', 'published_at')
 CANONICAL_FIELDS = ('text', 'label') + OPTIONAL_FIELDS
 TWITTER_FNS_LABELS = {'0': 'negative', '1': 'positive', '2': 'neutral'}

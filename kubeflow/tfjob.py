@@ -1,5 +1,5 @@
-"""`finsent render-tfjob`: a multi-worker Trainer on Kubernetes, as a
-Kubeflow Training Operator TFJob manifest.
+"""A multi-worker Trainer on Kubernetes, as a Kubeflow Training Operator
+TFJob manifest (`finsent render-tfjob`).
 
   finsent render-tfjob --workers 2 --image REGISTRY/finsent-pipeline:TAG \\
       --architecture transformer \\
@@ -18,20 +18,12 @@ logs, so the paths must be on storage every pod reaches (gs://, s3://, a
 ReadWriteMany volume).
 """
 
-import argparse
-import sys
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List
 
-import yaml
-
-from pipeline import configs
-from pipeline import flag_types
-from pipeline import run_command
-from pipeline import train_worker
+from finsent import configs
 
 # The container name the Training Operator looks for in a TFJob.
 CONTAINER_NAME = 'tensorflow'
-_MULTI_WORKER_STRATEGIES = ('auto', 'multi_worker_mirrored')
 
 
 def render_tfjob(worker_args: List[str], architecture: str, workers: int,
@@ -63,70 +55,3 @@ def render_tfjob(worker_args: List[str], architecture: str, workers: int,
           }]}},
       }}},
   }
-
-
-def build_parser(prog: str) -> argparse.ArgumentParser:
-  kubeflow = configs.KubeflowConfig()
-  resources = kubeflow.trainer
-  parser = argparse.ArgumentParser(
-      prog=prog, usage=f'{prog} --workers N [flags] TRAIN_WORKER_FLAGS',
-      description='Writes a Kubeflow Training Operator TFJob that runs '
-      '`finsent train-worker` with TRAIN_WORKER_FLAGS on N pods (each with '
-      'its TF_CONFIG). `finsent train-worker --help` lists those flags.')
-  parser.add_argument('--workers', type=int, required=True,
-                      help='pods training in step (2 or more)')
-  parser.add_argument('--image', default=kubeflow.image,
-                      help='the pipeline image (default: %(default)s)')
-  parser.add_argument('--cpu_limit', type=flag_types.positive_float,
-                      default=resources.cpu_limit,
-                      help='CPUs per worker (default: %(default)g)')
-  parser.add_argument('--memory_limit', type=flag_types.positive_float,
-                      default=resources.memory_limit_gb,
-                      help='memory per worker in GB (default: %(default)g)')
-  parser.add_argument('--accelerator_type', default=None,
-                      help='a Kubernetes resource name, e.g. nvidia.com/gpu')
-  parser.add_argument('--accelerator_limit', type=int, default=0,
-                      help='accelerators per worker')
-  parser.add_argument('--output', default='-',
-                      help='the manifest file (default: standard output)')
-  return parser
-
-
-def main(argv: Optional[List[str]] = None,
-         prog: str = 'finsent render-tfjob') -> int:
-  parser = build_parser(prog)
-  args, worker_args = parser.parse_known_args(argv)
-  if args.workers < 2:
-    parser.error('--workers: a multi-worker Trainer needs 2 or more')
-  if bool(args.accelerator_type) != (args.accelerator_limit > 0):
-    parser.error('--accelerator_type and --accelerator_limit go together')
-  if args.accelerator_type and '/' not in args.accelerator_type:
-    parser.error(f'--accelerator_type {args.accelerator_type!r}: on '
-                 'Kubernetes an accelerator is a resource name such as '
-                 'nvidia.com/gpu')
-  # train-worker's own parser: what the pods would refuse is refused here.
-  worker = train_worker.build_parser(f'{prog} ... (train-worker flags)'
-                                     ).parse_args(worker_args)
-  problem = run_command.cluster_problem(worker)
-  if problem:
-    parser.error(problem)
-  if worker.strategy not in _MULTI_WORKER_STRATEGIES:
-    parser.error(f'--strategy {worker.strategy}: the workers of a TFJob '
-                 f'train with {" or ".join(_MULTI_WORKER_STRATEGIES)}')
-  resources = configs.ContainerResources(
-      cpu_limit=args.cpu_limit, memory_limit_gb=args.memory_limit,
-      accelerator_type=args.accelerator_type,
-      accelerator_count=args.accelerator_limit)
-  manifest = yaml.safe_dump(
-      render_tfjob(worker_args, worker.architecture, args.workers,
-                   args.image, resources), sort_keys=False)
-  if args.output == '-':
-    sys.stdout.write(manifest)
-  else:
-    with open(args.output, 'w') as f:
-      f.write(manifest)
-  return 0
-
-
-if __name__ == '__main__':
-  sys.exit(main())

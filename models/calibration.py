@@ -18,9 +18,8 @@ import numpy as np
 from scipy import optimize
 from scipy import special
 
-# `TrainingConfig.calibration`: a fitted temperature, or the model's own
-# probabilities.
-CALIBRATIONS = ('temperature', 'none')
+from finsent.configs.training import CALIBRATIONS
+
 # Equal-width bins of the top-label confidence; shared with the Evaluator's
 # `models.tfma_metrics.ExpectedCalibrationError`, so the Trainer's and the
 # Evaluator's ECE are the same measure.

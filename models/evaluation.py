@@ -10,8 +10,8 @@ from typing import Dict, Optional
 
 import tensorflow_model_analysis as tfma
 
-from models import export
-from models import features
+from finsent.models import export
+from finsent.configs import features
 
 ACCURACY = 'sparse_categorical_accuracy'
 MACRO_F1 = 'macro_f1'
@@ -50,7 +50,7 @@ def _model_spec(**kwargs) -> tfma.ModelSpec:
 
 def _custom_metric(class_name: str, **kwargs) -> tfma.MetricConfig:
   return tfma.MetricConfig(class_name=class_name,
-                           module='models.tfma_metrics', **kwargs)
+                           module='finsent.models.tfma_metrics', **kwargs)
 
 
 def create_eval_config(min_accuracy: float, min_macro_f1: float,

@@ -37,8 +37,8 @@ from tensorflow_serving.apis import model_pb2
 from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.apis import prediction_log_pb2
 
-from models import calibration
-from models import features
+from finsent.models import calibration
+from finsent.configs import features
 
 SERVING_SIGNATURE = 'serving_default'
 EXAMPLES_SIGNATURE = 'serving_examples'

@@ -26,8 +26,9 @@ from tensorflow_text.tools.wordpiece_vocab import wordpiece_tokenizer_learner_li
 import tensorflow_transform as tft
 import tensorflow_transform.beam as tft_beam
 
-from models import features
-from models import pretrained_encoder
+from finsent.configs import features
+from finsent.models import pretrained_encoder
+from finsent.configs.training import TOKENIZATIONS
 
 # Stable placeholder tokens for the parts of a feed whose exact value says
 # little about sentiment but whose presence does ("down 12%" vs "down 12").
@@ -55,7 +56,6 @@ _NORMALISATION_RULES = (
 PLACEHOLDER_TOKENS = (URL_TOKEN, TICKER_TOKEN, PERCENT_UP_TOKEN,
                       PERCENT_DOWN_TOKEN, PERCENT_TOKEN, MONEY_TOKEN,
                       NUMBER_TOKEN)
-TOKENIZATIONS = ('words', 'wordpiece')
 # WordPiece: a word not covered by the subword vocabulary becomes this
 # piece; the placeholders stay whole.
 UNKNOWN_PIECE = '[UNK]'

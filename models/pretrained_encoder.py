@@ -29,8 +29,8 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from models import export
-from models import features
+from finsent.models import export
+from finsent.configs import features
 
 # Transformed features holding the encoder's inputs are named
 # encoder_<input>, e.g. encoder_token_ids, encoder_padding_mask.

@@ -2,7 +2,7 @@
 
 import keras
 
-from models import features
+from finsent.configs import features
 
 RNN_CELLS = {'lstm': keras.layers.LSTM, 'gru': keras.layers.GRU}
 

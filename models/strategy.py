@@ -27,11 +27,9 @@ import urllib.parse
 from absl import logging
 import tensorflow as tf
 
-STRATEGIES = ('auto', 'default', 'mirrored', 'multi_worker_mirrored', 'tpu')
-# How the learning rate follows the global batch: `linear` (Goyal et al.,
-# 2017: lr x replicas, for SGD), `sqrt` (lr x sqrt(replicas), the rule that
-# keeps the gradient noise scale of adaptive optimisers like Adam), `none`.
-LEARNING_RATE_SCALINGS = ('sqrt', 'linear', 'none')
+from finsent.configs.training import LEARNING_RATE_SCALINGS
+from finsent.configs.training import STRATEGIES
+
 # A grpc:// TPU address that does not answer within this many seconds is an
 # error; TF's own connect would wait for it for ever.
 TPU_CONNECT_TIMEOUT_SECONDS = 10

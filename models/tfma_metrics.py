@@ -35,7 +35,7 @@ examples once per group. Predictions are class probabilities [num_classes]
 (the number of classes is their size); labels are a class id [1] (as the
 pipeline's `label_id`) or a one-hot [num_classes]. Example weights apply when
 the EvalConfig asks for weighted metrics. Use them in an EvalConfig as, e.g.,
-`tfma.MetricConfig(class_name='MacroF1Score', module='models.tfma_metrics',
+`tfma.MetricConfig(class_name='MacroF1Score', module='finsent.models.tfma_metrics',
 per_slice_thresholds=[...])`; a threshold on `MacroF1Score` applies to its
 single key ('macro_f1', no sub_key). The per-class metrics are for reporting:
 TFMA looks a MetricConfig threshold on them up without a sub_key, matches none
@@ -51,7 +51,7 @@ from tensorflow_model_analysis.metrics import metric_types
 from tensorflow_model_analysis.metrics import metric_util
 from tensorflow_model_analysis.proto import config_pb2
 
-from models import calibration
+from finsent.models import calibration
 
 BRIER_SCORE_NAME = 'brier_score'
 EXPECTED_CALIBRATION_ERROR_NAME = 'expected_calibration_error'

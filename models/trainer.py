@@ -19,18 +19,21 @@ import tensorflow as tf
 import tensorflow_transform as tft
 from tfx import v1 as tfx
 
-from models import calibration
-from models import export
-from models import features
-from models import macro_f1
-from models import model_run as model_run_lib
-from models import pretrained_encoder as pretrained_encoder_lib
-from models import profiling
-from models import rnn
-from models import sparse_focal_crossentropy
-from models import strategy as strategy_lib
-from models import transformer
-from models import word_vectors as word_vectors_lib
+from finsent.models import calibration
+from finsent.models import export
+from finsent.configs import features
+from finsent.configs.training import CLASS_WEIGHTINGS
+from finsent.configs.training import EARLY_STOPPING_MONITORS
+from finsent.configs.training import LEARNING_RATE_SCHEDULES
+from finsent.models import macro_f1
+from finsent.models import model_run as model_run_lib
+from finsent.models import pretrained_encoder as pretrained_encoder_lib
+from finsent.models import profiling
+from finsent.models import rnn
+from finsent.models import sparse_focal_crossentropy
+from finsent.models import strategy as strategy_lib
+from finsent.models import transformer
+from finsent.models import word_vectors as word_vectors_lib
 
 MODEL_BUILDERS = {
     'rnn': rnn.build_rnn_classifier,
@@ -42,7 +45,6 @@ if tuple(MODEL_BUILDERS) != features.ARCHITECTURES:
 LEARNING_RATE = 'learning_rate'
 # The preset a fine-tuning search tuned, among its values (models.tuner).
 TUNED_PRESET = 'pretrained_encoder'
-LEARNING_RATE_SCHEDULES = ('constant', 'warmup_cosine')
 # Each builder's token embedding, which word vectors initialise.
 TOKEN_EMBEDDINGS = {
     'rnn': lambda model: model.get_layer('token_embedding'),
@@ -118,9 +120,6 @@ def split_for_early_stopping(examples: tf.data.Dataset,
 
   return (examples.filter(lambda x, y: tf.logical_not(held_out(x, y))),
           examples.filter(held_out))
-
-
-CLASS_WEIGHTINGS = ('balanced', 'sqrt', 'none')
 
 
 def class_weights(examples: tf.data.Dataset,
@@ -401,10 +400,6 @@ def compile_model(architecture: str, inputs: TrainingInputs,
       metrics=['sparse_categorical_accuracy',
                macro_f1.SparseMacroF1Score(len(features.LABELS))])
   return model
-
-
-EARLY_STOPPING_MONITORS = ('val_sparse_categorical_accuracy', 'val_macro_f1',
-                           'val_loss')
 
 
 def early_stopping(training: Dict[str, Any]) -> keras.callbacks.Callback:

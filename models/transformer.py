@@ -3,7 +3,7 @@
 import keras
 import keras_hub
 
-from models import features
+from finsent.configs import features
 
 
 def build_transformer_classifier(vocabulary_size: int,

@@ -1,6 +1,8 @@
 """TFX Tuner `tuner_fn`: a keras-tuner search over one architecture.
 
-The Tuner's `custom_config` is the Trainer's (`pipeline.configs`) plus
+The search space is declared on the models' config fields (their knobs'
+`search`, finsent.configs.training). The Tuner's `custom_config` is the
+Trainer's (PipelineConfig.trainer_custom_config) plus
 `tuning` (`TuningConfig`), so the search fits on exactly the data the
 Trainer will fit on and scores each trial on the same held-out share of
 the train split that the Trainer's early stopping watches: the eval split
@@ -8,73 +10,80 @@ stays unseen until the Evaluator. The best trial's values become the
 Trainer's `fn_args.hyperparameters` (`models.trainer.tuned_settings`).
 """
 
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, Optional, Tuple
 
 import keras
 import keras_tuner
 from tfx import v1 as tfx
 
-from models import trainer
-from models import strategy as strategy_lib
-from models import word_vectors as word_vectors_lib
+from finsent import configs
+from finsent.configs import knobs
+from finsent.models import trainer
+from finsent.models import strategy as strategy_lib
+from finsent.models import word_vectors as word_vectors_lib
 
 
-EMBEDDING_DIMS = (64, 128, 256)
-NUM_HEADS = (2, 4, 8)
+# The searched models, by architecture: their knobs declare the ranges.
+MODEL_CONFIGS = {'rnn': configs.RnnConfig,
+                 'transformer': configs.TransformerConfig}
+if set(MODEL_CONFIGS) != set(trainer.MODEL_BUILDERS):
+  raise ImportError('MODEL_CONFIGS must cover exactly the MODEL_BUILDERS')
 
 
-def embedding_dim(hp: keras_tuner.HyperParameters,
-                  word_vectors_dim: Optional[int]) -> int:
-  """Searched; fixed at the word vectors' width where they are given."""
-  if word_vectors_dim:
-    return hp.Fixed('embedding_dim', word_vectors_dim)
-  return hp.Choice('embedding_dim', EMBEDDING_DIMS)
+def hyperparameter(hp: keras_tuner.HyperParameters, name: str,
+                   search: Any) -> Any:
+  """keras-tuner's hyperparameter for a knob's `search` range."""
+  if isinstance(search, knobs.Choice):
+    return hp.Choice(name, list(search.values))
+  if isinstance(search, knobs.IntRange):
+    return hp.Int(name, search.low, search.high)
+  if isinstance(search, knobs.FloatRange):
+    return hp.Float(name, search.low, search.high, step=search.step,
+                    sampling='log' if search.log else 'linear')
+  raise TypeError(f'{name}: no keras-tuner hyperparameter for {search!r}')
 
 
-def rnn_search_space(hp: keras_tuner.HyperParameters,
-                     word_vectors_dim: Optional[int]) -> Dict[str, Any]:
-  return {
-      'embedding_dim': embedding_dim(hp, word_vectors_dim),
-      'rnn_units': hp.Choice('rnn_units', [32, 64, 128]),
-      'cell': hp.Choice('cell', ['lstm', 'gru']),
-      'dropout': hp.Float('dropout', 0.1, 0.5, step=0.1),
-  }
+def searched_knobs(section_type: type, hp: keras_tuner.HyperParameters,
+                   word_vectors_dim: Optional[int] = None,
+                   skip: Tuple[str, ...] = ()) -> Dict[str, Any]:
+  """The knobs of a config section that declare a `search` range, in
+  declaration order (the order keras-tuner samples them in). The embedding
+  width is fixed at the word vectors' where they are given, and only head
+  counts that divide the width are searched."""
+  values: Dict[str, Any] = {}
+  for name, knob in knobs.knobs(section_type):
+    if knob.search is None or name in skip:
+      continue
+    search = knob.search
+    if name == 'embedding_dim' and word_vectors_dim:
+      values[name] = hp.Fixed(name, word_vectors_dim)
+      continue
+    if name == 'num_heads':
+      width = values['embedding_dim']
+      search = knobs.Choice(tuple(n for n in search.values
+                                  if width % n == 0) or (1,))
+    values[name] = hyperparameter(hp, name, search)
+  return values
 
 
-def transformer_search_space(hp: keras_tuner.HyperParameters,
-                             word_vectors_dim: Optional[int]
-                             ) -> Dict[str, Any]:
-  width = embedding_dim(hp, word_vectors_dim)
-  return {
-      'embedding_dim': width,
-      'num_layers': hp.Int('num_layers', 1, 3),
-      # Head counts that divide the embedding width (all do the searched
-      # widths).
-      'num_heads': hp.Choice('num_heads', [n for n in NUM_HEADS
-                                           if width % n == 0] or [1]),
-      'intermediate_dim': hp.Choice('intermediate_dim', [128, 256, 512]),
-      'dropout': hp.Float('dropout', 0.1, 0.5, step=0.1),
-  }
+def model_search_space(architecture: str) -> Callable[
+    [keras_tuner.HyperParameters, Optional[int]], Dict[str, Any]]:
+  """The search over a from-scratch architecture's builder arguments."""
+  return lambda hp, word_vectors_dim: searched_knobs(
+      MODEL_CONFIGS[architecture], hp, word_vectors_dim)
 
 
-def fine_tuning_search_space(hp: keras_tuner.HyperParameters
-                             ) -> Dict[str, Any]:
-  """A pretrained encoder's (pipeline.configs.FineTuningConfig): its
-  architecture is the preset's."""
-  return {'dropout': hp.Float('dropout', 0.0, 0.3, step=0.1)}
-
-
-SEARCH_SPACES: Dict[str, Callable[[keras_tuner.HyperParameters,
-                                   Optional[int]], Dict[str, Any]]] = {
-    'rnn': rnn_search_space,
-    'transformer': transformer_search_space,
-}
-if set(SEARCH_SPACES) != set(trainer.MODEL_BUILDERS):
-  raise ImportError('SEARCH_SPACES must cover exactly the MODEL_BUILDERS')
+SEARCH_SPACES = {architecture: model_search_space(architecture)
+                 for architecture in MODEL_CONFIGS}
 # Adam's learning rate, searched on a log scale: from scratch, and when
 # fine-tuning a pretrained encoder.
-LEARNING_RATE_RANGE = (1e-4, 3e-3)
-FINE_TUNING_LEARNING_RATE_RANGE = (1e-5, 1e-4)
+_LEARNING_RATE_SEARCH = knobs.knob_of(configs.TrainingConfig,
+                                      'learning_rate').search
+_FINE_TUNING_LEARNING_RATE_SEARCH = knobs.knob_of(configs.FineTuningConfig,
+                                                  'learning_rate').search
+LEARNING_RATE_RANGE = (_LEARNING_RATE_SEARCH.low, _LEARNING_RATE_SEARCH.high)
+FINE_TUNING_LEARNING_RATE_RANGE = (_FINE_TUNING_LEARNING_RATE_SEARCH.low,
+                                   _FINE_TUNING_LEARNING_RATE_SEARCH.high)
 
 
 def search_space(config: Dict[str, Any],
@@ -86,15 +95,18 @@ def search_space(config: Dict[str, Any],
   pretrained_encoder = config['pretrained_encoder']
   if pretrained_encoder:
     hp.Fixed(trainer.TUNED_PRESET, pretrained_encoder)
-    space, (low, high) = (fine_tuning_search_space(hp),
-                          FINE_TUNING_LEARNING_RATE_RANGE)
+    # A pretrained encoder's architecture is the preset's: its dropout.
+    space = searched_knobs(configs.FineTuningConfig, hp,
+                           skip=(trainer.LEARNING_RATE,))
+    learning_rate = _FINE_TUNING_LEARNING_RATE_SEARCH
   else:
     word_vectors = config['training']['word_vectors']
-    space, (low, high) = SEARCH_SPACES[config['architecture']](
+    space = SEARCH_SPACES[config['architecture']](
         hp, word_vectors_lib.dimension(word_vectors) if word_vectors
-        else None), LEARNING_RATE_RANGE
-  return {**space, trainer.LEARNING_RATE: hp.Float(
-      trainer.LEARNING_RATE, low, high, sampling='log')}
+        else None)
+    learning_rate = _LEARNING_RATE_SEARCH
+  return {**space, trainer.LEARNING_RATE: hyperparameter(
+      hp, trainer.LEARNING_RATE, learning_rate)}
 
 
 def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:

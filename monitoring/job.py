@@ -41,28 +41,28 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.options.pipeline_options import StandardOptions
 
-from monitoring import metrics
-from monitoring import stages
-from monitoring.entities import AliasError
-from monitoring.entities import TickerExtractor
-from monitoring.headlines import DEAD_LETTERS
-from monitoring.headlines import input_patterns
-from monitoring.headlines import parse_json_line
-from monitoring.headlines import ReadHeadlines
-from monitoring.scoring import SavedModelHandler
-from monitoring.scoring import ServedModelHandler
-from monitoring.shocks import METRICS
-from monitoring.outputs import ALERTS_FILE
-from monitoring.outputs import CHANGELOGS
-from monitoring.outputs import compact_jsonl
-from monitoring.outputs import DEAD_LETTERS_FILE
-from monitoring.outputs import SUMMARY_FILE
-from monitoring.outputs import WINDOWS_FILE
-from monitoring.outputs import WINDOWS_PARQUET_FILE
-from monitoring.outputs import write_windows_parquet
-from monitoring.watch import Watch
-from pipeline import beam_runners
-from pipeline import configs
+from finsent.monitoring import metrics
+from finsent.monitoring import stages
+from finsent.monitoring.entities import AliasError
+from finsent.monitoring.entities import TickerExtractor
+from finsent.monitoring.headlines import DEAD_LETTERS
+from finsent.monitoring.headlines import input_patterns
+from finsent.monitoring.headlines import parse_json_line
+from finsent.monitoring.headlines import ReadHeadlines
+from finsent.monitoring.scoring import SavedModelHandler
+from finsent.monitoring.scoring import ServedModelHandler
+from finsent.monitoring.shocks import METRICS
+from finsent.monitoring.outputs import ALERTS_FILE
+from finsent.monitoring.outputs import CHANGELOGS
+from finsent.monitoring.outputs import compact_jsonl
+from finsent.monitoring.outputs import DEAD_LETTERS_FILE
+from finsent.monitoring.outputs import SUMMARY_FILE
+from finsent.monitoring.outputs import WINDOWS_FILE
+from finsent.monitoring.outputs import WINDOWS_PARQUET_FILE
+from finsent.monitoring.outputs import write_windows_parquet
+from finsent.monitoring.watch import Watch
+from finsent.data import beam_options
+from finsent import configs
 
 
 def _parsed_messages(messages) -> Any:
@@ -262,9 +262,9 @@ def main(argv: Optional[List[str]] = None, prog: str = 'finsent monitor',
   try:
     # DirectRunner as Beam sets it up (in memory): the job's counters then
     # live in this process, where --metrics_port serves them.
-    beam_pipeline_args = beam_runners.pipeline_args(beam_args,
+    beam_pipeline_args = beam_options.pipeline_args(beam_args,
                                                     direct_defaults=())
-  except beam_runners.BeamArgsError as e:
+  except beam_options.BeamArgsError as e:
     parser.error(str(e))
   config = _config_from_args(args)
   try:

@@ -39,12 +39,12 @@ import sys
 import tempfile
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from data.loaders import DataFormatError
-from data.loaders import Record
-from data.loaders import read_records
-from data.loaders import resolve_input
-from monitoring.entities import CASHTAG
-from pipeline.configs import ReplayConfig
+from finsent.data.loaders import DataFormatError
+from finsent.data.loaders import Record
+from finsent.data.loaders import read_records
+from finsent.data.loaders import resolve_input
+from finsent.monitoring.entities import CASHTAG
+from finsent.configs import ReplayConfig
 
 TICKER = re.compile(r'[A-Z]{1,5}')
 SOURCE = 'replay'

@@ -22,14 +22,14 @@ import sys
 import urllib.parse
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from data.loaders import LABELS
-from monitoring.outputs import ALERTS_FILE
-from monitoring.outputs import ChangelogError
-from monitoring.outputs import DEAD_LETTERS_FILE
-from monitoring.outputs import MARKET
-from monitoring.outputs import read_changelog
-from monitoring.outputs import WINDOWS_FILE
-from pipeline import flag_types
+from finsent.data.loaders import LABELS
+from finsent.monitoring.outputs import ALERTS_FILE
+from finsent.monitoring.outputs import ChangelogError
+from finsent.monitoring.outputs import DEAD_LETTERS_FILE
+from finsent.monitoring.outputs import MARKET
+from finsent.monitoring.outputs import read_changelog
+from finsent.monitoring.outputs import WINDOWS_FILE
+from finsent.configs import flag_types
 
 DEFAULT_MAX_TICKERS = 20
 # How much of a dead letter's record the page shows: enough to recognise it.

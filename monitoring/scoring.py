@@ -25,12 +25,12 @@ from typing import Any, Dict, Iterable, Optional, Sequence, Tuple
 import apache_beam as beam
 from apache_beam.ml.inference import base
 
-from data.loaders import LABELS
-from monitoring import metrics
-from monitoring.headlines import DeadLetter
-from monitoring.headlines import Headline
-from serving.client import Prediction
-from serving.client import SentimentClient
+from finsent.data.loaders import LABELS
+from finsent.monitoring import metrics
+from finsent.monitoring.headlines import DeadLetter
+from finsent.monitoring.headlines import Headline
+from finsent.serving.client import Prediction
+from finsent.serving.client import SentimentClient
 
 SIGNATURE = 'serving_default'
 

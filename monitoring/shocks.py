@@ -35,8 +35,8 @@ from apache_beam.transforms import userstate
 from apache_beam.transforms import window as beam_window
 from apache_beam.utils.timestamp import Timestamp
 
-from monitoring.headlines import parse_time
-from monitoring.windows import TOP_HEADLINES
+from finsent.monitoring.headlines import parse_time
+from finsent.monitoring.windows import TOP_HEADLINES
 
 METRICS = ('share_negative', 'mean_score')
 # 1.4826 * MAD is a consistent estimate of a normal distribution's sigma.

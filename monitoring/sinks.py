@@ -9,8 +9,8 @@ from typing import Any, Dict, Iterator, List
 
 import apache_beam as beam
 
-from monitoring import metrics
-from monitoring.headlines import DeadLetter
+from finsent.monitoring import metrics
+from finsent.monitoring.headlines import DeadLetter
 
 _APPEND_LOCK = threading.Lock()
 

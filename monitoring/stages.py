@@ -7,18 +7,18 @@ from typing import Any, List, Optional
 
 import apache_beam as beam
 
-from monitoring import metrics
-from monitoring.entities import TickerExtractor
-from monitoring.outputs import ALERTS_FILE
-from monitoring.outputs import DEAD_LETTERS_FILE
-from monitoring.outputs import WINDOWS_FILE
-from monitoring.scoring import ScoreHeadlines
-from monitoring.shocks import DetectShocks
-from monitoring.sinks import AppendJsonl
-from monitoring.sinks import PostToWebhook
-from monitoring.windows import WindowSentiment
-from monitoring.windows import without_top_headlines
-from pipeline import configs
+from finsent.monitoring import metrics
+from finsent.monitoring.entities import TickerExtractor
+from finsent.monitoring.outputs import ALERTS_FILE
+from finsent.monitoring.outputs import DEAD_LETTERS_FILE
+from finsent.monitoring.outputs import WINDOWS_FILE
+from finsent.monitoring.scoring import ScoreHeadlines
+from finsent.monitoring.shocks import DetectShocks
+from finsent.monitoring.sinks import AppendJsonl
+from finsent.monitoring.sinks import PostToWebhook
+from finsent.monitoring.windows import WindowSentiment
+from finsent.monitoring.windows import without_top_headlines
+from finsent import configs
 
 
 class TickersAndScores(beam.PTransform):

@@ -52,29 +52,29 @@ from typing import Any, Dict, List, Optional, Set
 
 import apache_beam as beam
 
-from monitoring import metrics
-from monitoring import stages
-from monitoring.headlines import DEAD_LETTERS
-from monitoring.headlines import DeadLetter
-from monitoring.headlines import EXTENSIONS
-from monitoring.headlines import format_time
-from monitoring.headlines import input_patterns
-from monitoring.headlines import parse_time
-from monitoring.headlines import ParseHeadlineFiles
-from monitoring.outputs import ALERTS_FILE
-from monitoring.outputs import CHANGELOGS
-from monitoring.outputs import FILES_READ_FILE
-from monitoring.outputs import read_changelog
-from monitoring.outputs import read_jsonl
-from monitoring.outputs import SCORED_FILE
-from monitoring.outputs import WINDOWS_FILE
-from monitoring.scoring import ScoredHeadline
-from monitoring.shocks import retraction
-from monitoring.sinks import AppendJsonl
-from monitoring.windows import by_key
-from monitoring.windows import slot_start
-from monitoring.windows import window_starts
-from pipeline import configs
+from finsent.monitoring import metrics
+from finsent.monitoring import stages
+from finsent.monitoring.headlines import DEAD_LETTERS
+from finsent.monitoring.headlines import DeadLetter
+from finsent.monitoring.headlines import EXTENSIONS
+from finsent.monitoring.headlines import format_time
+from finsent.monitoring.headlines import input_patterns
+from finsent.monitoring.headlines import parse_time
+from finsent.monitoring.headlines import ParseHeadlineFiles
+from finsent.monitoring.outputs import ALERTS_FILE
+from finsent.monitoring.outputs import CHANGELOGS
+from finsent.monitoring.outputs import FILES_READ_FILE
+from finsent.monitoring.outputs import read_changelog
+from finsent.monitoring.outputs import read_jsonl
+from finsent.monitoring.outputs import SCORED_FILE
+from finsent.monitoring.outputs import WINDOWS_FILE
+from finsent.monitoring.scoring import ScoredHeadline
+from finsent.monitoring.shocks import retraction
+from finsent.monitoring.sinks import AppendJsonl
+from finsent.monitoring.windows import by_key
+from finsent.monitoring.windows import slot_start
+from finsent.monitoring.windows import window_starts
+from finsent import configs
 
 
 class FileLedger:

@@ -27,10 +27,10 @@ from apache_beam.transforms import window as beam_window
 from apache_beam.utils.timestamp import Duration
 from apache_beam.utils.windowed_value import PaneInfoTiming
 
-from data.loaders import LABELS
-from monitoring.headlines import format_time
-from monitoring.outputs import MARKET
-from monitoring.scoring import ScoredHeadline
+from finsent.data.loaders import LABELS
+from finsent.monitoring.headlines import format_time
+from finsent.monitoring.outputs import MARKET
+from finsent.monitoring.scoring import ScoredHeadline
 
 TOP_HEADLINES = 'top_headlines'
 

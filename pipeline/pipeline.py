@@ -23,15 +23,15 @@ from tfx.components.distribution_validator.component import (
 from tfx.dsl.components.base import base_node
 from tfx.proto import distribution_validator_pb2
 
-from components.atomic_pusher import AtomicPusher
-from components.data_gate import DataGate
-from components.model_selector import ModelSelector
-from components.serving_validator import ServingValidator
-from components.text_example_gen import TextExampleGen
-from data import loaders
-from models import evaluation
-from models.export import EXAMPLES_SIGNATURE
-from pipeline import configs
+from finsent.components.atomic_pusher import AtomicPusher
+from finsent.components.data_gate import DataGate
+from finsent.components.model_selector import ModelSelector
+from finsent.components.serving_validator import ServingValidator
+from finsent.components.text_example_gen import TextExampleGen
+from finsent.data import loaders
+from finsent.models import evaluation
+from finsent.models.export import EXAMPLES_SIGNATURE
+from finsent import configs
 
 DATA_GATE = 'DataGate'
 BASELINE_STATISTICS_RESOLVER = 'latest_validated_statistics_resolver'

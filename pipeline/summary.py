@@ -13,14 +13,14 @@ import ml_metadata as mlmd
 from ml_metadata.proto import metadata_store_pb2
 import tensorflow_model_analysis as tfma
 
-from components import atomic_pusher
-from components import model_selector
-from components import serving_validator
-from models import evaluation
-from models import model_run as model_run_lib
-from models import profile_report
-from pipeline import configs
-from pipeline import pipeline as pipeline_lib
+from finsent.components import atomic_pusher
+from finsent.components import model_selector
+from finsent.components import serving_validator
+from finsent.models import evaluation
+from finsent.models import model_run as model_run_lib
+from finsent.models import training_profile
+from finsent import configs
+from finsent.pipeline import pipeline as pipeline_lib
 
 
 @dataclasses.dataclass
@@ -67,8 +67,8 @@ class ModelSummary:
   # many of the vocabulary's tokens they covered.
   word_vectors: Optional[str] = None
   word_vectors_covered: Optional[int] = None
-  # The Trainer's profile (models.profile_report), or why there is none.
-  profile: Optional[profile_report.ProfileReport] = None
+  # The Trainer's profile (models.training_profile), or why there is none.
+  profile: Optional[training_profile.ProfileReport] = None
   profile_problem: Optional[str] = None
 
 
@@ -196,8 +196,8 @@ def _model_summary(architecture: str, components: Dict[str, ComponentRun],
   profile, profile_problem = None, None
   if model_run:
     try:
-      profile = profile_report.read_profile(model_run.uri)
-    except profile_report.ProfileError as e:
+      profile = training_profile.read_profile(model_run.uri)
+    except training_profile.ProfileError as e:
       profile_problem = str(e)
   latency = selection.get(
       f'{architecture}_{model_selector.P50_LATENCY_MS}')
@@ -382,7 +382,7 @@ def format_summary(summary: RunSummary) -> str:
       for m in summary.models if m.tuned)
   profiles = [m.profile for m in summary.models if m.profile]
   if profiles:
-    lines.append('  training profile: ' + profile_report.summary_line(profiles))
+    lines.append('  training profile: ' + training_profile.summary_line(profiles))
     lines.append('    details and chart: finsent profile-report ' + ' '.join(
         p.model_run for p in profiles) + ' --chart profile.png')
   lines.extend(f'  no training profile for {m.architecture}: '

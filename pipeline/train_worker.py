@@ -1,60 +1,19 @@
-"""`finsent train-worker`: one worker of a multi-worker Trainer.
-
-  TF_CONFIG='{"cluster": {"worker": ["host1:port", "host2:port"]},
-              "task": {"type": "worker", "index": 0}}' \\
-  finsent train-worker --architecture transformer \\
-      --transform_graph DIR --transformed_examples DIR \\
-      --serving_model_dir DIR --model_run_dir DIR [--hyperparameters DIR]
-
-Runs the Trainer's own `run_fn` (models.trainer) on the outputs of a
-pipeline run's Transform (and, with --hyperparameters, its Tuner's best
-values), with the strategy from TF_CONFIG: start one per task of the
-cluster (locally, on Kubernetes, or as Vertex AI worker pools).
-Only the chief writes the model and logs to the given dirs; every worker
-prints its training summary as the last line of its standard output.
+"""One worker of a multi-worker Trainer, outside TFX (`finsent
+train-worker`): the Trainer's own `run_fn` (models.trainer) on the outputs
+of a pipeline run's Transform and, optionally, its Tuner's best values,
+with the strategy from TF_CONFIG.
 """
 
-import argparse
-import dataclasses
 import json
 import os
-import sys
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Optional
 
 import tensorflow as tf
 from tfx import v1 as tfx
 from tfx.utils import io_utils
 
-from models import strategy as strategy_lib
-from models import trainer
-from pipeline import configs
-from pipeline import run_command
-
-
-def build_parser(prog: str) -> argparse.ArgumentParser:
-  defaults = configs.TrainingConfig()
-  parser = argparse.ArgumentParser(
-      prog=prog, description=__doc__.split('\n\n', 2)[2],
-      formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument('--architecture', required=True,
-                      choices=configs.ARCHITECTURES)
-  parser.add_argument('--transform_graph', required=True,
-                      help="Transform's transform_graph artifact dir")
-  parser.add_argument('--transformed_examples', required=True,
-                      help="Transform's transformed_examples artifact dir "
-                      '(holding Split-train/ and Split-eval/)')
-  parser.add_argument('--serving_model_dir', required=True,
-                      help='where the chief exports the SavedModel')
-  parser.add_argument('--model_run_dir', required=True,
-                      help="where the chief writes TensorBoard logs, the "
-                      'profile and the training summary')
-  parser.add_argument('--hyperparameters', metavar='DIR',
-                      help="the Tuner's best_hyperparameters artifact dir: "
-                      "train with its values, as the pipeline's Trainer does")
-  run_command.add_pretrained_encoder_flag(parser,
-                                          configs.PreprocessingConfig())
-  run_command.add_training_flags(parser, defaults)
-  return parser
+from finsent import configs
+from finsent.models import trainer
 
 
 def read_tuned_hyperparameters(artifact_dir: str) -> Dict[str, Any]:
@@ -76,41 +35,28 @@ def read_tuned_hyperparameters(artifact_dir: str) -> Dict[str, Any]:
   return config
 
 
-def main(argv: Optional[List[str]] = None,
-         prog: str = 'finsent train-worker') -> int:
-  args = build_parser(prog).parse_args(argv)
-  train_files = os.path.join(args.transformed_examples, 'Split-train', '*')
-  defaults = configs.PipelineConfig()
-  config = dataclasses.replace(
-      defaults,
-      preprocessing=dataclasses.replace(
-          defaults.preprocessing, pretrained_encoder=args.pretrained_encoder),
-      training=run_command.training_config_from_args(args, defaults.training))
-  fn_args = tfx.components.FnArgs(
-      train_files=[train_files],
-      eval_files=[os.path.join(args.transformed_examples, 'Split-eval', '*')],
-      transform_graph_path=args.transform_graph,
-      serving_model_dir=args.serving_model_dir,
-      model_run_dir=args.model_run_dir,
-      train_steps=args.train_steps,
-      custom_config=config.trainer_custom_config(args.architecture))
-  try:
-    if args.hyperparameters:
-      fn_args.hyperparameters = read_tuned_hyperparameters(
-          args.hyperparameters)
-      # Values the builder does not take are refused before training.
-      trainer.tuned_settings(fn_args.custom_config, fn_args.hyperparameters)
-  except ValueError as e:
-    print(f'{prog}: error: {e}', file=sys.stderr)
-    return 2
-  try:
-    summary = trainer.run_fn(fn_args)
-  except strategy_lib.StrategyError as e:
-    print(f'{prog}: error: {e}', file=sys.stderr)
-    return 2
-  print(json.dumps(summary))
-  return 0
+def fn_args(config: configs.PipelineConfig, architecture: str,
+            transform_graph: str, transformed_examples: str,
+            serving_model_dir: str, model_run_dir: str,
+            hyperparameters_dir: Optional[str] = None
+            ) -> tfx.components.FnArgs:
+  """What TFX's Trainer would hand `run_fn` for these artifacts. Values of
+  a Tuner that the builder does not take are refused (ValueError) before
+  training."""
+  args = tfx.components.FnArgs(
+      train_files=[os.path.join(transformed_examples, 'Split-train', '*')],
+      eval_files=[os.path.join(transformed_examples, 'Split-eval', '*')],
+      transform_graph_path=transform_graph,
+      serving_model_dir=serving_model_dir,
+      model_run_dir=model_run_dir,
+      train_steps=config.training.train_steps,
+      custom_config=config.trainer_custom_config(architecture))
+  if hyperparameters_dir:
+    args.hyperparameters = read_tuned_hyperparameters(hyperparameters_dir)
+    trainer.tuned_settings(args.custom_config, args.hyperparameters)
+  return args
 
 
-if __name__ == '__main__':
-  sys.exit(main())
+def run(args: tfx.components.FnArgs) -> Dict[str, Any]:
+  """Trains (the chief also exports); returns the training summary."""
+  return trainer.run_fn(args)

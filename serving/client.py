@@ -21,7 +21,7 @@ import sys
 import time
 from typing import Callable, Dict, List, Optional, Sequence
 
-from data.loaders import LABELS
+from finsent.data.loaders import LABELS
 
 SIGNATURE_NAME = 'serving_default'
 TEXT_INPUT = 'text'

@@ -37,7 +37,7 @@ from tensorflow_serving.apis import get_model_metadata_pb2
 from tensorflow_serving.apis import get_model_status_pb2
 from tensorflow_serving.apis import input_pb2
 
-from serving.errors import ServingError
+from finsent.serving.errors import ServingError
 
 class RestRequestError(ServingError):
   """A request TF Serving would reject; the message is TF Serving's.

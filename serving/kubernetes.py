@@ -19,9 +19,9 @@ from typing import Any, Dict
 
 import yaml
 
-from pipeline.configs import PipelineConfig
-from pipeline.configs import PRODUCTION_MODEL_NAME
-from serving import model_server_config as msc
+from finsent.configs import PipelineConfig
+from finsent.configs import PRODUCTION_MODEL_NAME
+from finsent.serving import model_server_config as msc
 
 # Where the ConfigMap's files are in the container: model_server_args'
 # config_dir.

@@ -37,7 +37,7 @@ from google.protobuf import wrappers_pb2
 from tensorflow_serving.config import model_server_config_pb2
 
 if TYPE_CHECKING:  # the server reads these files without the pipeline
-  from pipeline.configs import PipelineConfig
+  from finsent.configs import PipelineConfig
 
 MODEL_CONFIG_FILE = 'models.config'
 BATCHING_CONFIG_FILE = 'batching.config'
@@ -415,7 +415,7 @@ def write_serving_files(config: PipelineConfig, output_dir: str,
   server on this machine. Run this again after a push to move the labels.
   """
   # Imported here: serving.kubernetes builds on this module.
-  from serving import kubernetes  # pylint: disable=g-import-not-at-top
+  from finsent.serving import kubernetes  # pylint: disable=g-import-not-at-top
   model_config = render_model_config(
       config, base_path_root or config.serving.models_mount_path,
       pushed_versions_under(config.serving_root))
@@ -441,7 +441,7 @@ def main(argv: Optional[List[str]] = None,
          prog: str = 'finsent serving-config') -> int:
   """`finsent serving-config`: writes the files for the pushed models."""
   import argparse  # pylint: disable=g-import-not-at-top
-  from pipeline import configs  # pylint: disable=g-import-not-at-top
+  from finsent import configs  # pylint: disable=g-import-not-at-top
   parser = argparse.ArgumentParser(
       prog=prog, description='Write TF Serving\'s models.config, '
       'batching.config, monitoring.config and Kubernetes manifests for the '

@@ -22,13 +22,13 @@ import tornado.web
 from tensorflow.core.protobuf import meta_graph_pb2
 from tensorflow_serving.apis import model_pb2
 
-from serving import json_codec
-from serving.core import classification_result
-from serving.core import ModelServer
-from serving.core import RequestTimer
-from serving.errors import ServingError
-from serving.model_manager import LoadedVersion
-from serving.model_manager import signature_key
+from finsent.serving import json_codec
+from finsent.serving.core import classification_result
+from finsent.serving.core import ModelServer
+from finsent.serving.core import RequestTimer
+from finsent.serving.errors import ServingError
+from finsent.serving.model_manager import LoadedVersion
+from finsent.serving.model_manager import signature_key
 
 ENTRYPOINT = 'REST'
 # TF Serving's URL grammar (model_servers/http_rest_api_handler.cc).

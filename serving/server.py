@@ -24,15 +24,15 @@ from absl import logging
 import tensorflow as tf
 from tensorflow_serving.config import model_server_config_pb2
 
-from pipeline import flag_types
-from serving import model_server_config
-from serving.batching import BatchScheduler
-from serving.core import ModelServer
-from serving.errors import ServingError
-from serving.grpc_api import start_grpc_server
-from serving.metrics import ServingMetrics
-from serving.model_manager import ModelManager
-from serving.rest_api import start_rest_server
+from finsent.configs import flag_types
+from finsent.serving import model_server_config
+from finsent.serving.batching import BatchScheduler
+from finsent.serving.core import ModelServer
+from finsent.serving.errors import ServingError
+from finsent.serving.grpc_api import start_grpc_server
+from finsent.serving.metrics import ServingMetrics
+from finsent.serving.model_manager import ModelManager
+from finsent.serving.rest_api import start_rest_server
 
 # BatchingParameters' defaults in TF Serving, for --enable_batching without
 # a --batching_parameters_file.

@@ -19,12 +19,12 @@ from tensorflow_transform.tf_metadata import dataset_metadata
 from tensorflow_transform.tf_metadata import metadata_io
 from tensorflow_transform.tf_metadata import schema_utils
 
-from data import loaders
-from models import export
-from models import features
-from models import preprocessing
-from models import rnn
-from pipeline import configs
+from finsent.data import loaders
+from finsent.models import export
+from finsent.configs import features
+from finsent.models import preprocessing
+from finsent.models import rnn
+from finsent import configs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The full Twitter Financial News Sentiment set, beside the project (never

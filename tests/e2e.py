@@ -5,12 +5,12 @@ import os
 import subprocess
 import sys
 
-from pipeline import configs
+from finsent import configs
 from tests.conftest import ROOT
 
 
 def command(output_dir, *flags):
-  return [sys.executable, '-m', 'pipeline.cli', 'run', '--output_dir',
+  return [sys.executable, '-m', 'finsent.commands.cli', 'run', '--output_dir',
           str(output_dir), *flags]
 
 

@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from components import atomic_pusher
+from finsent.components import atomic_pusher
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy import special
 
-from models import calibration
+from finsent.models import calibration
 
 
 def _sample(count, temperature, seed):

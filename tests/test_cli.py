@@ -6,9 +6,8 @@ import sys
 
 import pytest
 
-from pipeline import beam_runners
-from pipeline import cli
-from pipeline import run_command
+from finsent.commands import cli
+from finsent.commands import run as run_command
 
 
 def test_flags_reach_the_config():
@@ -22,12 +21,7 @@ def test_flags_reach_the_config():
                  '--warmup_epochs', '0.5', '--label_smoothing', '0.1',
                  '--focal_gamma', '2', '--seed', '7',
                  '--direct_running_mode=in_memory']
-  import argparse
-  parser = argparse.ArgumentParser()
-  run_command._add_run_parser(parser.add_subparsers(dest='command'))
-  args, beam_args = parser.parse_known_args(parser_args)
-  config = run_command._config_from_args(
-      args, beam_runners.pipeline_args(beam_args))
+  _, _, config = run_command.parse(parser_args)
   assert config.data == '/d.csv'
   assert config.serving_root == '/o/serving_model'
   assert config.training.strategy == 'mirrored'
@@ -89,9 +83,8 @@ def test_bad_flags_are_rejected(capsys, flags, message):
 
 
 def _finsent(*args, cwd):
-  return subprocess.run([sys.executable, '-m', 'pipeline.cli', *args],
+  return subprocess.run([sys.executable, '-m', 'finsent.commands.cli', *args],
                         capture_output=True, text=True, cwd=cwd, timeout=300,
-                        env={**os.environ, 'PYTHONPATH': os.getcwd()},
                         check=False)
 
 

@@ -21,12 +21,12 @@ from tfx.components.example_validator import (
 from tfx.types import artifact_utils
 from tfx.types import standard_artifacts
 
-from components import data_gate
-from components import text_example_gen
-from data import loaders
-from pipeline import cli
-from pipeline import configs
-from pipeline import pipeline as pipeline_lib
+from finsent.components import data_gate
+from finsent.components import text_example_gen
+from finsent.data import loaders
+from finsent.commands import cli
+from finsent import configs
+from finsent.pipeline import pipeline as pipeline_lib
 
 HEADLINES = {
     'negative': 'Shares plunge after the lender cuts its outlook',

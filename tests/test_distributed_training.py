@@ -14,11 +14,12 @@ import sys
 import numpy as np
 import pytest
 
-from models import model_run
-from models import profile_report
-from pipeline import configs
-from serving import model_manager
-from serving.process import free_port
+from finsent.models import model_run
+from finsent.commands import profile_report
+from finsent.models import training_profile
+from finsent import configs
+from finsent.serving import model_manager
+from finsent.serving.process import free_port
 from tests.conftest import HEADLINES
 from tests.conftest import predict_in_fresh_process
 
@@ -35,7 +36,7 @@ def _train_worker(sample, architecture, out_dir, *flags, env=None):
   stdout = open(os.path.join(out_dir, f'{architecture}.out'), 'w')
   stderr = open(os.path.join(out_dir, f'{architecture}.log'), 'w')
   return subprocess.Popen(
-      [sys.executable, '-m', 'pipeline.cli', 'train-worker',
+      [sys.executable, '-m', 'finsent.commands.cli', 'train-worker',
        '--architecture', architecture,
        '--transform_graph', sample.transform_graph,
        '--transformed_examples', sample.transformed_examples,
@@ -121,7 +122,7 @@ def test_profile_report_side_by_side(mirrored_runs, tmp_path):
           for a in configs.ARCHITECTURES]
   chart, report_json = tmp_path / 'profile.png', tmp_path / 'profile.json'
   result = subprocess.run(
-      [sys.executable, '-m', 'pipeline.cli', 'profile-report', *runs,
+      [sys.executable, '-m', 'finsent.commands.cli', 'profile-report', *runs,
        '--chart', str(chart), '--json', str(report_json)],
       capture_output=True, text=True, timeout=300, check=False,
       env={**os.environ, 'PYTHONPATH': os.getcwd()})
@@ -190,11 +191,11 @@ def test_multi_worker_two_local_workers(transformed_sample, tmp_path):
   assert not (out_dir / 'worker1' / 'model_run').exists()
   assert model_run.read_training_summary(
       str(out_dir / 'worker0' / 'model_run')) == summaries[0]
-  profile_report.find_profile(str(out_dir / 'worker0' / 'model_run'))
+  training_profile.find_profile(str(out_dir / 'worker0' / 'model_run'))
 
 
 def test_bad_tuner_results_are_refused_before_training(tmp_path, capsys):
-  from pipeline import train_worker
+  from finsent.commands import train_worker
   empty, two_files, not_json, no_values, unknown = (
       tmp_path / name for name in ('empty', 'two', 'notjson', 'novalues',
                                    'unknown'))

@@ -1,4 +1,4 @@
-"""`finsent errors` (models.error_report): numbers by hand, and the command."""
+"""`finsent errors` (commands.errors, commands.reports.errors): numbers by hand, and the command."""
 
 import csv
 import dataclasses
@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from data import loaders
-from models import error_report
+from finsent.data import loaders
+from finsent.commands import errors as errors_command
+from finsent.commands.reports import errors as error_report
 from tests.conftest import HEADLINES
 
 
@@ -76,7 +77,7 @@ def test_command_writes_the_report_for_a_saved_model(exported_model,
   rows = HEADLINES + [('$ACME drops 7% after the recall', 'negative')]
   _write_csv(data, rows)
   output = tmp_path / 'report'
-  code = error_report.main(['--data', str(data), '--output', str(output),
+  code = errors_command.main(['--data', str(data), '--output', str(output),
                             '--saved_model', f'rnn={export_dir}',
                             '--saved_model', f'again={export_dir}',
                             '--ensemble'])
@@ -113,7 +114,7 @@ def test_command_writes_the_report_for_a_saved_model(exported_model,
 ])
 def test_bad_flags_exit_2(flags, message, tmp_path, capsys):
   with pytest.raises(SystemExit) as exit_info:
-    error_report.main(['--data', 'x.csv', '--output', str(tmp_path)] + flags)
+    errors_command.main(['--data', 'x.csv', '--output', str(tmp_path)] + flags)
   assert exit_info.value.code == 2
   assert message in capsys.readouterr().err
 
@@ -124,17 +125,17 @@ def test_bad_data_and_missing_models_are_named(exported_model, tmp_path,
   bad = tmp_path / 'bad.csv'
   _write_csv(bad, [('Fine', 'neutral'), ('Odd', 'bullish')])
   output = tmp_path / 'report'
-  assert error_report.main(['--data', str(bad), '--output', str(output),
+  assert errors_command.main(['--data', str(bad), '--output', str(output),
                             '--saved_model', f'rnn={export_dir}']) == 2
   assert f'{bad}:3:' in capsys.readouterr().err
-  assert error_report.main(['--data', str(bad), '--output', str(output),
+  assert errors_command.main(['--data', str(bad), '--output', str(output),
                             '--serving_model_dir', str(tmp_path)]) == 2
   assert f'no pushed model under {tmp_path}' in capsys.readouterr().err
-  assert error_report.main(['--data', str(bad), '--output', str(output),
+  assert errors_command.main(['--data', str(bad), '--output', str(output),
                             '--saved_model', f'a={export_dir}',
                             '--saved_model', f'a={export_dir}']) == 2
   assert 'must be different' in capsys.readouterr().err
-  assert error_report.main(['--data', str(bad), '--output', str(output),
+  assert errors_command.main(['--data', str(bad), '--output', str(output),
                             '--saved_model', f'a={export_dir}',
                             '--ensemble']) == 2
   assert '--ensemble needs two models or more' in capsys.readouterr().err
@@ -143,14 +144,14 @@ def test_bad_data_and_missing_models_are_named(exported_model, tmp_path,
   (broken / 'saved_model.pb').write_bytes(b'not a protobuf')
   good = tmp_path / 'good.csv'
   _write_csv(good, HEADLINES)
-  assert error_report.main(['--data', str(good), '--output', str(output),
+  assert errors_command.main(['--data', str(good), '--output', str(output),
                             '--saved_model', f'rnn={broken}']) == 2
   assert f'{broken}: not a SavedModel' in capsys.readouterr().err
   assert not os.path.exists(output)
 
 
 def test_ensemble_is_the_mean_of_two_models(exported_model, tmp_path):
-  from models import export
+  from finsent.models import export
   export_dir, model, tft_output = exported_model
   # The same weights at another temperature: other probabilities.
   hotter = str(tmp_path / 'hotter')
@@ -158,7 +159,7 @@ def test_ensemble_is_the_mean_of_two_models(exported_model, tmp_path):
   data = tmp_path / 'headlines.csv'
   _write_csv(data, HEADLINES)
   output = tmp_path / 'report'
-  assert error_report.main(['--data', str(data), '--output', str(output),
+  assert errors_command.main(['--data', str(data), '--output', str(output),
                             '--saved_model', f'cold={export_dir}',
                             '--saved_model', f'hot={hotter}', '--ensemble',
                             '--top', '6']) == 0

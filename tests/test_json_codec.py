@@ -18,8 +18,8 @@ from tensorflow_serving.apis import classification_pb2
 from tensorflow_serving.apis import get_model_metadata_pb2
 from tensorflow_serving.apis import get_model_status_pb2
 
-from serving import json_codec
-from serving.json_codec import RestRequestError
+from finsent.serving import json_codec
+from finsent.serving.json_codec import RestRequestError
 
 DT = types_pb2
 

@@ -21,12 +21,12 @@ import kfp
 import pytest
 import yaml
 
-from kubeflow import runner
-from kubeflow import tfjob
-from pipeline import cli
-from pipeline import configs
-from pipeline import pipeline as pipeline_lib
-from pipeline import train_worker
+from finsent.kubeflow import runner
+from finsent.kubeflow import tfjob
+from finsent.commands import cli
+from finsent import configs
+from finsent.pipeline import pipeline as pipeline_lib
+from finsent.commands import train_worker
 from tests.conftest import ROOT
 
 IMAGE = 'europe-docker.pkg.dev/acme/ml/finsent-pipeline:1.0'
@@ -158,7 +158,8 @@ def test_outputs_pushes_and_schema_are_where_the_cluster_reads(spec):
     assert destination['filesystem']['base_directory'] == (
         f'{OUTPUT_DIR}/serving_model/{name}')
   assert _parameter(spec, 'ImportSchemaGen', 'schema_file') == (
-      '/pipeline/data/schema/schema.pbtxt')
+      '/usr/local/lib/python3.11/site-packages/finsent/data/schema/'
+      'schema.pbtxt')
 
 
 def test_trainers_get_their_resources_and_flags(spec):
@@ -321,10 +322,19 @@ def test_image_matches_this_python_and_beam_and_boots_beam_workers():
   assert _one('ENTRYPOINT').value == ('/opt/apache/beam/boot',)
   assert _one('ENTRYPOINT').json
   assert importlib.util.find_spec(TFX_EXECUTOR) is not None
-  assert _one('WORKDIR').value == (configs.KubeflowConfig().image_project_dir,)
+  # finsent is installed (not editable) into the base image's
+  # site-packages, where the compiled spec looks for its schema file; no
+  # PYTHONPATH exposes its folders under their own, generic names.
+  assert configs.KubeflowConfig().image_package_dir == (
+      f'/usr/local/lib/python{sys.version_info.major}.'
+      f'{sys.version_info.minor}/site-packages/finsent')
+  install, = [i for i in _instructions() if i.cmd == 'RUN' and
+              'install' in i.value[0] and '-r requirements' not in
+              i.value[0]]
+  assert ' --no-deps --no-build-isolation . ' in install.value[0]
+  assert ' -e ' not in install.value[0]
   env = _one('ENV').value
-  assert dict(zip(env[::2], env[1::2]))['PYTHONPATH'] == (
-      configs.KubeflowConfig().image_project_dir)
+  assert 'PYTHONPATH' not in env[::2]
 
 
 def _copied_files(destination):
@@ -360,12 +370,26 @@ def test_what_the_spec_names_resolves_in_the_image_layout(spec, tmp_path):
       names.add(args[args.index('--executor_class_path') + 1])
   names |= {_parameter(spec, 'Transform', 'preprocessing_fn'),
             _parameter(spec, 'Trainer.rnn', 'run_fn')}
-  assert 'components.text_example_gen.Executor' in names
-  # In a fresh Python that sees the copied tree and not this checkout
-  # (the editable install's path is dropped): each name imports from it.
+  assert 'finsent.components.text_example_gen.Executor' in names
+  # Installed from the copied tree as the image installs it, into a folder
+  # standing for the image's site-packages.
+  site_packages = tmp_path / 'site-packages'
+  install = subprocess.run(
+      [sys.executable, '-m', 'pip', 'install', '--quiet', '--no-deps',
+       '--no-build-isolation', '--target', str(site_packages),
+       str(image_root)], capture_output=True, text=True, timeout=300,
+      check=False)
+  assert install.returncode == 0, install.stderr[-3000:]
+  # In a fresh Python that sees that folder and not this checkout (the
+  # editable install's finder is dropped): each name imports from it.
   probe = f'''
 import importlib, json, sys
-sys.path = [{str(image_root)!r}] + [p for p in sys.path if p != {ROOT!r}]
+sys.meta_path = [f for f in sys.meta_path
+                 if 'editable' not in getattr(f, '__module__', '')]
+sys.path_hooks = [h for h in sys.path_hooks
+                  if 'editable' not in getattr(h, '__module__', '')]
+sys.path_importer_cache.clear()
+sys.path = [{str(site_packages)!r}] + [p for p in sys.path if p != {ROOT!r}]
 found = {{}}
 for name in {sorted(names)!r}:
     module_name, attribute = name.rsplit('.', 1)
@@ -382,9 +406,12 @@ print(json.dumps(found))
   assert sorted(found) == sorted(names)
   for name, path in found.items():
     if not name.startswith('tfx.'):
-      assert path.startswith(str(image_root)), (name, path)
+      assert path.startswith(str(site_packages / 'finsent')), (name, path)
   schema = _parameter(spec, 'ImportSchemaGen', 'schema_file')
-  assert (image_root / os.path.relpath(schema, '/pipeline')).is_file()
+  package_dir = configs.KubeflowConfig().image_package_dir
+  assert schema.startswith(package_dir + '/')
+  assert (site_packages / 'finsent' /
+          os.path.relpath(schema, package_dir)).is_file()
 
 
 # --- Multi-worker training on Kubernetes (finsent render-tfjob) ---

@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from data import loaders
+from finsent.data import loaders
 from tests.conftest import TWITTER_FNS_DIR
 
 
@@ -170,7 +170,7 @@ def test_twitter_fns_folder_splits_and_counts():
 
 
 def test_bundled_sample_is_valid():
-  from pipeline import configs
+  from finsent import configs
   counts = loaders.resolve_input(configs.SAMPLE_DATA).label_counts()['all']
   assert sum(counts.values()) >= 400
   assert min(counts.values()) > 0

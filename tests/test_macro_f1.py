@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as sklearn_metrics
 
-from models import macro_f1
+from finsent.models import macro_f1
 
 
 def test_matches_scikit_learn_over_several_batches():

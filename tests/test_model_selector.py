@@ -1,6 +1,6 @@
 """components.model_selector.select: the documented tournament rule."""
 
-from components import model_selector
+from finsent.components import model_selector
 
 
 def _candidate(macro_f1, p50_ms, blessed=1):

@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from models import calibration
-from models import export
-from models import features
-from models import rnn
-from models import trainer
-from models import transformer
-from pipeline import configs
+from finsent.models import calibration
+from finsent.models import export
+from finsent.configs import features
+from finsent.models import rnn
+from finsent.models import trainer
+from finsent.models import transformer
+from finsent import configs
 from tests.conftest import EXPORT_SEQUENCE_LENGTH
 from tests.conftest import HEADLINES
 from tests.conftest import predict_in_fresh_process

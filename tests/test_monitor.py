@@ -21,25 +21,25 @@ from apache_beam.testing.util import equal_to
 from apache_beam.transforms import window as beam_window
 import pytest
 
-from monitoring import shocks
-from monitoring import watch
-from monitoring.entities import AliasError
-from monitoring.entities import TickerExtractor
-from monitoring.headlines import DEAD_LETTERS
-from monitoring.headlines import Headline
-from monitoring.headlines import ReadHeadlines
-from monitoring.outputs import ChangelogError
-from monitoring.outputs import compact_jsonl
-from monitoring.outputs import MARKET
-from monitoring.outputs import read_changelog
-from monitoring.outputs import write_windows_parquet
-from monitoring.scoring import ScoredHeadline
-from monitoring.sinks import AppendJsonl
-from monitoring.sinks import PostToWebhook
-from monitoring.windows import SentimentCombineFn
-from monitoring.windows import WindowSentiment
-from pipeline import configs
-from serving.process import free_port
+from finsent.monitoring import shocks
+from finsent.monitoring import watch
+from finsent.monitoring.entities import AliasError
+from finsent.monitoring.entities import TickerExtractor
+from finsent.monitoring.headlines import DEAD_LETTERS
+from finsent.monitoring.headlines import Headline
+from finsent.monitoring.headlines import ReadHeadlines
+from finsent.monitoring.outputs import ChangelogError
+from finsent.monitoring.outputs import compact_jsonl
+from finsent.monitoring.outputs import MARKET
+from finsent.monitoring.outputs import read_changelog
+from finsent.monitoring.outputs import write_windows_parquet
+from finsent.monitoring.scoring import ScoredHeadline
+from finsent.monitoring.sinks import AppendJsonl
+from finsent.monitoring.sinks import PostToWebhook
+from finsent.monitoring.windows import SentimentCombineFn
+from finsent.monitoring.windows import WindowSentiment
+from finsent import configs
+from finsent.serving.process import free_port
 
 T0 = datetime.datetime(2026, 3, 2, 10, 0, tzinfo=datetime.timezone.utc)
 

@@ -18,23 +18,23 @@ import time
 from pyarrow import parquet
 import pytest
 
-from components.atomic_pusher import publish_model
-from monitoring import job
-from monitoring.entities import TickerExtractor
-from monitoring.outputs import ALERTS_FILE
-from monitoring.outputs import CHANGELOGS
-from monitoring.outputs import DEAD_LETTERS_FILE
-from monitoring.outputs import FILES_READ_FILE
-from monitoring.outputs import read_changelog
-from monitoring.outputs import SCORED_FILE
-from monitoring.outputs import SUMMARY_FILE
-from monitoring.outputs import WINDOW_SCHEMA
-from monitoring.outputs import WINDOWS_FILE
-from monitoring.outputs import WINDOWS_PARQUET_FILE
-from monitoring import replay
-from pipeline import configs
-from serving.process import free_port
-from serving.process import ModelServerProcess
+from finsent.components.atomic_pusher import publish_model
+from finsent.monitoring import job
+from finsent.monitoring.entities import TickerExtractor
+from finsent.monitoring.outputs import ALERTS_FILE
+from finsent.monitoring.outputs import CHANGELOGS
+from finsent.monitoring.outputs import DEAD_LETTERS_FILE
+from finsent.monitoring.outputs import FILES_READ_FILE
+from finsent.monitoring.outputs import read_changelog
+from finsent.monitoring.outputs import SCORED_FILE
+from finsent.monitoring.outputs import SUMMARY_FILE
+from finsent.monitoring.outputs import WINDOW_SCHEMA
+from finsent.monitoring.outputs import WINDOWS_FILE
+from finsent.monitoring.outputs import WINDOWS_PARQUET_FILE
+from finsent.monitoring import replay
+from finsent import configs
+from finsent.serving.process import free_port
+from finsent.serving.process import ModelServerProcess
 from tests.conftest import HEADLINES
 
 # 1,200 headlines over 6 hours, half with ACME's or BOLT's cashtag, a third
@@ -55,7 +55,7 @@ MALFORMED_LINES = [
 @pytest.fixture(scope='module')
 def stream(tmp_path_factory):
   """The replayed stream, two malformed lines at its end; and the rows."""
-  from data.loaders import Record
+  from finsent.data.loaders import Record
   records = [Record(text, label) for text, label in HEADLINES * 200]
   rows = replay.replay(records, REPLAY, 'ACME')
   path = tmp_path_factory.mktemp('stream') / 'headlines.jsonl'
@@ -349,7 +349,7 @@ def test_ctrl_c_stops_a_watch_after_its_poll(stream, exported_model,
   feed, output_dir = tmp_path / 'feed', tmp_path / 'monitor'
   os.makedirs(feed)
   process = subprocess.Popen(
-      [sys.executable, '-m', 'pipeline.cli', 'monitor', '--input', str(feed),
+      [sys.executable, '-m', 'finsent.commands.cli', 'monitor', '--input', str(feed),
        '--watch', '--output', str(output_dir), '--saved_model', export_dir,
        '--file_system_poll_wait_seconds', '0.2', *WINDOW_FLAGS],
       cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),

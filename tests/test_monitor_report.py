@@ -15,7 +15,7 @@ from selenium.common.exceptions import NoAlertPresentException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 
-from monitoring import report
+from finsent.monitoring import report
 
 CHROMEDRIVER = '/usr/bin/chromedriver'
 CHROMIUM = '/usr/bin/chromium'

@@ -14,8 +14,8 @@ import subprocess
 import pytest
 import tensorflow as tf
 
-from benchmarks import parallelism_benchmark as bench
-from pipeline import configs
+from finsent.benchmarks import parallelism_benchmark as bench
+from finsent import configs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GPU_SCRIPT = os.path.join(ROOT, 'benchmarks', 'gpu_parallelism.sh')

@@ -9,8 +9,8 @@ import os
 
 import pytest
 
-from benchmarks import parallelism_benchmark as bench
-from benchmarks import peak_study
+from finsent.benchmarks import parallelism_benchmark as bench
+from finsent.benchmarks import peak_study
 
 PNG_MAGIC = b'\x89PNG\r\n\x1a\n'
 

@@ -3,8 +3,8 @@
 import pytest
 from tfx.dsl.compiler import compiler
 
-from pipeline import configs
-from pipeline import pipeline as pipeline_lib
+from finsent import configs
+from finsent.pipeline import pipeline as pipeline_lib
 
 
 def _compiled(tmp_path, **overrides):

@@ -35,13 +35,13 @@ import tensorflow_model_analysis as tfma
 import tensorflow_transform as tft
 from ml_metadata.proto import metadata_store_pb2
 
-from components import model_selector
-from data import loaders
-from models import calibration
-from models import features
-from pipeline import configs
-from pipeline import pipeline as pipeline_lib
-from pipeline import summary as summary_lib
+from finsent.components import model_selector
+from finsent.data import loaders
+from finsent.models import calibration
+from finsent.configs import features
+from finsent import configs
+from finsent.pipeline import pipeline as pipeline_lib
+from finsent.pipeline import summary as summary_lib
 from tests import e2e
 from tests.conftest import predict_in_fresh_process
 

@@ -8,9 +8,9 @@ import tensorflow_transform.beam as tft_beam
 from tensorflow_transform.tf_metadata import dataset_metadata
 from tensorflow_transform.tf_metadata import schema_utils
 
-from models import features
-from models import preprocessing
-from pipeline import configs
+from finsent.configs import features
+from finsent.models import preprocessing
+from finsent import configs
 
 RAW_SPEC = {
     'text': tf.io.FixedLenFeature([1], tf.string),

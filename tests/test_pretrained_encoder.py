@@ -16,12 +16,12 @@ import pytest
 import tensorflow as tf
 from tfx import v1 as tfx
 
-from data import loaders
-from models import features
-from models import pretrained_encoder
-from models import trainer
-from pipeline import configs
-from pipeline import train_worker
+from finsent.data import loaders
+from finsent.configs import features
+from finsent.models import pretrained_encoder
+from finsent.models import trainer
+from finsent import configs
+from finsent.commands import train_worker
 from tests.conftest import HEADLINES
 from tests.conftest import predict_in_fresh_process
 from tests.conftest import transform_records

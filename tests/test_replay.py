@@ -9,9 +9,9 @@ import re
 
 import pytest
 
-from data import loaders
-from monitoring import replay
-from pipeline import configs
+from finsent.data import loaders
+from finsent.monitoring import replay
+from finsent import configs
 from tests.conftest import TWITTER_FNS_DIR
 
 CONFIG = configs.ReplayConfig()

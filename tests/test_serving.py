@@ -23,11 +23,11 @@ from tensorflow_serving.apis import model_service_pb2_grpc
 from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
-from components.atomic_pusher import publish_model
-from models import export
-from serving.client import SentimentClient
-from serving.process import free_ports
-from serving.process import ModelServerProcess
+from finsent.components.atomic_pusher import publish_model
+from finsent.models import export
+from finsent.serving.client import SentimentClient
+from finsent.serving.process import free_ports
+from finsent.serving.process import ModelServerProcess
 from tests.conftest import break_serving_signature
 from tests.conftest import HEADLINES
 
@@ -295,7 +295,7 @@ def test_client_retries_then_reports_an_unreachable_server():
 
 
 def test_cli_predict(served):
-  from pipeline import cli
+  from finsent.commands import cli
   assert cli.main(['predict', '--server', f'127.0.0.1:{served.rest_port}',
                    '--json', TEXTS[0]]) == 0
 
@@ -319,7 +319,7 @@ def test_labels_on_versions_not_loaded_are_refused_at_start(
     exported_model, tmp_path):
   """As in TF Serving: without the flag, a label in models.config stops the
   server from starting (labels are assigned before anything loads)."""
-  from serving import server as server_lib
+  from finsent.serving import server as server_lib
   config = tmp_path / 'models.config'
   config.write_text(f'model_config_list {{ config {{ name: "sentiment" '
                     f'base_path: "{tmp_path}" model_platform: "tensorflow" '
@@ -572,7 +572,7 @@ def test_free_ports_are_distinct():
      "got 'soon'"),
 ])
 def test_bad_numeric_flags_exit_2(flag, message, capsys):
-  from serving import server as server_lib
+  from finsent.serving import server as server_lib
   with pytest.raises(SystemExit) as exited:
     server_lib.build_parser().parse_args([flag])
   assert exited.value.code == 2

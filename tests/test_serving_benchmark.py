@@ -9,7 +9,7 @@ import math
 import os
 import shutil
 
-from benchmarks import serving_benchmark
+from finsent.benchmarks import serving_benchmark
 
 
 def test_quick_run_reports_every_cell(exported_model, tmp_path):

@@ -16,10 +16,10 @@ import pytest
 from tensorflow_serving.config import model_server_config_pb2
 import yaml
 
-from pipeline.configs import PRODUCTION_MODEL_NAME
-from pipeline.configs import PipelineConfig
-from serving import kubernetes as k8s
-from serving import model_server_config as msc
+from finsent.configs import PRODUCTION_MODEL_NAME
+from finsent.configs import PipelineConfig
+from finsent.serving import kubernetes as k8s
+from finsent.serving import model_server_config as msc
 
 
 @pytest.fixture

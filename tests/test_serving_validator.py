@@ -11,9 +11,9 @@ import pytest
 import tensorflow as tf
 from tfx.types import standard_artifacts
 
-from components import atomic_pusher
-from components import serving_validator
-from models import export
+from finsent.components import atomic_pusher
+from finsent.components import serving_validator
+from finsent.models import export
 from tests.conftest import break_serving_signature
 from tests.conftest import HEADLINES
 

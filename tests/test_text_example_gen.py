@@ -8,10 +8,10 @@ import pytest
 import tensorflow as tf
 import tensorflow_data_validation as tfdv
 
-from components import text_example_gen
-from data import loaders
-from models import features
-from pipeline import configs
+from finsent.components import text_example_gen
+from finsent.data import loaders
+from finsent.configs import features
+from finsent import configs
 
 
 def _features(example):

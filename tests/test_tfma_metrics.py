@@ -7,7 +7,7 @@ import pytest
 import tensorflow_model_analysis as tfma
 from tensorflow_model_analysis.metrics import metric_types
 
-from models import tfma_metrics
+from finsent.models import tfma_metrics
 
 # Four examples, values exact in binary. Confidences 0.75 (bin 7, 2 right of
 # 2) and 0.625 (bin 6, 1 right of 2). Squared errors per example: 0.09375,
@@ -160,11 +160,11 @@ def test_analyze_raw_data_matches_numpy():
 
   result = _analyze_raw_data(labels, probabilities, [
       tfma.MetricConfig(class_name='MultiClassBrierScore',
-                        module='models.tfma_metrics'),
+                        module='finsent.models.tfma_metrics'),
       tfma.MetricConfig(class_name='ExpectedCalibrationError',
-                        module='models.tfma_metrics'),
+                        module='finsent.models.tfma_metrics'),
       tfma.MetricConfig(class_name='ExpectedCalibrationError',
-                        module='models.tfma_metrics',
+                        module='finsent.models.tfma_metrics',
                         config='{"num_bins": 4, "name": "ece_4_bins"}'),
   ])
 
@@ -306,7 +306,7 @@ def test_analyze_raw_data_argmax_metrics_and_threshold(tmp_path):
 
   result = _analyze_raw_data(labels, probabilities, [
       tfma.MetricConfig(
-          class_name='MacroF1Score', module='models.tfma_metrics',
+          class_name='MacroF1Score', module='finsent.models.tfma_metrics',
           # Two bounds on the same key: the one below the value passes, the
           # one above fails.
           per_slice_thresholds=[
@@ -318,7 +318,7 @@ def test_analyze_raw_data_argmax_metrics_and_threshold(tmp_path):
                   threshold=lower_bound(macro_f1 + 0.05)),
           ]),
       tfma.MetricConfig(class_name='PerClassRecall',
-                        module='models.tfma_metrics'),
+                        module='finsent.models.tfma_metrics'),
   ], output_path=str(tmp_path))
 
   metrics = result.get_metrics_for_slice()

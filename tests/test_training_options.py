@@ -8,8 +8,8 @@ import keras
 import numpy as np
 import pytest
 
-from models import sparse_focal_crossentropy
-from models import trainer
+from finsent.models import sparse_focal_crossentropy
+from finsent.models import trainer
 
 PROBABILITIES = np.array([[0.7, 0.2, 0.1], [0.1, 0.3, 0.6]], np.float32)
 LABELS = np.array([0, 1])

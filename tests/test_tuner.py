@@ -12,9 +12,9 @@ from tfx.types import standard_artifacts
 from tfx.types import standard_component_specs as specs
 from tfx.utils import proto_utils
 
-from models import trainer
-from models import tuner
-from pipeline import configs
+from finsent.models import trainer
+from finsent.models import tuner
+from finsent import configs
 from tests.conftest import write_word_vectors
 
 

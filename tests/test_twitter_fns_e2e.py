@@ -6,7 +6,7 @@ accuracy floor is measured by TFMA on all 2,388 valid rows.
 
 import pytest
 
-from pipeline import configs
+from finsent import configs
 from tests.conftest import TWITTER_FNS_DIR
 from tests.conftest import predict_in_fresh_process
 from tests.e2e import run_pipeline

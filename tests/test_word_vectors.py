@@ -13,11 +13,11 @@ import tensorflow as tf
 import tensorflow_transform as tft
 from tfx import v1 as tfx
 
-from models import trainer
-from models import word_vectors
-from pipeline import cli
-from pipeline import configs
-from pipeline import run_command
+from finsent.models import trainer
+from finsent.models import word_vectors
+from finsent.commands import cli
+from finsent import configs
+from finsent.commands import pipeline_flags
 from tests.conftest import word_vector
 from tests.conftest import write_word_vectors
 
@@ -185,11 +185,11 @@ def test_flags_refuse_bad_vectors_and_local_files_for_a_cluster(
   # Not where the Transformer does not use them or the Tuner picks heads.
   for flags in (['--enable_tuning'], ['--pretrained_encoder', 'gs://b/p']):
     parser = argparse.ArgumentParser()
-    run_command.add_preprocessing_flags(parser, configs.PreprocessingConfig())
-    run_command.add_training_flags(parser, configs.TrainingConfig())
-    run_command.add_tuning_flags(parser, configs.TuningConfig())
-    args = parser.parse_args(['--word_vectors', odd, *flags])
-    assert run_command.word_vectors_heads_problem(args) is None
+    flags_of_run = pipeline_flags.PipelineFlags(parser,
+                                                configs.PipelineConfig())
+    config = flags_of_run.config(
+        parser.parse_args(['--word_vectors', odd, *flags]))
+    assert pipeline_flags.word_vectors_heads_problem(config) is None
   local = write_word_vectors(tmp_path / 'v.txt', ['fell'])
   with pytest.raises(SystemExit) as exited:
     cli.main(['compile-kubeflow', '--output', str(tmp_path / 'x.json'),

@@ -3,7 +3,7 @@
 TFX's Beam components (ExampleGen, StatisticsGen, Transform, Evaluator)
 and the monitoring job take their options from `pipeline_args`. The user
 names a runner and its cluster with Beam's own flags; this adds the
-runner's defaults from pipeline.configs and stops on what Beam would
+runner's defaults from finsent.configs and stops on what Beam would
 silently ignore or fail on much later: a flag that is not a Beam option
 (Beam drops it with a warning), or a runner without its cluster or without
 workers that can import the project's code (`user module not found` on the
@@ -19,7 +19,7 @@ the project (Dockerfile).
 import dataclasses
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from pipeline import configs
+from finsent import configs
 
 
 class BeamArgsError(ValueError):

@@ -55,21 +55,21 @@ USAGE = """usage: finsent COMMAND [flags]   (finsent COMMAND --help for its flag
 # the pipeline's parser, which takes the command itself.
 _PIPELINE_COMMANDS = ('run', 'summary')
 _COMMANDS = {
-    'run': 'pipeline.run_command',
-    'summary': 'pipeline.run_command',
-    'compile-kubeflow': 'kubeflow.runner',
-    'serving-config': 'serving.model_server_config',
-    'serve': 'serving.server',
-    'predict': 'serving.client',
-    'train-worker': 'pipeline.train_worker',
-    'render-tfjob': 'kubeflow.tfjob',
-    'profile-report': 'models.profile_report',
-    'errors': 'models.error_report',
-    'bench': 'benchmarks.parallelism_benchmark',
-    'bench-peak': 'benchmarks.peak_study',
-    'monitor': 'monitoring.job',
-    'replay': 'monitoring.replay',
-    'monitor-report': 'monitoring.report',
+    'run': 'finsent.commands.run',
+    'summary': 'finsent.commands.run',
+    'compile-kubeflow': 'finsent.commands.compile_kubeflow',
+    'serving-config': 'finsent.serving.model_server_config',
+    'serve': 'finsent.serving.server',
+    'predict': 'finsent.serving.client',
+    'train-worker': 'finsent.commands.train_worker',
+    'render-tfjob': 'finsent.commands.render_tfjob',
+    'profile-report': 'finsent.commands.profile_report',
+    'errors': 'finsent.commands.errors',
+    'bench': 'finsent.benchmarks.parallelism_benchmark',
+    'bench-peak': 'finsent.benchmarks.peak_study',
+    'monitor': 'finsent.monitoring.job',
+    'replay': 'finsent.monitoring.replay',
+    'monitor-report': 'finsent.monitoring.report',
 }
 
 

@@ -1,4 +1,4 @@
-"""Beam options per runner (pipeline.beam_runners): defaults, the image,
+"""Beam options per runner (data.beam_options): defaults, the image,
 and what stops before a run. DirectRunner runs for real in every end-to-end
 test; the remote runners are checked as assembled arguments."""
 
@@ -8,8 +8,8 @@ from apache_beam.testing.util import assert_that
 from apache_beam.testing.util import equal_to
 import pytest
 
-from pipeline import beam_runners
-from pipeline import configs
+from finsent.data import beam_options
+from finsent import configs
 
 IMAGE = 'europe-docker.pkg.dev/p/finsent/pipeline:1.0'
 DATAFLOW = ['--runner=DataflowRunner', '--project=p', '--region=europe-west1',
@@ -17,16 +17,16 @@ DATAFLOW = ['--runner=DataflowRunner', '--project=p', '--region=europe-west1',
 
 
 def test_direct_runner_defaults_are_replaced_by_name():
-  assert beam_runners.pipeline_args([]) == list(configs.DIRECT_RUNNER_ARGS)
-  assert beam_runners.pipeline_args(['--direct_num_workers=2']) == [
+  assert beam_options.pipeline_args([]) == list(configs.DIRECT_RUNNER_ARGS)
+  assert beam_options.pipeline_args(['--direct_num_workers=2']) == [
       '--direct_running_mode=multi_processing', '--direct_num_workers=2']
-  assert beam_runners.pipeline_args(['--direct_num_workers=2'],
+  assert beam_options.pipeline_args(['--direct_num_workers=2'],
                                     direct_defaults=()) == [
                                         '--direct_num_workers=2']
 
 
 def test_the_assembled_direct_runner_args_run_a_pipeline():
-  args = beam_runners.pipeline_args(['--direct_num_workers=2'])
+  args = beam_options.pipeline_args(['--direct_num_workers=2'])
   with beam.Pipeline(options=PipelineOptions(args)) as pipeline:
     squares = (pipeline | beam.Create(range(5))
                | beam.Map(lambda x: x * x))
@@ -34,7 +34,7 @@ def test_the_assembled_direct_runner_args_run_a_pipeline():
 
 
 def test_dataflow_gets_its_defaults_and_the_pipeline_image():
-  args = beam_runners.pipeline_args(DATAFLOW, image=IMAGE)
+  args = beam_options.pipeline_args(DATAFLOW, image=IMAGE)
   dataflow = configs.DataflowConfig()
   assert args == [
       f'--machine_type={dataflow.machine_type}',
@@ -47,7 +47,7 @@ def test_dataflow_gets_its_defaults_and_the_pipeline_image():
 
 
 def test_dataflow_flags_replace_defaults_and_experiments_add_up():
-  args = beam_runners.pipeline_args(
+  args = beam_options.pipeline_args(
       DATAFLOW + ['--machine_type=n2-highmem-8', '--experiments=use_runner_v2',
                   '--sdk_container_image=mine:2'], image=IMAGE)
   options = PipelineOptions(args).get_all_options()
@@ -63,11 +63,11 @@ def test_dataflow_flags_replace_defaults_and_experiments_add_up():
     ('PortableRunner', '--job_endpoint=jobserver:8099'),
 ])
 def test_portable_runners_run_the_pipeline_image_in_docker(runner, cluster):
-  args = beam_runners.pipeline_args([f'--runner={runner}', cluster],
+  args = beam_options.pipeline_args([f'--runner={runner}', cluster],
                                     image=IMAGE)
   assert args == ['--environment_type=DOCKER', f'--environment_config={IMAGE}',
                   f'--runner={runner}', cluster]
-  loopback = beam_runners.pipeline_args(
+  loopback = beam_options.pipeline_args(
       [f'--runner={runner}', cluster, '--environment_type=LOOPBACK'])
   assert loopback == [f'--runner={runner}', cluster,
                       '--environment_type=LOOPBACK']
@@ -92,6 +92,6 @@ def test_portable_runners_run_the_pipeline_image_in_docker(runner, cluster):
      '--runner=SparkRunner needs --spark_master_url=...'),
 ])
 def test_args_that_cannot_run_are_refused(args, message):
-  with pytest.raises(beam_runners.BeamArgsError) as raised:
-    beam_runners.pipeline_args(args)
+  with pytest.raises(beam_options.BeamArgsError) as raised:
+    beam_options.pipeline_args(args)
   assert str(raised.value).startswith(message), str(raised.value)

@@ -1,6 +1,8 @@
-"""Names of raw and transformed features, shared by Transform, Trainer and export."""
+"""Names of the labels and of raw and transformed features, shared by the
+readers, Transform, Trainer, export, serving and monitoring."""
 
-from data.loaders import LABELS
+# The canonical labels, in the order of the models' outputs.
+LABELS = ('negative', 'neutral', 'positive')
 
 TEXT_KEY = 'text'
 LABEL_KEY = 'label'

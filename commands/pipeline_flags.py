@@ -1,0 +1,116 @@
+"""The pipeline's knobs as flags, for `finsent run`, `train-worker` and
+`compile-kubeflow` alike: one group per config section, each flag from its
+knob's declaration (configs.knobs), plus `--config FILE`.
+
+Two flags need library code to check their value (a word-vector file's
+format, a keras-hub preset): it is imported when such a value is parsed,
+never for `--help`.
+"""
+
+import argparse
+import dataclasses
+from typing import Callable, Dict, Optional, Sequence
+
+from finsent import configs
+from finsent.configs import knobs
+
+# PipelineConfig's own knobs that are `finsent run`'s flags.
+RUN_FLAGS = ('data', 'output_dir', 'pipeline_name', 'serving_model_dir',
+             'enable_cache', 'check_drift')
+
+
+def _word_vectors(value: str) -> str:
+  """A word-vector text file; a remote one (scheme://) is read by the
+  Trainer only."""
+  if configs.is_uri(value):
+    return value
+  from finsent.models import word_vectors  # pylint: disable=g-import-not-at-top
+  try:
+    word_vectors.dimension(value)
+  except word_vectors.WordVectorsError as e:
+    raise argparse.ArgumentTypeError(str(e)) from None
+  return value
+
+
+def _preset(value: str) -> str:
+  """A keras-hub preset (pretrained_encoder.check_preset)."""
+  from finsent.models import pretrained_encoder  # pylint: disable=g-import-not-at-top
+  try:
+    return pretrained_encoder.check_preset(value)
+  except pretrained_encoder.PresetError as e:
+    raise argparse.ArgumentTypeError(str(e)) from None
+
+
+_CHECKS: Dict[str, Callable[[str], str]] = {'word_vectors': _word_vectors,
+                                            'pretrained_encoder': _preset}
+
+
+class PipelineFlags:
+  """The flags of a PipelineConfig's sections, added to a parser."""
+
+  def __init__(self, parser: argparse.ArgumentParser,
+               defaults: configs.PipelineConfig, *,
+               top: Sequence[str] = RUN_FLAGS,
+               top_help: Optional[Dict[str, str]] = None,
+               preprocessing: Optional[Sequence[str]] = None,
+               tuning: bool = True):
+    """`top`: PipelineConfig's own knobs to add; `preprocessing`: the
+    PreprocessingConfig knobs to add (None: all)."""
+    self._defaults = defaults
+    self._top = knobs.add_flags(parser, defaults, only=top, help=top_help)
+    self._sections = {
+        'preprocessing': knobs.add_flags(
+            parser.add_argument_group(
+                'Transform (preprocessing; docs/models.md)'),
+            defaults.preprocessing, only=preprocessing, parse=_CHECKS),
+        'training': knobs.add_flags(
+            parser.add_argument_group(
+                'Trainers (training; docs/training.md)'),
+            defaults.training, parse=_CHECKS),
+    }
+    if tuning:
+      self._sections['tuning'] = knobs.add_flags(
+          parser.add_argument_group('Tuners (tuning)'), defaults.tuning)
+
+  def config(self, args: argparse.Namespace, **replaced
+             ) -> configs.PipelineConfig:
+    """The defaults with the parsed flags' values (and `replaced`)."""
+    config = self._top.read(args)
+    sections = {name: flags.read(args, getattr(config, name))
+                for name, flags in self._sections.items()}
+    return dataclasses.replace(config, **sections, **replaced)
+
+
+def load_defaults(argv: Optional[Sequence[str]],
+                  defaults: configs.PipelineConfig
+                  ) -> configs.PipelineConfig:
+  """`defaults` with the settings of argv's --config file, if any;
+  knobs.ConfigFileError says what is wrong with the file."""
+  path = knobs.preparse_config(argv)
+  return knobs.load_file(path, defaults) if path else defaults
+
+
+def cluster_problem(config: configs.PipelineConfig) -> Optional[str]:
+  """Why a cluster's pods could not read the pretrained encoder or the
+  word vectors of `config`, files of the machine that compiles their job;
+  None if they could."""
+  from finsent.models import pretrained_encoder  # pylint: disable=g-import-not-at-top
+  from finsent.models import word_vectors  # pylint: disable=g-import-not-at-top
+  return (pretrained_encoder.cluster_problem(
+      config.preprocessing.pretrained_encoder) or
+          word_vectors.cluster_problem(config.training.word_vectors))
+
+
+def word_vectors_heads_problem(config: configs.PipelineConfig
+                               ) -> Optional[str]:
+  """Why the Transformer of `config` cannot start from its word vectors
+  (word_vectors.heads_problem), found before the pipeline rather than in
+  its Trainer. Not when a pretrained encoder replaces the Transformer or
+  the Tuner chooses its heads."""
+  path = config.training.word_vectors
+  if (not path or configs.is_uri(path) or
+      config.preprocessing.pretrained_encoder or config.tuning.enabled):
+    return None
+  from finsent.models import word_vectors  # pylint: disable=g-import-not-at-top
+  return word_vectors.heads_problem(path, word_vectors.dimension(path),
+                                    config.transformer.num_heads)

@@ -1,0 +1,146 @@
+"""PipelineConfig: every knob of one pipeline, the root `create_pipeline`
+builds from; `finsent run`'s flags and `--config` file override it."""
+
+import dataclasses
+import os
+from typing import Dict, List, Optional, Tuple
+
+from finsent.configs.features import ARCHITECTURES
+from finsent.configs.gates import BlessingThresholds
+from finsent.configs.gates import DriftThresholds
+from finsent.configs.gates import SelectionConfig
+from finsent.configs.knobs import knob
+from finsent.configs.paths import absolute_path
+from finsent.configs.paths import is_uri
+from finsent.configs.paths import SAMPLE_DATA
+from finsent.configs.paths import SCHEMA_FILE
+from finsent.configs.serving import PRODUCTION_MODEL_NAME
+from finsent.configs.serving import ServingConfig
+from finsent.configs.training import FineTuningConfig
+from finsent.configs.training import PreprocessingConfig
+from finsent.configs.training import RnnConfig
+from finsent.configs.training import TrainingConfig
+from finsent.configs.training import TransformerConfig
+from finsent.configs.training import TuningConfig
+
+PIPELINE_NAME = 'finsent'
+
+# Module paths, not files: the code is installed (`pip install -e .` here,
+# inside the image on Kubeflow), so Beam workers and Trainers import it.
+PREPROCESSING_FN = 'finsent.models.preprocessing.preprocessing_fn'
+RUN_FN = 'finsent.models.trainer.run_fn'
+TUNER_FN = 'finsent.models.tuner.tuner_fn'
+
+# Beam (data.beam_options assembles the options per runner). Locally:
+# DirectRunner with one worker process per core.
+DIRECT_RUNNER_ARGS = (
+    '--direct_running_mode=multi_processing',
+    '--direct_num_workers=0',
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class DataflowConfig:
+  """DataflowRunner's defaults (its own flags replace them)."""
+  machine_type: str = 'n1-standard-4'
+  max_num_workers: int = 10
+  # upload_graph: Transform's graph (tokenizer, vocabulary) can outgrow
+  # the size limit of a Dataflow job request.
+  experiments: Tuple[str, ...] = ('upload_graph',)
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineConfig:
+  """Where the pipeline reads and writes, and how each component runs."""
+  data: str = knob(
+      SAMPLE_DATA, 'data file or folder (CSV, Twitter-FNS CSV, JSONL, '
+      'PhraseBank .txt); the bundled sample by default', metavar='PATH')
+  # When empty the layout is read from the data itself
+  # (data.loaders.resolve_input).
+  data_splits: Tuple[Tuple[str, str], ...] = knob(
+      (), 'split name -> file pattern under `data`, a folder', cli=False)
+  output_dir: str = knob(
+      '.', 'where tfx_pipeline_output/, tfx_metadata/ and serving_model/ go')
+  pipeline_name: str = knob(PIPELINE_NAME, "the pipeline's name in ML "
+                            'Metadata and its output paths')
+  schema_file: str = knob(SCHEMA_FILE, 'the curated schema, where the '
+                          "pipeline's tasks read it", cli=False)
+  serving_model_dir: Optional[str] = knob(
+      None, 'push destination root; each model goes to <root>/<model '
+      'name>/<version> (default: <output_dir>/serving_model)', metavar='DIR')
+  split_hash_buckets: Tuple[int, int] = knob(
+      (4, 1), 'train:eval hash buckets, for data that has no split of its '
+      'own', cli=False)
+  enable_cache: bool = knob(
+      False, "reuse outputs of components whose inputs did not change "
+      "(TFX's cache)")
+  check_drift: bool = knob(
+      True, 'accept a deliberate change of data (a new source or dataset): '
+      'no drift check against the last accepted data, which this data then '
+      'replaces as the baseline', flag='skip_drift_check', negated=True)
+  beam_pipeline_args: Tuple[str, ...] = knob(
+      DIRECT_RUNNER_ARGS, "Beam's pipeline options (on the command line: "
+      'any --flag the command does not know)', cli=False)
+  preprocessing: PreprocessingConfig = PreprocessingConfig()
+  rnn: RnnConfig = RnnConfig()
+  transformer: TransformerConfig = TransformerConfig()
+  fine_tuning: FineTuningConfig = FineTuningConfig()
+  training: TrainingConfig = TrainingConfig()
+  tuning: TuningConfig = TuningConfig()
+  thresholds: BlessingThresholds = BlessingThresholds()
+  drift: DriftThresholds = DriftThresholds()
+  selection: SelectionConfig = SelectionConfig()
+  serving: ServingConfig = ServingConfig()
+
+  @property
+  def pipeline_root(self) -> str:
+    return absolute_path(os.path.join(
+        self.output_dir, 'tfx_pipeline_output', self.pipeline_name))
+
+  @property
+  def metadata_path(self) -> str:
+    return absolute_path(os.path.join(
+        self.output_dir, 'tfx_metadata', self.pipeline_name, 'metadata.db'))
+
+  @property
+  def serving_root(self) -> str:
+    return absolute_path(self.serving_model_dir or os.path.join(
+        self.output_dir, 'serving_model'))
+
+  @property
+  def local_metadata(self) -> bool:
+    """ML Metadata in SQLite beside local outputs; with outputs in object
+    storage (Kubeflow, Vertex AI), the orchestrator's own store."""
+    return not is_uri(self.output_dir)
+
+  def serving_model_name(self, architecture: str) -> str:
+    return f'{PRODUCTION_MODEL_NAME}_{architecture}'
+
+  @property
+  def served_model_names(self) -> List[str]:
+    """Every name the Pushers push to: the production model first."""
+    return [PRODUCTION_MODEL_NAME] + [
+        self.serving_model_name(a) for a in ARCHITECTURES]
+
+  def trainer_custom_config(self, architecture: str) -> Dict:
+    """What models.trainer.run_fn (and models.tuner.tuner_fn, from the
+    Tuner's) reads from the Trainer's custom_config. With a pretrained
+    encoder the Transformer's hyperparameters and learning rate are
+    `fine_tuning`'s, and it reads no word vectors."""
+    pretrained_encoder = (self.preprocessing.pretrained_encoder
+                          if architecture == 'transformer' else None)
+    training = dataclasses.asdict(self.training)
+    if pretrained_encoder:
+      hyperparameters = dataclasses.asdict(self.fine_tuning)
+      training['learning_rate'] = hyperparameters.pop('learning_rate')
+      training['word_vectors'] = None
+    else:
+      hyperparameters = dataclasses.asdict(getattr(self, architecture))
+    return {
+        'architecture': architecture,
+        'pretrained_encoder': pretrained_encoder,
+        'hyperparameters': hyperparameters,
+        'training': training,
+        'tuning': dataclasses.asdict(self.tuning),
+        'oov_buckets': self.preprocessing.oov_buckets,
+    }

@@ -1,0 +1,199 @@
+"""Knobs of Transform, the models, the Trainers and the Tuners.
+
+They reach the components through `custom_config`
+(PipelineConfig.trainer_custom_config) and are `finsent run`'s,
+`train-worker`'s and `compile-kubeflow`'s flags (configs.knobs).
+docs/models.md says what each choice does and how it was chosen.
+"""
+
+import dataclasses
+from typing import Optional, Tuple
+
+from finsent.configs import flag_types
+from finsent.configs.knobs import Choice, FloatRange, IntRange, knob
+
+# Choices, here so that flags and configs can be checked without loading
+# the libraries that act on them.
+TOKENIZATIONS = ('words', 'wordpiece')                  # models.preprocessing
+STRATEGIES = ('auto', 'default', 'mirrored', 'multi_worker_mirrored', 'tpu')
+# How the learning rate follows the global batch: `linear` (Goyal et al.,
+# 2017: lr x replicas, for SGD), `sqrt` (lr x sqrt(replicas), the rule that
+# keeps the gradient noise scale of adaptive optimisers like Adam), `none`.
+LEARNING_RATE_SCALINGS = ('sqrt', 'linear', 'none')
+LEARNING_RATE_SCHEDULES = ('constant', 'warmup_cosine')  # models.trainer
+CLASS_WEIGHTINGS = ('balanced', 'sqrt', 'none')          # models.trainer
+EARLY_STOPPING_MONITORS = ('val_sparse_categorical_accuracy', 'val_macro_f1',
+                           'val_loss')
+# A fitted temperature, or the model's own probabilities (models.calibration).
+CALIBRATIONS = ('temperature', 'none')
+
+
+@dataclasses.dataclass(frozen=True)
+class PreprocessingConfig:
+  """Transform: token vocabulary and padded length (models.preprocessing)."""
+  max_tokens: int = knob(40, 'padded length of a headline in tokens',
+                         parse=flag_types.positive_int)
+  vocabulary_size: int = knob(20000, 'most frequent tokens kept',
+                              parse=flag_types.positive_int)
+  oov_buckets: int = knob(50, 'hash buckets shared by the other tokens',
+                          parse=flag_types.positive_int)
+  # docs/models.md, "Measured".
+  min_token_frequency: int = knob(
+      2, 'tokens seen fewer times in the training split share the OOV '
+      'buckets', parse=flag_types.positive_int)
+  tokenization: str = knob(
+      'words', 'whole words, or WordPiece subwords learned on Beam from the '
+      'training split', choices=TOKENIZATIONS)
+  wordpiece_vocabulary_size: int = knob(
+      8000, 'size of the learned subword vocabulary (wordpiece only)',
+      parse=flag_types.positive_int)
+  pretrained_encoder: Optional[str] = knob(
+      None, "fine-tune this keras-hub preset's pretrained encoder as the "
+      'Transformer, with its own tokenizer (Transform then also writes its '
+      'encoder_* features): a local directory; a gs://, kaggle:// or hf:// '
+      'handle; or a keras-hub preset name such as bert_tiny_en_uncased '
+      '(default: train the Transformer from scratch)', metavar='PRESET')
+  # More than max_tokens, as words split into pieces.
+  encoder_sequence_length: int = knob(
+      64, "the pretrained encoder's padded length in its subword pieces, "
+      '[CLS] and [SEP] included', parse=flag_types.positive_int)
+
+
+@dataclasses.dataclass(frozen=True)
+class RnnConfig:
+  """Arguments of models.rnn.build_rnn_classifier, and the Tuner's ranges."""
+  embedding_dim: int = knob(64, 'token embedding width',
+                            search=Choice((64, 128, 256)))
+  rnn_units: int = knob(64, 'units of the bidirectional recurrent layer',
+                        search=Choice((32, 64, 128)))
+  cell: str = knob('lstm', 'recurrent cell', choices=('lstm', 'gru'),
+                   search=Choice(('lstm', 'gru')))
+  dropout: float = knob(0.3, 'dropout rate',
+                        search=FloatRange(0.1, 0.5, step=0.1))
+
+
+@dataclasses.dataclass(frozen=True)
+class TransformerConfig:
+  """Arguments of models.transformer.build_transformer_classifier, and the
+  Tuner's ranges."""
+  embedding_dim: int = knob(64, 'token embedding width',
+                            search=Choice((64, 128, 256)))
+  num_layers: int = knob(2, 'encoder blocks', search=IntRange(1, 3))
+  # The Tuner keeps the counts that divide the embedding width.
+  num_heads: int = knob(4, 'attention heads', search=Choice((2, 4, 8)))
+  intermediate_dim: int = knob(128, 'feed-forward width',
+                               search=Choice((128, 256, 512)))
+  dropout: float = knob(0.3, 'dropout rate',
+                        search=FloatRange(0.1, 0.5, step=0.1))
+
+
+@dataclasses.dataclass(frozen=True)
+class FineTuningConfig:
+  """The Transformer as a pretrained encoder (preprocessing's
+  `pretrained_encoder`): arguments of
+  models.pretrained_encoder.build_pretrained_encoder_classifier, and the
+  learning rate that replaces TrainingConfig's for it."""
+  dropout: float = knob(0.1, 'dropout rate before the classifier',
+                        search=FloatRange(0.0, 0.3, step=0.1))
+  # Fine-tuning takes small steps (BERT: 2e-5 to 5e-5); from scratch is 5e-4.
+  learning_rate: float = knob(5e-5, "Adam's learning rate when fine-tuning",
+                              search=FloatRange(1e-5, 1e-4, log=True))
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingConfig:
+  """Trainer settings shared by both architectures (models.trainer.run_fn)."""
+  strategy: str = knob(
+      'auto', 'tf.distribute strategy; auto: TPU if --tpu, multi-worker if '
+      'TF_CONFIG names a cluster, mirrored over several GPUs or '
+      '--cpu_replicas > 1, else one device', choices=STRATEGIES)
+  tpu: Optional[str] = knob(
+      None, "TPU to train on: a Cloud TPU name, grpc://host:port, or 'local' "
+      '(a TPU VM)')
+  # `finsent run` splits the CPU at start-up (models.strategy).
+  cpu_replicas: int = knob(
+      1, 'mirrored: split the CPU into this many logical devices, one '
+      'replica each', parse=flag_types.positive_int)
+  batch_size: int = knob(
+      64, 'examples per replica in a batch (the global batch is this times '
+      'the replicas)', parse=flag_types.positive_int)
+  learning_rate: float = knob(
+      5e-4, "Adam's learning rate for one replica, the peak of a schedule, "
+      'when training from scratch', parse=flag_types.positive_float,
+      search=FloatRange(1e-4, 3e-3, log=True))
+  learning_rate_scaling: str = knob(
+      'sqrt', 'how the learning rate follows the global batch over replicas',
+      choices=LEARNING_RATE_SCALINGS)
+  learning_rate_schedule: str = knob(
+      'constant', 'constant, or a linear warm-up over --warmup_epochs then a '
+      'cosine decay to 0 by --max_epochs', choices=LEARNING_RATE_SCHEDULES)
+  warmup_epochs: float = knob(1.0, 'epochs of warm-up in warmup_cosine',
+                              parse=flag_types.float_in(0.0))
+  label_smoothing: float = knob(
+      0.0, 'share of each target spread over all classes, in [0, 1)',
+      parse=flag_types.float_in(0.0, 1.0))
+  focal_gamma: float = knob(
+      0.0, "focal loss exponent: weighs each class's term of the "
+      'cross-entropy by (1 - p)^gamma, p its predicted probability, so '
+      'examples already got right count less; 0 is the cross-entropy',
+      parse=flag_types.float_in(0.0))
+  # Not used by a pretrained encoder, which has its own (docs/models.md).
+  word_vectors: Optional[str] = knob(
+      None, "pretrained word vectors, a text file in GloVe's format (or "
+      "word2vec's or fastText's): the models trained from scratch start "
+      'their token embedding from them, at their width (default: a random '
+      'start)', metavar='PATH')
+  max_epochs: int = knob(12, 'most epochs of a Trainer',
+                         parse=flag_types.positive_int)
+  # Accuracy by default: loss turns up epochs earlier, as the models grow
+  # confident, while accuracy still improves.
+  early_stopping_monitor: str = knob(
+      'val_sparse_categorical_accuracy', 'held-out metric that stops '
+      'training and picks the epoch kept (val_macro_f1 is what the '
+      'tournament ranks by)', choices=EARLY_STOPPING_MONITORS)
+  early_stopping_patience: int = knob(
+      3, 'epochs without improvement before training stops',
+      parse=flag_types.positive_int)
+  # The eval split is kept for the Evaluator alone.
+  validation_fraction: float = knob(
+      0.1, 'share of the train split held out for early stopping',
+      parse=flag_types.float_in(0.0, 1.0, low_included=False))
+  train_steps: Optional[int] = knob(
+      None, 'stop each Trainer after this many batches (TFX '
+      'TrainArgs.num_steps); default: epochs until early stopping',
+      parse=flag_types.positive_int)
+  # Chosen by measurement (docs/models.md).
+  class_weighting: str = knob('none', 'loss weights against class imbalance',
+                              choices=CLASS_WEIGHTINGS)
+  # So the monitoring job's thresholds act on calibrated probabilities; the
+  # argmax does not change (models.calibration).
+  calibration: str = knob(
+      'temperature', 'temperature: scale the exported probabilities by a '
+      'temperature fitted on held-out examples', choices=CALIBRATIONS)
+  profile_steps: Tuple[int, int] = knob(
+      (3, 12), 'training steps FIRST LAST (1-based, across epochs) of the '
+      'TensorBoard profile in the model_run artifact',
+      parse=flag_types.positive_int, metavar=('FIRST', 'LAST'))
+  seed: int = knob(
+      42, "seed of the weights' initialisation, dropout and the shuffling of "
+      'training batches')
+
+
+@dataclasses.dataclass(frozen=True)
+class TuningConfig:
+  """The TFX Tuner before each Trainer (models.tuner): a random search of
+  the ranges the model's knobs declare (`search`) and the learning rate.
+
+  Off by default, as in TFX's templates: on the Twitter-FNS set each trial
+  costs about as much as a Trainer's whole fit.
+  """
+  enabled: bool = knob(
+      False, 'run a TFX Tuner (keras-tuner random search) before each '
+      'Trainer, which then trains with the best hyperparameters found',
+      flag='enable_tuning')
+  max_trials: int = knob(6, 'trials per architecture', flag='tuner_max_trials',
+                         parse=flag_types.positive_int)
+  # Scored by the Trainer's early_stopping_monitor.
+  epochs_per_trial: int = knob(4, 'most epochs of one trial',
+                               flag='tuner_epochs_per_trial',
+                               parse=flag_types.positive_int)
