@@ -15,7 +15,7 @@ venv: $(STAMP)
 
 # The lock holds every package `==`; --no-deps installs exactly it, with no
 # resolver backtracking. TFX 1.16 declares Python < 3.11 but runs on 3.11.
-$(STAMP): requirements/lock.txt setup.py
+$(STAMP): requirements/lock.txt setup.py pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip==$(PIP_VERSION)
 	$(BIN)/python -m pip install --ignore-requires-python --no-deps -r requirements/lock.txt
@@ -31,7 +31,10 @@ run: $(STAMP)
 kubeflow: $(STAMP)
 	$(BIN)/finsent compile-kubeflow $(FLAGS)
 
+# The layer contract (.importlinter) first: seconds, and a broken layer is
+# worth knowing before the half hour of tests.
 test: $(STAMP) browser
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/python -m pytest $(PYTEST_ARGS) tests
 
 # Chromium and its ChromeDriver for the monitor report's browser test

@@ -10,7 +10,7 @@
 # It runs in the project root (wherever it is started from), with the
 # project's .venv (or $PYTHON). Results go to DIR/float32/ and
 # DIR/mixed_bfloat16/ (results.json, results.md, PNGs); DIR defaults to
-# $OUT, else benchmarks/results/gpu_parallelism.
+# $OUT, else docs/results/gpu_parallelism.
 #
 # TensorFlow 2.16 sees a GPU only with an NVIDIA driver and the CUDA libraries
 # of `pip install "tensorflow[and-cuda]==2.16.*"`; without one this stops at
@@ -27,7 +27,7 @@ if [[ "${1:-}" == "--cpu-dry-run" ]]; then
 fi
 root=$(cd "$(dirname "$0")/.." && pwd)
 # DIR is taken from where the script was started, before moving to the root.
-output=$(realpath -m "${1:-${OUT:-$root/benchmarks/results/gpu_parallelism}}")
+output=$(realpath -m "${1:-${OUT:-$root/docs/results/gpu_parallelism}}")
 cd "$root"
 python=${PYTHON:-.venv/bin/python}
 export PYTHONPATH="$root${PYTHONPATH:+:$PYTHONPATH}"
@@ -60,7 +60,7 @@ fi
 status=0
 for dtype in float32 mixed_bfloat16; do
   echo "== $dtype -> $output/$dtype"
-  timeout "$seconds_per_run" "$python" -m benchmarks.parallelism_benchmark \
+  timeout "$seconds_per_run" "$python" -m finsent.commands.cli bench \
     "${sweep[@]}" --dtype "$dtype" --output "$output/$dtype" || {
       code=$?
       [[ $code -eq 124 ]] && echo "error: $dtype run stopped after" \

@@ -3,7 +3,7 @@ through the model server, side by side in one run.
 
   python -m benchmarks.monitor_benchmark \\
       --saved_model serving_model/sentiment_transformer \\
-      --output benchmarks/results/monitor
+      --output docs/results/monitor
 
 The stream is `finsent replay` of the Twitter-FNS set (train and valid),
 `--copies` times over, spread over 12 hours per copy so that each copy
@@ -42,7 +42,7 @@ from finsent.monitoring.outputs import FILES_READ_FILE
 from finsent.monitoring.outputs import WINDOWS_FILE
 from finsent.monitoring.scoring import resolve_saved_model
 from finsent import configs
-from finsent.serving.process import ModelServerProcess
+from finsent.serving.server.process import ModelServerProcess
 
 TWITTER_FNS = os.path.join(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))), '..', 'shared', 'data',

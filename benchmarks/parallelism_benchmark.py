@@ -1,12 +1,11 @@
-"""`finsent bench`: how well the RNN and the Transformer use parallel hardware.
-
-  finsent bench --output DIR [--quick] [--device cpu|gpu] [--xla] ...
+"""How well the RNN and the Transformer use parallel hardware (`finsent
+bench`, whose flags are in commands/bench.py).
 
 The question: does a Transformer encoder, which handles every position of
 a sequence at once, turn more of a machine's cores (or a GPU) into speed
 than a bidirectional LSTM, which steps through the sequence one token after
 the other? Measured on the models the pipeline trains (models.rnn's and
-models.transformer's builders, with pipeline.configs' sizes and the
+models.transformer's builders, with finsent.configs' sizes and the
 Trainer's optimiser and loss), on synthetic token batches, over a sweep of
 sequence lengths, batch sizes and CPU thread counts:
 
@@ -43,7 +42,6 @@ DIR/results.md (tables of medians) and DIR/*.png (throughput, fraction of
 peak, and, with two or more thread counts, speed-up).
 """
 
-import argparse
 import concurrent.futures
 import dataclasses
 import datetime
@@ -60,7 +58,6 @@ from typing import Callable, Dict, List, Optional, Sequence
 import numpy as np
 
 from finsent.benchmarks import host
-from finsent.configs import flag_types
 
 DISPLAY_NAMES = {'rnn': 'RNN', 'transformer': 'Transformer'}
 MODES = ('train', 'inference')
@@ -190,16 +187,12 @@ def pipeline_settings(match_length: int) -> Dict[str, object]:
   """What the pipeline builds and trains with: the three models measured
   (builder arguments), the vocabulary and class counts, and the Trainer's
   learning rate and seed."""
-  # pipeline.configs imports TensorFlow (through the Trainer) but runs no
-  # op, so this process never starts TensorFlow's runtime; the measuring
-  # processes are fresh ones anyway.
-  # pylint: disable=g-import-not-at-top
-  from finsent.configs import features
-  from finsent import configs
-  # pylint: enable=g-import-not-at-top
+  # finsent.configs loads no TensorFlow (.importlinter), so this process
+  # never starts TensorFlow's runtime; the measuring processes do.
+  from finsent import configs  # pylint: disable=g-import-not-at-top
   preprocessing = configs.PreprocessingConfig()
   training = configs.TrainingConfig()
-  num_classes = len(features.LABELS)
+  num_classes = len(configs.LABELS)
   rnn_arguments = dataclasses.asdict(configs.RnnConfig())
   transformer_arguments = dataclasses.asdict(configs.TransformerConfig())
   units = matched_rnn_units(rnn_arguments, transformer_arguments,
@@ -868,77 +861,12 @@ def write_results(output: str, results: Dict, report: str,
         f'to {output} ({results["wall_seconds"]:.0f} s)')
 
 
-def build_parser(prog: str) -> argparse.ArgumentParser:
-  parser = argparse.ArgumentParser(
-      prog=prog, description=__doc__.split('\n\n', 2)[2],
-      formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument('--output', required=True,
-                      help='folder for results.json, results.md and the '
-                      'PNGs')
-  parser.add_argument('--quick', action='store_true',
-                      help='a small sweep, for a smoke test')
-  parser.add_argument('--device', choices=DEVICES, default='cpu',
-                      help='cpu (default) or gpu (the first GPU; no thread '
-                      'sweep)')
-  parser.add_argument('--dtype', choices=DTYPES, default='float32',
-                      help='Keras dtype policy (default float32)')
-  parser.add_argument('--xla', action='store_true',
-                      help='compile(jit_compile=True); Keras falls back for '
-                      'a model that does not support it (a cuDNN RNN)')
-  for key, what in (('sequence_lengths', 'sequence lengths to sweep'),
-                    ('batch_sizes', 'batch sizes to sweep'),
-                    ('threads', 'CPU thread counts, one process each')):
-    parser.add_argument(
-        f'--{key}', nargs='+', type=flag_types.positive_int, metavar='N',
-        help=f'{what}; default {" ".join(map(str, FULL[key]))} '
-        f'({" ".join(map(str, QUICK[key]))} with --quick)')
-  for key, what in (('repeats', 'timed repeats per cell, model and mode'),
-                    ('steps', 'steps per repeat'),
-                    ('warmup_steps', 'untimed steps per model and mode '
-                     'before a cell\'s repeats')):
-    parser.add_argument(f'--{key}', type=flag_types.positive_int, metavar='N',
-                        help=f'{what}; default {FULL[key]} ({QUICK[key]} '
-                        'with --quick)')
-  parser.add_argument('--match_length', type=flag_types.positive_int,
-                      default=128, metavar='N', help='sequence length at which '
-                      'rnn_matched matches the Transformer\'s forward '
-                      'FLOPs/token (default 128)')
-  parser.add_argument('--peak_matrix_size', type=flag_types.positive_int,
-                      default=2048, metavar='N',
-                      help='side of the peak matmul (default 2048; a GPU '
-                      'needs 8192 or so to reach its peak)')
-  return parser
-
-
-def parse_settings(argv: List[str], prog: str) -> Dict:
-  """The sweep's settings from the flags; an inconsistent set of flags is
-  an argparse error (exit 2)."""
-  parser = build_parser(prog)
-  args = parser.parse_args(argv)
-  defaults = QUICK if args.quick else FULL
-  settings = {key: defaults[key] if getattr(args, key) is None
-              else getattr(args, key) for key in FULL}
-  for key in ('sequence_lengths', 'batch_sizes', 'threads'):
-    settings[key] = sorted(set(settings[key]))
-  if args.device == 'gpu':
-    if args.threads is not None:
-      parser.error('--threads does not apply to --device gpu')
-    settings['threads'] = [None]
-  elif max(settings['threads']) > len(os.sched_getaffinity(0)):
-    parser.error(f'--threads: this process may use '
-                 f'{len(os.sched_getaffinity(0))} CPU(s), got '
-                 f'{max(settings["threads"])}')
-  settings.update(device=args.device, dtype=args.dtype, xla=args.xla,
-                  match_length=args.match_length,
-                  peak_matrix_size=args.peak_matrix_size,
-                  output=args.output)
-  return settings
-
-
-def main(argv: Optional[List[str]] = None, prog: str = 'finsent bench') -> int:
-  argv = sys.argv[1:] if argv is None else list(argv)
-  settings = parse_settings(argv, prog)
-  settings.update(pipeline_settings(settings['match_length']))
+def run(settings: Dict, prog: str, argv: List[str]) -> int:
+  """Measures the sweep `settings` (commands.bench.parse_settings), one
+  fresh process per thread count, and writes the results under
+  settings['output'], with the command `prog argv`. 1 if it cannot run as
+  asked."""
+  settings = {**settings, **pipeline_settings(settings['match_length'])}
   started = time.monotonic()
   runs = []
   context = multiprocessing.get_context('spawn')
@@ -964,7 +892,3 @@ def main(argv: Optional[List[str]] = None, prog: str = 'finsent bench') -> int:
   results['plots'] = write_plots(output, results)
   write_results(output, results, markdown(results), summary(results))
   return 0
-
-
-if __name__ == '__main__':
-  sys.exit(main(prog='python -m benchmarks.parallelism_benchmark'))

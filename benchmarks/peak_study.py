@@ -1,8 +1,6 @@
-"""`finsent bench-peak`: what holds the Transformer's training step below
-the machine's matmul peak on CPU, and what raises it.
-
-  finsent bench-peak --output DIR [--quick] [--sequence_length N]
-                     [--batch_size N] [--threads N] ...
+"""What holds the Transformer's training step below the machine's matmul
+peak on CPU, and what raises it (`finsent bench-peak`, whose flags are in
+commands/bench_peak.py).
 
 `finsent bench` finds the pipeline's Transformer training at about an
 eighth of a large matmul's FLOP/s. This study takes one cell of that sweep
@@ -30,19 +28,16 @@ It writes DIR/results.json (every run as `finsent bench` records it, plus
 the profiles' op times), DIR/results.md and DIR/fraction_of_peak.png.
 """
 
-import argparse
 import concurrent.futures
 import dataclasses
 import multiprocessing
 import os
 import statistics
-import sys
 import tempfile
 import time
 from typing import Dict, List, Optional
 
 from finsent.benchmarks import parallelism_benchmark as bench
-from finsent.configs import flag_types
 
 # A step's op types whose FLOPs the benchmark counts (forward_flops counts
 # matmuls only): TensorFlow's and oneDNN's (_Mkl*, _Fused*) matmuls, and the
@@ -333,56 +328,10 @@ def summary(results: Dict) -> str:
       for v in results['variants'])
 
 
-def build_parser(prog: str) -> argparse.ArgumentParser:
-  parser = argparse.ArgumentParser(
-      prog=prog, description=__doc__.split('\n\n', 2)[2],
-      formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument('--output', required=True,
-                      help='folder for results.json, results.md and '
-                      f'{PNG_FILE}')
-  parser.add_argument('--quick', action='store_true',
-                      help='a tiny cell, for a smoke test')
-  parser.add_argument('--variants', nargs='+', choices=VARIANT_NAMES,
-                      metavar='NAME',
-                      help='the variants to run, of: '
-                      f'{", ".join(VARIANT_NAMES)} (default all; '
-                      f'{VARIANTS[0].name} always runs, first: the others '
-                      'are read against it)')
-  for key, what in (('sequence_length', 'tokens per sequence'),
-                    ('batch_size', 'sequences per batch (the "batch x4" '
-                     'variant takes 4 times it)'),
-                    ('threads', 'CPU threads (intra- and inter-op)'),
-                    ('repeats', 'timed repeats per model and mode'),
-                    ('steps', 'steps per repeat'),
-                    ('warmup_steps', 'untimed steps before the repeats'),
-                    ('profile_steps', 'Transformer training steps profiled'),
-                    ('peak_matrix_size', 'side of the peak matmul')):
-    parser.add_argument(f'--{key}', type=flag_types.positive_int, metavar='N',
-                        help=f'{what}; default {FULL[key]} ({QUICK[key]} '
-                        'with --quick)')
-  return parser
-
-
-def parse_settings(argv: List[str], prog: str) -> Dict:
-  parser = build_parser(prog)
-  args = parser.parse_args(argv)
-  defaults = QUICK if args.quick else FULL
-  settings = {key: defaults[key] if getattr(args, key) is None
-              else getattr(args, key) for key in FULL}
-  cpus = len(os.sched_getaffinity(0))
-  if settings['threads'] > cpus:
-    parser.error(f'--threads: this process may use {cpus} CPU(s), got '
-                 f'{settings["threads"]}')
-  chosen = set(args.variants or VARIANT_NAMES) | {VARIANTS[0].name}
-  settings.update(output=args.output,
-                  variants=[v.name for v in VARIANTS if v.name in chosen])
-  return settings
-
-
-def main(argv: Optional[List[str]] = None,
-         prog: str = 'finsent bench-peak') -> int:
-  argv = sys.argv[1:] if argv is None else list(argv)
-  study = parse_settings(argv, prog)
+def run(study: Dict, prog: str, argv: List[str]) -> int:
+  """Runs the study `study` (commands.bench_peak.parse_settings) in one
+  fresh process and writes its results under study['output'], with the
+  command `prog argv`."""
   pipeline = bench.pipeline_settings(study['sequence_length'])
   variants = [v for v in VARIANTS if v.name in study['variants']]
   all_settings = [variant_settings(study, pipeline, v) for v in variants]
@@ -410,6 +359,3 @@ def main(argv: Optional[List[str]] = None,
   results['plots'] = [PNG_FILE]
   bench.write_results(output, results, markdown(results), summary(results))
   return 0
-
-if __name__ == '__main__':
-  sys.exit(main(prog='python -m benchmarks.peak_study'))

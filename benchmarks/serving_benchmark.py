@@ -20,7 +20,7 @@ machine: the throughput is what one machine does with both sides on it.
 How to run (from the project root, after a pipeline run has pushed models):
 
   python -m benchmarks.serving_benchmark --serving_model_dir serving_model \
-      --output benchmarks/results            # about 9 minutes on 2 cores
+      --output docs/results                  # about 9 minutes on 2 cores
   python -m benchmarks.serving_benchmark --serving_model_dir serving_model \
       --output /tmp/bench --quick            # smoke test, under 2 minutes
 
@@ -57,7 +57,7 @@ from PIL import ImageFont
 import requests
 
 from finsent.benchmarks import host
-from finsent.serving.process import ModelServerProcess
+from finsent.serving.server.process import ModelServerProcess
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HEADLINES_CSV = os.path.join(ROOT, 'data', 'sample', 'financial_headlines.csv')
@@ -243,7 +243,7 @@ def measure_latency(name: str, base_path: str, version: int, settings: Dict,
   # pylint: disable=g-import-not-at-top
   import tensorflow as tf
   from tensorflow_serving.apis import prediction_service_pb2_grpc
-  from finsent.serving.model_manager import LoadedVersion
+  from finsent.serving.server.model_manager import LoadedVersion
   # pylint: enable=g-import-not-at-top
   path = os.path.join(base_path, str(version))
   progress(f'[latency] {name}: loading version {version} in-process')

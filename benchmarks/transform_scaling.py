@@ -3,7 +3,7 @@
   python -m benchmarks.transform_scaling \\
       --data ../shared/data/twitter_financial_news_sentiment \\
       --copies 1 10 --workers 1 2 --repeats 3 \\
-      --output benchmarks/results/transform
+      --output docs/results/transform
 
 For each `--copies` (the data written that many times over, both splits),
 one small TFX pipeline (TextExampleGen, ImportSchemaGen, Transform, built

@@ -92,7 +92,7 @@ def _configs_from_args(parser, args, beam_args: List[str]
       parser.kubeflow_flags.read(args), data_root=args.data,
       data_splits=splits, output_file=args.output, trainer=resources)
   # After parsing: `--help` loads no Beam.
-  from finsent.data import beam_options  # pylint: disable=g-import-not-at-top
+  from finsent.data import beam_options
   try:
     beam_pipeline_args = beam_options.pipeline_args(beam_args,
                                                     image=kubeflow.image)
@@ -116,13 +116,13 @@ def _configs_from_args(parser, args, beam_args: List[str]
 def main(argv: Optional[List[str]] = None,
          prog: str = 'finsent compile-kubeflow') -> int:
   try:
-    defaults = pipeline_flags.load_defaults(argv, configs.PipelineConfig())
+    defaults = knobs.load_defaults(argv, configs.PipelineConfig())
   except knobs.ConfigFileError as e:
     build_parser(prog).error(f'--config: {e}')
   parser = build_parser(prog, defaults)
   args, beam_args = parser.parse_known_args(argv)
   config, kubeflow = _configs_from_args(parser, args, beam_args)
-  from finsent.kubeflow import runner  # pylint: disable=g-import-not-at-top
+  from finsent.kubeflow import runner
   job_file, spec_file = runner.compile_pipeline(config, kubeflow)
   print(f'Wrote {job_file} (Vertex AI PipelineJob)\n  and {spec_file} '
         f'(Kubeflow Pipelines)\n  image: {kubeflow.image}\n  pipeline root: '

@@ -69,9 +69,9 @@ def main(argv: Optional[List[str]] = None,
          prog: str = 'finsent errors') -> int:
   args = build_parser(prog).parse_args(argv)
   # After parsing: `--help` loads no TensorFlow.
-  import numpy as np  # pylint: disable=g-import-not-at-top
-  from finsent.commands.reports import errors as report  # pylint: disable=g-import-not-at-top
-  from finsent.data import loaders  # pylint: disable=g-import-not-at-top
+  import numpy as np
+  from finsent.commands.reports import errors as report
+  from finsent.data import loaders
   try:
     saved_models = (dict(args.saved_model) if args.saved_model
                     else report.latest_pushed_models(args.serving_model_dir))

@@ -24,7 +24,7 @@ def _word_vectors(value: str) -> str:
   Trainer only."""
   if configs.is_uri(value):
     return value
-  from finsent.models import word_vectors  # pylint: disable=g-import-not-at-top
+  from finsent.models import word_vectors
   try:
     word_vectors.dimension(value)
   except word_vectors.WordVectorsError as e:
@@ -34,7 +34,7 @@ def _word_vectors(value: str) -> str:
 
 def _preset(value: str) -> str:
   """A keras-hub preset (pretrained_encoder.check_preset)."""
-  from finsent.models import pretrained_encoder  # pylint: disable=g-import-not-at-top
+  from finsent.models import pretrained_encoder
   try:
     return pretrained_encoder.check_preset(value)
   except pretrained_encoder.PresetError as e:
@@ -81,21 +81,12 @@ class PipelineFlags:
     return dataclasses.replace(config, **sections, **replaced)
 
 
-def load_defaults(argv: Optional[Sequence[str]],
-                  defaults: configs.PipelineConfig
-                  ) -> configs.PipelineConfig:
-  """`defaults` with the settings of argv's --config file, if any;
-  knobs.ConfigFileError says what is wrong with the file."""
-  path = knobs.preparse_config(argv)
-  return knobs.load_file(path, defaults) if path else defaults
-
-
 def cluster_problem(config: configs.PipelineConfig) -> Optional[str]:
   """Why a cluster's pods could not read the pretrained encoder or the
   word vectors of `config`, files of the machine that compiles their job;
   None if they could."""
-  from finsent.models import pretrained_encoder  # pylint: disable=g-import-not-at-top
-  from finsent.models import word_vectors  # pylint: disable=g-import-not-at-top
+  from finsent.models import pretrained_encoder
+  from finsent.models import word_vectors
   return (pretrained_encoder.cluster_problem(
       config.preprocessing.pretrained_encoder) or
           word_vectors.cluster_problem(config.training.word_vectors))
@@ -111,6 +102,6 @@ def word_vectors_heads_problem(config: configs.PipelineConfig
   if (not path or configs.is_uri(path) or
       config.preprocessing.pretrained_encoder or config.tuning.enabled):
     return None
-  from finsent.models import word_vectors  # pylint: disable=g-import-not-at-top
+  from finsent.models import word_vectors
   return word_vectors.heads_problem(path, word_vectors.dimension(path),
                                     config.transformer.num_heads)

@@ -29,8 +29,8 @@ def main(argv: Optional[List[str]] = None,
   parser.add_argument('--json', help='write the reports as JSON here')
   args = parser.parse_args(argv)
   # After parsing: `--help` loads no TensorFlow.
-  from finsent.commands.reports import profile  # pylint: disable=g-import-not-at-top
-  from finsent.models import training_profile  # pylint: disable=g-import-not-at-top
+  from finsent.commands.reports import profile
+  from finsent.models import training_profile
   try:
     reports = [training_profile.read_profile(path) for path in args.model_runs]
   except training_profile.ProfileError as e:

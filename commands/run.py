@@ -50,7 +50,7 @@ def parse(argv: Optional[List[str]]):
   """(parser, args, the run's PipelineConfig or None) from argv; exits 2
   with argparse's message on a bad flag, Beam option or config file."""
   try:
-    defaults = pipeline_flags.load_defaults(argv, configs.PipelineConfig())
+    defaults = knobs.load_defaults(argv, configs.PipelineConfig())
   except knobs.ConfigFileError as e:
     build_parser().error(f'--config: {e}')
   parser = build_parser(defaults)
@@ -60,7 +60,7 @@ def parse(argv: Optional[List[str]]):
       parser.error(f'unrecognized arguments: {" ".join(beam_args)}')
     return parser, args, None
   # After parsing: `--help` loads no Beam.
-  from finsent.data import beam_options  # pylint: disable=g-import-not-at-top
+  from finsent.data import beam_options
   try:
     beam_pipeline_args = beam_options.pipeline_args(beam_args)
   except beam_options.BeamArgsError as e:
@@ -79,10 +79,10 @@ def parse(argv: Optional[List[str]]):
 
 def main(argv: Optional[List[str]] = None) -> int:
   _, args, config = parse(argv)
-  from finsent.components import data_gate  # pylint: disable=g-import-not-at-top
-  from finsent.data import loaders  # pylint: disable=g-import-not-at-top
-  from finsent.models import strategy  # pylint: disable=g-import-not-at-top
-  from finsent.pipeline import local_runner  # pylint: disable=g-import-not-at-top
+  from finsent.components import data_gate
+  from finsent.data import loaders
+  from finsent.models import strategy
+  from finsent.pipeline import local_runner
   local_runner.set_verbosity(args.verbosity)
   try:
     if args.command == 'run':

@@ -56,7 +56,7 @@ def build_parser(prog: str,
 def parse(argv: Optional[List[str]], prog: str):
   """(args, PipelineConfig) of the worker's flags and --config file."""
   try:
-    defaults = pipeline_flags.load_defaults(argv, configs.PipelineConfig())
+    defaults = knobs.load_defaults(argv, configs.PipelineConfig())
   except knobs.ConfigFileError as e:
     build_parser(prog).error(f'--config: {e}')
   parser = build_parser(prog, defaults)
@@ -67,8 +67,8 @@ def parse(argv: Optional[List[str]], prog: str):
 def main(argv: Optional[List[str]] = None,
          prog: str = 'finsent train-worker') -> int:
   args, config = parse(argv, prog)
-  from finsent.models import strategy  # pylint: disable=g-import-not-at-top
-  from finsent.pipeline import train_worker  # pylint: disable=g-import-not-at-top
+  from finsent.models import strategy
+  from finsent.pipeline import train_worker
   try:
     fn_args = train_worker.fn_args(
         config, args.architecture, args.transform_graph,

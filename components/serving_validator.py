@@ -36,7 +36,7 @@ from finsent.data.loaders import LABELS
 from finsent.configs import features
 from finsent.serving.client import SentimentClient
 from finsent.serving.client import ServingClientError
-from finsent.serving.process import ModelServerProcess
+from finsent.serving.server.process import ModelServerProcess
 
 BLESSED_FILE = 'INFRA_BLESSED'
 NOT_BLESSED_FILE = 'INFRA_NOT_BLESSED'

@@ -15,6 +15,7 @@ from finsent.configs.kubeflow import ContainerResources
 from finsent.configs.kubeflow import DATA_ROOT_PARAMETER
 from finsent.configs.kubeflow import KubeflowConfig
 from finsent.configs.monitoring import MonitorConfig
+from finsent.configs.monitoring import MonitorRun
 from finsent.configs.monitoring import ReplayConfig
 from finsent.configs.monitoring import ShockConfig
 from finsent.configs.monitoring import TICKER_ALIASES

@@ -217,6 +217,24 @@ def preparse_config(argv: Optional[Sequence[str]]) -> Optional[str]:
   return args.config
 
 
+def load_defaults(argv: Optional[Sequence[str]], defaults: Any) -> Any:
+  """`defaults` with the settings of argv's --config file, if any;
+  ConfigFileError says what is wrong with the file."""
+  path = preparse_config(argv)
+  return load_file(path, defaults) if path else defaults
+
+
+class _Loader(yaml.SafeLoader):
+  """YAML without implicit timestamps: a time (`start:
+  2026-03-02T00:00:00Z`) stays the text the knob parses."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers
+            if tag != 'tag:yaml.org,2002:timestamp']
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+
+
 def _check_value(value: Any, hint: Any, knob_: Optional[Knob], key: str
                  ) -> Any:
   """`value` from a YAML file as the field's type, checked as its flag
@@ -263,8 +281,8 @@ def _check_value(value: Any, hint: Any, knob_: Optional[Knob], key: str
 
 def _apply(section: Any, values: Any, key_prefix: str) -> Any:
   if not isinstance(values, Mapping):
-    raise ConfigFileError(f'{key_prefix or "the file"}: expected a mapping '
-                          f'of settings, got {values!r}')
+    raise ConfigFileError(f'{key_prefix.rstrip(".") or "the file"}: '
+                          f'expected a mapping of settings, got {values!r}')
   section_type = type(section)
   fields = {f.name: f for f in dataclasses.fields(section_type)}
   replaced = {}
@@ -290,7 +308,7 @@ def load_file(path: str, defaults: Any) -> Any:
   YAML file at `path`; ConfigFileError names the file and the key."""
   try:
     with open(path, encoding='utf-8') as f:
-      values = yaml.safe_load(f)
+      values = yaml.load(f, Loader=_Loader)  # nosec: a SafeLoader
   except OSError as e:
     raise ConfigFileError(f'{path}: cannot read it: {e.strerror}') from None
   except yaml.YAMLError as e:

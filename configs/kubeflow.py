@@ -19,8 +19,10 @@ class ContainerResources:
   """Limits of a Trainer's container: in the compiled pipeline (the
   PipelineSpec's resources, as kfp's set_cpu_limit, set_memory_limit and
   set_accelerator_type/limit) and in a TFJob's pods (kubeflow/tfjob.py)."""
-  cpu_limit: float = knob(8.0, 'CPUs', parse=flag_types.positive_float)
-  memory_limit_gb: float = knob(32.0, 'memory in GB', flag='memory_limit',
+  cpu_limit: float = knob(8.0, 'CPUs of the container',
+                          parse=flag_types.positive_float)
+  memory_limit_gb: float = knob(32.0, 'memory of the container in GB',
+                                flag='memory_limit',
                                 parse=flag_types.positive_float)
   accelerator_type: Optional[str] = knob(
       None, 'an accelerator, e.g. NVIDIA_TESLA_T4 (Vertex AI) or '

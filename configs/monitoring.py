@@ -1,13 +1,14 @@
 """Knobs of the monitoring job (`finsent monitor`) and of `finsent replay`
-(docs/monitoring.md)."""
+(docs/monitoring.md), and what one monitoring run reads and writes."""
 
 import dataclasses
 import os
-from typing import Tuple
+from typing import Optional, Tuple
 
 from finsent.configs import flag_types
 from finsent.configs.knobs import knob
 from finsent.configs.paths import DATA_DIR
+from finsent.configs.serving import PRODUCTION_MODEL_NAME
 
 # Company names -> tickers, besides $cashtags (monitoring/entities.py).
 TICKER_ALIASES = os.path.join(DATA_DIR, 'ticker_aliases.csv')
@@ -53,7 +54,11 @@ class ShockConfig:
 
 @dataclasses.dataclass(frozen=True)
 class MonitorConfig:
-  """Scoring, windows and outputs of the monitoring job."""
+  """Scoring, windows and outputs of the monitoring job.
+
+  The knobs with `cli=False` are set in a --config file only: `finsent
+  monitor` has no flag of its own for them.
+  """
   # Sliding event-time windows (published_at), per ticker and overall.
   window_seconds: int = knob(3600, 'length of a sliding window',
                              parse=flag_types.positive_int)
@@ -63,35 +68,72 @@ class MonitorConfig:
   allowed_lateness_seconds: int = knob(
       3600, 'headlines later than the watermark by up to this much still '
       'update their windows (a late pane)', parse=flag_types.non_negative_int)
-  # beam.BatchElements bounds.
+  # beam.BatchElements bounds; `finsent monitor` lowers min_batch_size to
+  # max_batch_size.
   min_batch_size: int = knob(16, 'smallest RunInference batch',
-                             parse=flag_types.positive_int)
+                             parse=flag_types.positive_int, cli=False)
   max_batch_size: int = knob(256, 'largest RunInference batch',
                              parse=flag_types.positive_int)
   # Then a batch's headlines go to the dead letters.
   timeout_seconds: float = knob(
       10.0, "through a server: the client's timeout per batch",
-      parse=flag_types.positive_float)
+      parse=flag_types.positive_float, cli=False)
   retries: int = knob(3, 'through a server: retries per batch',
-                      parse=flag_types.non_negative_int)
+                      parse=flag_types.non_negative_int, cli=False)
   webhook_timeout_seconds: float = knob(
       5.0, 'timeout of an alert POSTed to the webhook',
-      parse=flag_types.positive_float)
+      parse=flag_types.positive_float, cli=False)
   webhook_retries: int = knob(3, 'retries of an alert POSTed to the webhook',
-                              parse=flag_types.non_negative_int)
+                              parse=flag_types.non_negative_int, cli=False)
+  # No parse: `finsent monitor` checks it, flag or file, with the message
+  # its users (and tests) know: "--file_system_poll_wait_seconds must be
+  # > 0".
   file_system_poll_wait_seconds: float = knob(
-      10.0, 'a watched directory (--watch): seconds between looks for new '
-      'files', parse=flag_types.positive_float)
+      10.0, 'with --watch: seconds between looks for new files')
   shock: ShockConfig = ShockConfig()
+
+
+@dataclasses.dataclass(frozen=True)
+class MonitorRun:
+  """What one monitoring run reads, scores with and writes: the inputs and
+  outputs `finsent monitor` takes as flags (never from a --config file).
+
+  The source, one of: `input` (files, globs or directories; with `watch`,
+  polled for new files until stopped), `input_subscription` (Pub/Sub) or
+  `kafka_topic` (Kafka, at `bootstrap_servers`). The model, one of:
+  `saved_model` (in process) or `model_url` (TF Serving, or `finsent
+  serve`, through its `protocol` API, serving `model_name`).
+  """
+  output: str
+  input: Tuple[str, ...] = ()
+  watch: bool = False
+  input_subscription: Optional[str] = None
+  kafka_topic: Optional[str] = None
+  bootstrap_servers: str = 'localhost:9092'
+  saved_model: Optional[str] = None
+  model_url: Optional[str] = None
+  protocol: str = 'rest'
+  model_name: str = PRODUCTION_MODEL_NAME
+  # name,ticker rows, besides $cashtags (monitoring/entities.py).
+  ticker_aliases: str = TICKER_ALIASES
+  webhook_url: Optional[str] = None  # each alert is POSTed here as JSON
+  metrics_port: Optional[int] = None  # Prometheus, while the job runs
+
+  @property
+  def streaming(self) -> bool:
+    """Unbounded sources: Pub/Sub, Kafka."""
+    return bool(self.input_subscription or self.kafka_topic)
 
 
 @dataclasses.dataclass(frozen=True)
 class ReplayConfig:
   """`finsent replay`: labelled data -> a timestamped headline stream with
-  an injected negative shock (monitoring/replay.py)."""
-  start: str = knob('2026-03-02T00:00:00Z', 'time of the first headline')
-  span_hours: float = knob(12.0, 'hours the stream spans',
-                           parse=flag_types.positive_float)
+  an injected negative shock (monitoring/replay.py, whose check_config
+  checks every value, in a flag or a --config file)."""
+  start: str = knob('2026-03-02T00:00:00Z', 'time of the first headline, '
+                    'ISO-8601 with a timezone')
+  span_hours: float = knob(12.0, 'hours the stream spans')
+  # Comma-separated as a flag, which `finsent replay` adds itself.
   tickers: Tuple[str, ...] = knob(('ACME', 'BOLT', 'CRUX', 'DYNA'),
                                   'tickers given to headlines', cli=False)
   ticker_share: float = knob(

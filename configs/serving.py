@@ -9,6 +9,9 @@ from finsent.configs.knobs import knob
 # beside sentiment_<architecture> for each architecture's own model.
 PRODUCTION_MODEL_NAME = 'sentiment'
 SERVABILITY_CHECKS = ('local', 'kubernetes')
+# TF Serving's ports by protocol, as the tensorflow/serving image starts it:
+# the Deployment's defaults, and `finsent serve`'s and `finsent predict`'s.
+DEFAULT_PORTS = {'grpc': 8500, 'rest': 8501}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,8 +30,8 @@ class ServingConfig:
   """How the pushed models are served."""
   # The TF Serving release built against the TensorFlow the models use.
   image: str = knob('tensorflow/serving:2.16.1', 'the TF Serving image')
-  grpc_port: int = knob(8500, "TF Serving's gRPC port")
-  rest_api_port: int = knob(8501, "TF Serving's REST port")
+  grpc_port: int = knob(DEFAULT_PORTS['grpc'], "TF Serving's gRPC port")
+  rest_api_port: int = knob(DEFAULT_PORTS['rest'], "TF Serving's REST port")
   file_system_poll_wait_seconds: int = knob(
       1, 'seconds between looks for new model versions')
   # TF Serving's latest{num_versions: 2}.

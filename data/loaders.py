@@ -25,6 +25,7 @@ import json
 import os
 from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
+from finsent import configs
 from finsent.configs.features import LABELS
 
 OPTIONAL_FIELDS = ('source', 'published_at')
@@ -62,7 +63,7 @@ def _decode(path: str, raw: bytes, encoding: str) -> str:
 
 
 def _read_text(path: str, encoding: str = 'utf-8') -> str:
-  if '://' in path:  # pipeline.configs.is_uri, without importing it
+  if configs.is_uri(path):
     # Object storage on a cluster (gs://, s3://): TensorFlow's file systems,
     # imported only then (this module loads without TensorFlow).
     from tfx.dsl.io import fileio  # pylint: disable=g-import-not-at-top

@@ -10,7 +10,7 @@ resources asked for. `finsent compile-kubeflow` is the command.
 
 KFP v1's KubeflowDagRunner (Argo YAML) is gone from TFX 1.16:
 tfx.orchestration.kubeflow.kubeflow_dag_runner does not exist, so only the
-v2 spec is compiled (README, "Kubeflow, Vertex AI and Beam runners").
+v2 spec is compiled (docs/kubeflow.md).
 """
 
 import os

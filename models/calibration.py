@@ -18,7 +18,6 @@ import numpy as np
 from scipy import optimize
 from scipy import special
 
-from finsent.configs.training import CALIBRATIONS
 
 # Equal-width bins of the top-label confidence; shared with the Evaluator's
 # `models.tfma_metrics.ExpectedCalibrationError`, so the Trainer's and the

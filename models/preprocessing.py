@@ -152,7 +152,7 @@ def preprocessing_fn(inputs: Dict[str, Any],
   """Maps raw `text` (and `label` when present) to model inputs.
 
   `custom_config` is Transform's: the fields of
-  `pipeline.configs.PreprocessingConfig`. Returns `token_ids`: int64
+  `configs.PreprocessingConfig`. Returns `token_ids`: int64
   [N, max_tokens], vocabulary ids shifted by one (0 is padding; the
   `oov_buckets` ids after the vocabulary are for unseen tokens); and
   `label_id`: int64 [N] when the input has a label. With WordPiece the

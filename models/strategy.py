@@ -153,7 +153,7 @@ def _tpu_strategy(tpu: str) -> tf.distribute.Strategy:
 
 
 def prepare_strategy(training: Mapping[str, Any]) -> str:
-  """The name in STRATEGIES that `training` (pipeline.configs.TrainingConfig
+  """The name in STRATEGIES that `training` (configs.TrainingConfig
   as a dict) resolves to here; for a mirrored strategy without GPUs, splits
   the CPU into `cpu_replicas` logical devices first.
 

@@ -1,8 +1,9 @@
 """TFX Trainer `run_fn`: trains one architecture and exports it.
 
 The Trainer's `custom_config` names the architecture and carries its
-hyperparameters and the training settings (see `pipeline.configs`), so the
-RNN and the Transformer Trainers run this same function.
+hyperparameters and the training settings (finsent.configs,
+docs/training.md), so the RNN and the Transformer Trainers run this same
+function.
 """
 
 import dataclasses
@@ -22,6 +23,7 @@ from tfx import v1 as tfx
 from finsent.models import calibration
 from finsent.models import export
 from finsent.configs import features
+from finsent.configs.training import CALIBRATIONS
 from finsent.configs.training import CLASS_WEIGHTINGS
 from finsent.configs.training import EARLY_STOPPING_MONITORS
 from finsent.configs.training import LEARNING_RATE_SCHEDULES
@@ -219,8 +221,8 @@ def calibrate(model: keras.Model, held_out: tf.data.Dataset,
   both. With `method` 'none' the temperature is 1 (the model's own
   probabilities) and the report shows how calibrated they are.
   """
-  if method not in calibration.CALIBRATIONS:
-    raise ValueError(f'calibration must be one of {calibration.CALIBRATIONS}'
+  if method not in CALIBRATIONS:
+    raise ValueError(f'calibration must be one of {CALIBRATIONS}'
                      f', got {method!r}')
   held_out_probabilities, held_out_labels = predict_probabilities(
       model, held_out)

@@ -142,8 +142,8 @@ def initialize_embedding(embedding: keras.layers.Embedding,
   The scaling keeps the vectors' directions, what they know, and starts
   the rows they cover and those they do not at one magnitude: GloVe's
   values spread about ten times wider than Keras's initialisation, and
-  unscaled they made the Transformer worse than a random start (README,
-  "Model quality").
+  unscaled they made the Transformer worse than a random start
+  (docs/results/model_quality.md, "Scaling the vectors").
   """
   table = keras.ops.convert_to_numpy(embedding.embeddings)
   vectors = np.stack(list(rows.values()))

@@ -16,7 +16,7 @@ import datetime
 import io
 import json
 import os
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import apache_beam as beam
 from apache_beam.io import fileio
@@ -205,7 +205,7 @@ class ReadHeadlines(beam.PTransform):
             | 'Files' >> ParseHeadlineFiles())
 
 
-def input_patterns(inputs: List[str]) -> List[str]:
+def input_patterns(inputs: Sequence[str]) -> List[str]:
   """Files, globs and directories (all their files) as file patterns."""
   return [os.path.join(os.path.abspath(p), '*') if os.path.isdir(p)
           else os.path.abspath(p) for p in inputs]

@@ -1,41 +1,18 @@
-"""`finsent monitor`: the monitoring job, an Apache Beam pipeline.
+"""The monitoring job, an Apache Beam pipeline, as library code.
 
-  finsent monitor --input headlines.jsonl --output monitor/ \\
-      --saved_model serving_model/sentiment            # in process
-  finsent monitor --input 'feed/*.jsonl' --output monitor/ \\
-      --model_url 127.0.0.1:8501                        # TF Serving
-
-Reads headlines (JSONL or CSV: text, published_at, optional id and source),
-finds their tickers, scores them with RunInference (the pushed SavedModel
-in process, or TF Serving through its REST/gRPC API), aggregates sentiment
-per ticker and for the market in sliding event-time windows, and raises an
-alert when a window's negative share breaks far above its key's own
-trailing baseline. Writes to --output:
-
-  windows.jsonl       one record per key and window
-  windows.parquet     the same windows as a Parquet table
-  alerts.jsonl        one record per shock, with the headlines behind it
-  dead_letters.jsonl  every line that could not be read or scored, and why
-  summary.json        counts, throughput and the settings of the run
-
-Sources: files, read once (batch: a replay, a day's file); a watched
-directory (--input DIR --watch: new files as they land, until Ctrl-C;
-monitoring/watch.py); Pub/Sub (--input_subscription) and Kafka
-(--kafka_topic), streaming, with Beam's own IOs.
-Any Beam flag (--runner=..., --direct_num_workers=...) is passed on.
+`run(inputs, config, pipeline_args)` runs one monitoring run: what
+`finsent monitor` (commands/monitor.py, which says what a run reads and
+writes) parses its flags into. `build` lays the job out on a pipeline,
+`format_summary` words the summary a run writes.
 """
 
-import argparse
-import contextlib
 import dataclasses
-import glob
 import json
 import os
-import signal
 import sys
 import threading
 import time
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any, Dict, List, Optional, Sequence
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
@@ -43,7 +20,6 @@ from apache_beam.options.pipeline_options import StandardOptions
 
 from finsent.monitoring import metrics
 from finsent.monitoring import stages
-from finsent.monitoring.entities import AliasError
 from finsent.monitoring.entities import TickerExtractor
 from finsent.monitoring.headlines import DEAD_LETTERS
 from finsent.monitoring.headlines import input_patterns
@@ -51,7 +27,6 @@ from finsent.monitoring.headlines import parse_json_line
 from finsent.monitoring.headlines import ReadHeadlines
 from finsent.monitoring.scoring import SavedModelHandler
 from finsent.monitoring.scoring import ServedModelHandler
-from finsent.monitoring.shocks import METRICS
 from finsent.monitoring.outputs import ALERTS_FILE
 from finsent.monitoring.outputs import CHANGELOGS
 from finsent.monitoring.outputs import compact_jsonl
@@ -61,7 +36,6 @@ from finsent.monitoring.outputs import WINDOWS_FILE
 from finsent.monitoring.outputs import WINDOWS_PARQUET_FILE
 from finsent.monitoring.outputs import write_windows_parquet
 from finsent.monitoring.watch import Watch
-from finsent.data import beam_options
 from finsent import configs
 
 
@@ -72,47 +46,42 @@ def _parsed_messages(messages) -> Any:
           DEAD_LETTERS, main='headlines')
 
 
-def read_source(pipeline, args) -> Any:
-  """(headlines, parse dead letters) from the source the flags choose."""
-  if args.input_subscription:
+def read_source(pipeline, inputs: configs.MonitorRun) -> Any:
+  """(headlines, parse dead letters) from the run's source."""
+  if inputs.input_subscription:
     return _parsed_messages(
         pipeline
         | 'PubSub' >> beam.io.ReadFromPubSub(
-            subscription=args.input_subscription, with_attributes=True)
+            subscription=inputs.input_subscription, with_attributes=True)
         | 'Where' >> beam.Map(lambda m: (f'pubsub:{m.message_id}',
                                          m.data.decode('utf-8'))))
-  if args.kafka_topic:
+  if inputs.kafka_topic:
     from apache_beam.io.kafka import ReadFromKafka  # a Java expansion service
     return _parsed_messages(
         pipeline
         | 'Kafka' >> ReadFromKafka(
-            consumer_config={'bootstrap.servers': args.bootstrap_servers},
-            topics=[args.kafka_topic], with_metadata=True)
+            consumer_config={'bootstrap.servers': inputs.bootstrap_servers},
+            topics=[inputs.kafka_topic], with_metadata=True)
         | 'Where' >> beam.Map(lambda r: (
             f'kafka:{r.topic}/{r.partition}/{r.offset}',
             r.value.decode('utf-8'))))
-  return (pipeline | 'Files' >> beam.Create(input_patterns(args.input))
+  return (pipeline | 'Files' >> beam.Create(input_patterns(inputs.input))
           | 'Read' >> ReadHeadlines())
 
 
-def build(pipeline, args, config: configs.MonitorConfig, model_handler,
-          extract_tickers: TickerExtractor) -> None:
-  """The whole job on `pipeline`, writing into args.output."""
-  read = read_source(pipeline, args)
+def build(pipeline, inputs: configs.MonitorRun, config: configs.MonitorConfig,
+          model_handler, extract_tickers: TickerExtractor) -> None:
+  """The whole job on `pipeline`, writing into inputs.output."""
+  read = read_source(pipeline, inputs)
   scored, score_dead_letters = read.headlines | 'Scoring' >> \
       stages.TickersAndScores(model_handler, extract_tickers)
   windows, alerts = scored | 'Monitor' >> stages.WindowsAndShocks(
-      config, bounded=not _is_streaming(args))
+      config, bounded=not inputs.streaming)
   webhook_dead_letters = stages.write_windows_and_alerts(
-      windows, alerts, args, config)
+      windows, alerts, inputs.output, inputs.webhook_url, config)
   stages.write_dead_letters(
       [stages.count_parse_failures(read[DEAD_LETTERS]), score_dead_letters,
-       *webhook_dead_letters], args.output)
-
-
-def _is_streaming(args) -> bool:
-  """Unbounded sources: Pub/Sub, Kafka."""
-  return bool(args.input_subscription or args.kafka_topic)
+       *webhook_dead_letters], inputs.output)
 
 
 def compact_outputs(output_dir: str) -> Dict[str, int]:
@@ -161,198 +130,76 @@ def _dead_letter_count() -> float:
              for s in ('parse', 'late', 'score', 'webhook'))
 
 
-def build_parser(prog: str) -> argparse.ArgumentParser:
-  defaults = configs.MonitorConfig()
-  parser = argparse.ArgumentParser(
-      prog=prog, description=__doc__.split('\n\n', 2)[1],
-      epilog='Other --name=value flags are Beam pipeline options.')
-  source = parser.add_argument_group('source (one of)')
-  source.add_argument('--input', action='append', default=[],
-                      metavar='PATH', help='a headline file, glob or '
-                      'directory (repeatable)')
-  parser.add_argument('--watch', action='store_true', help='keep looking '
-                      'for new files under --input, as a stream, until '
-                      'Ctrl-C (monitoring/watch.py)')
-  parser.add_argument('--file_system_poll_wait_seconds', type=float,
-                      default=defaults.file_system_poll_wait_seconds,
-                      help='with --watch: seconds between looks')
-  source.add_argument('--input_subscription', help='Pub/Sub: projects/P/'
-                      'subscriptions/S, one JSON headline per message')
-  source.add_argument('--kafka_topic', help='Kafka: a topic of JSON '
-                      'headlines (with --bootstrap_servers)')
-  source.add_argument('--bootstrap_servers', default='localhost:9092')
-  model = parser.add_argument_group('model (one of)')
-  model.add_argument('--saved_model', metavar='DIR', help='score in process:'
-                     ' a SavedModel, or a model base path (newest version)')
-  model.add_argument('--model_url', metavar='HOST:PORT', help='score '
-                     'through TF Serving (or finsent serve)')
-  model.add_argument('--protocol', choices=('rest', 'grpc'), default='rest')
-  model.add_argument('--model_name', default=configs.PRODUCTION_MODEL_NAME)
-  parser.add_argument('--output', required=True, metavar='DIR')
-  parser.add_argument('--ticker_aliases', default=configs.TICKER_ALIASES,
-                      metavar='CSV', help='name,ticker rows (default: '
-                      '%(default)s)')
-  parser.add_argument('--window_seconds', type=int,
-                      default=defaults.window_seconds)
-  parser.add_argument('--period_seconds', type=int,
-                      default=defaults.period_seconds)
-  parser.add_argument('--allowed_lateness_seconds', type=int,
-                      default=defaults.allowed_lateness_seconds)
-  parser.add_argument('--max_batch_size', type=int,
-                      default=defaults.max_batch_size)
-  shock = parser.add_argument_group('shock detection (ShockConfig)')
-  for field in dataclasses.fields(configs.ShockConfig):
-    kwargs = {'choices': METRICS} if field.name == 'metric' else {}
-    shock.add_argument(f'--{field.name}', type=type(field.default),
-                       default=field.default, **kwargs)
-  parser.add_argument('--webhook_url', help='POST each alert here as JSON')
-  parser.add_argument('--metrics_port', type=int, help='serve Prometheus '
-                      'metrics on this port while the job runs')
-  return parser
+def run(inputs: configs.MonitorRun, config: configs.MonitorConfig,
+        pipeline_args: Sequence[str],
+        stop: Optional[threading.Event] = None) -> Dict[str, Any]:
+  """Runs the job on `inputs` with Beam's `pipeline_args`, compacts its
+  outputs, writes its summary.json and returns the summary.
 
-
-def _config_from_args(args) -> configs.MonitorConfig:
-  shock = configs.ShockConfig(**{
-      f.name: getattr(args, f.name)
-      for f in dataclasses.fields(configs.ShockConfig)})
-  return dataclasses.replace(
-      configs.MonitorConfig(), window_seconds=args.window_seconds,
-      period_seconds=args.period_seconds,
-      allowed_lateness_seconds=args.allowed_lateness_seconds,
-      max_batch_size=args.max_batch_size,
-      file_system_poll_wait_seconds=args.file_system_poll_wait_seconds,
-      min_batch_size=min(configs.MonitorConfig().min_batch_size,
-                         args.max_batch_size),
-      shock=shock)
-
-
-def _check_args(parser, args) -> None:
-  sources = [bool(args.input), bool(args.input_subscription),
-             bool(args.kafka_topic)]
-  if sum(sources) != 1:
-    parser.error('give one source: --input, --input_subscription or '
-                 '--kafka_topic')
-  if (args.saved_model is None) == (args.model_url is None):
-    parser.error('give one model: --saved_model DIR or --model_url HOST:PORT')
-  for path in args.input:
-    if args.watch and not (os.path.isdir(path) or glob.has_magic(path)):
-      parser.error(f'--input {path}: --watch watches a directory or a '
-                   'glob, and this is neither')
-    if args.watch and os.path.isdir(path) and os.path.commonpath(
-        [os.path.abspath(path), os.path.abspath(args.output)]) == \
-        os.path.abspath(path):
-      parser.error(f'--output {args.output} is inside the watched --input '
-                   f'{path}: the job would read its own outputs')
-    if not args.watch and not glob.glob(input_patterns([path])[0]):
-      parser.error(f'--input {path}: no such file, or no file matches')
-  if args.max_batch_size < 1:
-    parser.error('--max_batch_size must be >= 1')
-  if args.watch and not args.input:
-    parser.error('--watch watches --input: give the directory (or glob)')
-  if not args.file_system_poll_wait_seconds > 0:
-    parser.error('--file_system_poll_wait_seconds must be > 0')
-
-
-def main(argv: Optional[List[str]] = None, prog: str = 'finsent monitor',
-         stop: Optional[threading.Event] = None) -> int:
-  """The job; `stop` ends a --watch (by default SIGINT and SIGTERM do)."""
-  parser = build_parser(prog)
-  args, beam_args = parser.parse_known_args(argv)
-  _check_args(parser, args)
-  try:
-    # DirectRunner as Beam sets it up (in memory): the job's counters then
-    # live in this process, where --metrics_port serves them.
-    beam_pipeline_args = beam_options.pipeline_args(beam_args,
-                                                    direct_defaults=())
-  except beam_options.BeamArgsError as e:
-    parser.error(str(e))
-  config = _config_from_args(args)
-  try:
-    extract_tickers = TickerExtractor.from_csv(args.ticker_aliases)
-    if args.saved_model:
-      handler = SavedModelHandler(args.saved_model, config.min_batch_size,
-                                  config.max_batch_size)
+  Files are read once; a watch (inputs.watch) polls until `stop` is set
+  (None: until the process ends), then drains; a stream (Pub/Sub, Kafka)
+  runs until Ctrl-C. Raises ValueError (entities.AliasError included) or
+  FileNotFoundError on an alias file or a model it cannot use.
+  """
+  extract_tickers = TickerExtractor.from_csv(inputs.ticker_aliases)
+  if inputs.saved_model:
+    handler = SavedModelHandler(inputs.saved_model, config.min_batch_size,
+                                config.max_batch_size)
+  else:
+    handler = ServedModelHandler(
+        inputs.model_url, inputs.model_name, inputs.protocol,
+        config.timeout_seconds, config.retries, config.min_batch_size,
+        config.max_batch_size)
+  os.makedirs(inputs.output, exist_ok=True)
+  options = PipelineOptions(list(pipeline_args))
+  if inputs.streaming:
+    options.view_as(StandardOptions).streaming = True
+  if inputs.metrics_port:
+    metrics.start_server(inputs.metrics_port)
+  start = time.monotonic()
+  scored_before = _scored_count()
+  with _Progress():
+    if inputs.watch:
+      watch = Watch(inputs.input, inputs.output, inputs.webhook_url, config,
+                    handler, extract_tickers, options)
+      watch.run(stop or threading.Event(),
+                config.file_system_poll_wait_seconds)
     else:
-      handler = ServedModelHandler(
-          args.model_url, args.model_name, args.protocol,
-          config.timeout_seconds, config.retries, config.min_batch_size,
-          config.max_batch_size)
-    os.makedirs(args.output, exist_ok=True)
-    options = PipelineOptions(beam_pipeline_args)
-    if _is_streaming(args):
-      options.view_as(StandardOptions).streaming = True
-    if args.metrics_port:
-      metrics.start_server(args.metrics_port)
-    start = time.monotonic()
-    scored_before = _scored_count()
-    with _Progress():
-      if args.watch:
-        watch = Watch(args, config, handler, extract_tickers, options)
-        with _stopped_by_signals(stop) as stopping:
-          watch.run(stopping, config.file_system_poll_wait_seconds)
-      else:
-        _run_pipeline(args, config, handler, extract_tickers, options, prog)
-    elapsed = time.monotonic() - start
-  except (AliasError, FileNotFoundError, ValueError) as e:
-    print(f'{prog}: error: {e}', file=sys.stderr)
-    return 2
-  counts = compact_outputs(args.output)
-  summary = _summary(args, config, counts, _scored_count() - scored_before,
+      _run_pipeline(inputs, config, handler, extract_tickers, options)
+  elapsed = time.monotonic() - start
+  counts = compact_outputs(inputs.output)
+  summary = _summary(inputs, config, counts, _scored_count() - scored_before,
                      elapsed)
-  with open(os.path.join(args.output, SUMMARY_FILE), 'w') as f:
+  with open(os.path.join(inputs.output, SUMMARY_FILE), 'w') as f:
     json.dump(summary, f, indent=2)
-  print(format_summary(summary))
-  return 0
+  return summary
 
 
-def _run_pipeline(args, config, handler, extract_tickers, options,
-                  prog: str) -> None:
+def _run_pipeline(inputs, config, handler, extract_tickers, options) -> None:
   pipeline = beam.Pipeline(options=options)
-  build(pipeline, args, config, handler, extract_tickers)
+  build(pipeline, inputs, config, handler, extract_tickers)
   result = pipeline.run()
   try:
     result.wait_until_finish()
   except KeyboardInterrupt:
     # A stream runs until stopped: Ctrl-C (SIGINT) stops it, and what it
     # wrote is compacted and summarised after.
-    print(f'{prog}: stopping', file=sys.stderr)
+    print('monitor: stopping', file=sys.stderr)
     result.cancel()
-
-
-@contextlib.contextmanager
-def _stopped_by_signals(stop: Optional[threading.Event]
-                        ) -> Iterator[threading.Event]:
-  """`stop`, or an event SIGINT and SIGTERM set while in the block (a
-  watch then finishes its poll and drains; a second signal stops it as
-  the signal would)."""
-  if stop is not None:
-    yield stop
-    return
-  stopping = threading.Event()
-
-  def request_stop(signum, _):
-    print(f'monitor: {signal.Signals(signum).name}: stopping after this '
-          'poll', file=sys.stderr, flush=True)
-    stopping.set()
-    signal.signal(signum, previous[signum])
-  previous = {s: signal.signal(s, request_stop)
-              for s in (signal.SIGINT, signal.SIGTERM)}
-  try:
-    yield stopping
-  finally:
-    for signum, handler in previous.items():
-      signal.signal(signum, handler)
 
 
 def _scored_count() -> float:
   return metrics.value('finsent_monitor_headlines_total', outcome='scored')
 
 
-def _summary(args, config, counts, scored, elapsed) -> Dict[str, Any]:
+def _summary(inputs: configs.MonitorRun, config: configs.MonitorConfig,
+             counts: Dict[str, int], scored: float,
+             elapsed: float) -> Dict[str, Any]:
   return {
-      'input': args.input or args.input_subscription or args.kafka_topic,
-      'model': args.saved_model or f'{args.protocol}://{args.model_url}/'
-               f'{args.model_name}',
+      'input': (list(inputs.input) or inputs.input_subscription or
+                inputs.kafka_topic),
+      'model': inputs.saved_model or f'{inputs.protocol}://'
+               f'{inputs.model_url}/{inputs.model_name}',
       'headlines_scored': int(scored),
       'dead_letters': counts[DEAD_LETTERS_FILE],
       'windows': counts[WINDOWS_FILE],
@@ -360,7 +207,7 @@ def _summary(args, config, counts, scored, elapsed) -> Dict[str, Any]:
       'seconds': round(elapsed, 2),
       'headlines_per_second': round(scored / elapsed, 1) if elapsed else None,
       'config': dataclasses.asdict(config),
-      'output': os.path.abspath(args.output),
+      'output': os.path.abspath(inputs.output),
   }
 
 

@@ -1,5 +1,6 @@
-"""`finsent replay`: labelled data -> a timestamped headline stream with an
-injected negative-sentiment shock, to demo and test the monitoring job.
+"""Labelled data -> a timestamped headline stream with an injected
+negative-sentiment shock, to demo and test the monitoring job (`finsent
+replay`, commands/replay.py).
 
 Every record of the data (a file, or a train/eval folder such as
 Twitter-FNS's, train first) becomes one headline:
@@ -23,19 +24,16 @@ The output is JSONL sorted by `published_at`, one headline per line:
 
 `label` is the record's own (the ground truth) and `injected` marks the
 shock's headlines. Times are ISO-8601 UTC in whole seconds. Every default is
-in pipeline.configs.ReplayConfig.
+in finsent.configs.ReplayConfig (configs/monitoring.py).
 """
 
-import argparse
 import collections
-import dataclasses
 import datetime
 import json
 import math
 import os
 import random
 import re
-import sys
 import tempfile
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -233,64 +231,3 @@ def summary(rows: Sequence[Dict], config: ReplayConfig,
                  f'${shock_ticker} {format_time(first)} .. '
                  f'{format_time(shock_end)}')
   return '; '.join(parts)
-
-
-def main(argv: Optional[List[str]] = None,
-         prog: str = 'finsent replay') -> int:
-  defaults = ReplayConfig()
-  parser = argparse.ArgumentParser(
-      prog=prog, description='Labelled data -> a timestamped headline '
-      'stream (JSONL) with a negative-sentiment shock for one ticker, for '
-      'the monitoring job.')
-  parser.add_argument('--data', required=True,
-                      help='a data file, or a folder of them (a train/valid '
-                      'folder is read train first)')
-  parser.add_argument('--output', required=True, help='the JSONL to write')
-  shock = parser.add_mutually_exclusive_group()
-  shock.add_argument('--shock', metavar='TICKER',
-                     help='the shocked ticker (default: the first of '
-                     '--tickers)')
-  shock.add_argument('--no_shock', action='store_true',
-                     help='write the flat stream, with no shock')
-  parser.add_argument('--tickers', default=','.join(defaults.tickers),
-                      help='comma-separated (default: %(default)s)')
-  parser.add_argument('--start', default=defaults.start,
-                      help='ISO-8601 with a timezone (default: %(default)s)')
-  parser.add_argument('--span_hours', type=float, default=defaults.span_hours,
-                      help='(default: %(default)s)')
-  parser.add_argument('--ticker_share', type=float,
-                      default=defaults.ticker_share,
-                      help='share of the headlines given a ticker '
-                      '(default: %(default)s)')
-  parser.add_argument('--shock_at', type=float, default=defaults.shock_at,
-                      help='where in the span the shock starts, 0..1 '
-                      '(default: %(default)s)')
-  parser.add_argument('--shock_size', type=int, default=defaults.shock_size,
-                      help='negative headlines added (default: %(default)s)')
-  parser.add_argument('--shock_minutes', type=float,
-                      default=defaults.shock_minutes,
-                      help='(default: %(default)s)')
-  parser.add_argument('--seed', type=int, default=defaults.seed,
-                      help='(default: %(default)s)')
-  args = parser.parse_args(argv)
-  config = dataclasses.replace(
-      defaults, start=args.start, span_hours=args.span_hours,
-      tickers=tuple(t.strip() for t in args.tickers.split(',')),
-      ticker_share=args.ticker_share, shock_at=args.shock_at,
-      shock_size=args.shock_size, shock_minutes=args.shock_minutes,
-      seed=args.seed)
-  shock_ticker = (None if args.no_shock else
-                  config.tickers[0] if args.shock is None else args.shock)
-  try:
-    # Before reading the data, so that a mistyped flag fails at once.
-    check_config(config, shock_ticker)
-    records, not_read = read_data(args.data)
-    rows = replay(records, config, shock_ticker)
-    write_jsonl(rows, args.output)
-  except (ValueError, OSError) as e:
-    print(f'{prog}: error: {e}', file=sys.stderr)
-    return 2
-  print(summary(rows, config, shock_ticker, args.output))
-  if not_read:
-    print(f'  not read (in neither split): {", ".join(not_read)}')
-  return 0

@@ -12,7 +12,7 @@ z-score,
 so that a rise of the negative share, or a fall of the mean score, is
 positive; 1.4826 * MAD estimates the standard deviation of normal data.
 A window with at least `min_count` headlines and z >= `z_threshold` is an
-alert. (pipeline/configs.py, ShockConfig, has the defaults and why.)
+alert. (configs/monitoring.py, ShockConfig, has the defaults and why.)
 
 `DetectShocks` judges each key's windows in event-time order (the order
 of their ends) whatever order they arrive in. On a stream it keeps each
@@ -35,10 +35,10 @@ from apache_beam.transforms import userstate
 from apache_beam.transforms import window as beam_window
 from apache_beam.utils.timestamp import Timestamp
 
+from finsent.configs.monitoring import SHOCK_METRICS
 from finsent.monitoring.headlines import parse_time
 from finsent.monitoring.windows import TOP_HEADLINES
 
-METRICS = ('share_negative', 'mean_score')
 # 1.4826 * MAD is a consistent estimate of a normal distribution's sigma.
 MAD_TO_SIGMA = 1.4826
 
@@ -200,8 +200,9 @@ class DetectShocks(beam.PTransform):
 
   def __init__(self, config, window_seconds: int, bounded: bool = False):
     super().__init__()
-    if config.metric not in METRICS:
-      raise ValueError(f'shock metric must be one of {", ".join(METRICS)}, '
+    if config.metric not in SHOCK_METRICS:
+      raise ValueError(f'shock metric must be one of '
+                       f'{", ".join(SHOCK_METRICS)}, '
                        f'got {config.metric!r}')
     self._config = config
     self._window_seconds = window_seconds

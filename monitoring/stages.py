@@ -1,6 +1,6 @@
 """The monitoring job's stages as PTransforms and writers: the one pipeline
-of `finsent monitor` (monitoring/job.py) and each poll of a watch
-(monitoring/watch.py) are made of them."""
+of a run (monitoring/job.py) and each poll of a watch (monitoring/watch.py)
+are made of them."""
 
 import os
 from typing import Any, List, Optional
@@ -67,23 +67,24 @@ def count_parse_failures(dead_letters):
       _counted_parse_failure)
 
 
-def write_windows_and_alerts(windows, alerts, args,
+def write_windows_and_alerts(windows, alerts, output_dir: str,
+                             webhook_url: Optional[str],
                              config: configs.MonitorConfig) -> List[Any]:
-  """Window records and alerts into args.output's changelogs, alerts also
-  to args.webhook_url; returns the webhook's dead letters (a list of at
-  most one PCollection). The windows' and alerts' metrics count what is
+  """Window records and alerts into output_dir's changelogs, alerts also
+  to `webhook_url` (if any); returns the webhook's dead letters (a list of
+  at most one PCollection). The windows' and alerts' metrics count what is
   written (a watch judges more than it writes)."""
   _ = (windows | 'WindowMetrics' >> beam.Map(_counted_window)
        | 'WindowRecord' >> beam.Map(without_top_headlines)
        | 'WriteWindows' >> beam.ParDo(
-           AppendJsonl(os.path.join(args.output, WINDOWS_FILE))))
+           AppendJsonl(os.path.join(output_dir, WINDOWS_FILE))))
   _ = (alerts | 'AlertMetrics' >> beam.Map(_counted_alert)
        | 'WriteAlerts' >> beam.ParDo(
-           AppendJsonl(os.path.join(args.output, ALERTS_FILE))))
-  if not args.webhook_url:
+           AppendJsonl(os.path.join(output_dir, ALERTS_FILE))))
+  if not webhook_url:
     return []
   return [alerts | 'Webhook' >> beam.ParDo(PostToWebhook(
-      args.webhook_url, config.webhook_timeout_seconds,
+      webhook_url, config.webhook_timeout_seconds,
       config.webhook_retries))]
 
 

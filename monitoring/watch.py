@@ -48,7 +48,7 @@ import os
 import stat
 import sys
 import threading
-from typing import Any, Dict, List, Optional, Set
+from typing import Any, Dict, List, Optional, Sequence, Set
 
 import apache_beam as beam
 
@@ -198,28 +198,31 @@ def _start_and_end(record: Dict[str, Any]):
 
 
 class Watch:
-  """Polls `args.input` and runs each poll's two Beam jobs (module
-  docstring); `args`, `config`, `model_handler` and `extract_tickers` as
-  `monitoring.job` makes them."""
+  """Polls `inputs` (directories or globs) and runs each poll's two Beam
+  jobs (module docstring), writing into `output_dir` and POSTing alerts to
+  `webhook_url` (if any); `config`, `model_handler` and `extract_tickers`
+  as `monitoring.job.run` makes them."""
 
-  def __init__(self, args, config: configs.MonitorConfig, model_handler,
-               extract_tickers, options):
-    self._args = args
+  def __init__(self, inputs: Sequence[str], output_dir: str,
+               webhook_url: Optional[str], config: configs.MonitorConfig,
+               model_handler, extract_tickers, options):
+    self._output_dir = output_dir
+    self._webhook_url = webhook_url
     self._config = config
     self._model_handler = model_handler
     self._extract_tickers = extract_tickers
     self._options = options
-    self._patterns = input_patterns(args.input)
-    self._store = os.path.join(args.output, SCORED_FILE)
+    self._patterns = input_patterns(inputs)
+    self._store = os.path.join(output_dir, SCORED_FILE)
     # A poll stopped in the middle of a write is not in the ledger, so it
     # runs again; the half line it left would break every later read.
     for name in (FILES_READ_FILE, SCORED_FILE, *CHANGELOGS):
-      cut = cut_torn_tail(os.path.join(args.output, name))
+      cut = cut_torn_tail(os.path.join(output_dir, name))
       if cut:
         print(f'monitor: {name}: cut a last line without its newline '
               f'({cut} bytes), left by a stop in the middle of a write',
               file=sys.stderr, flush=True)
-    self._ledger = FileLedger(args.output)
+    self._ledger = FileLedger(output_dir)
 
   def run(self, stop: threading.Event, poll_seconds: float) -> None:
     """Polls until `stop` is set, then drains."""
@@ -266,7 +269,7 @@ class Watch:
          | 'Store' >> beam.ParDo(AppendJsonl(self._store)))
     stages.write_dead_letters(
         [stages.count_parse_failures(read[DEAD_LETTERS]),
-         checked[DEAD_LETTERS], score_dead_letters], self._args.output)
+         checked[DEAD_LETTERS], score_dead_letters], self._output_dir)
     pipeline.run().wait_until_finish()
 
   def _window(self, fresh: List[ScoredHeadline], drain: bool) -> float:
@@ -288,7 +291,7 @@ class Watch:
             s.headline.timestamp < watermark_before]
     poll = _Poll(history_from, judge_from, watermark_before, watermark,
                  drain, self._late_panes(late, watermark_before))
-    output = self._args.output
+    output = self._output_dir
     alerted_before = set(read_changelog(os.path.join(output, ALERTS_FILE),
                                         'alert_id'))
 
@@ -309,7 +312,7 @@ class Watch:
     retracted = (windows, alerts) | 'Retract' >> Retractions(alerted_before)
     webhook_dead_letters = stages.write_windows_and_alerts(
         windows, (alerts, retracted) | 'AndRetractions' >> beam.Flatten(),
-        self._args, config)
+        output, self._webhook_url, config)
     if webhook_dead_letters:
       stages.write_dead_letters(webhook_dead_letters, output)
     pipeline.run().wait_until_finish()
@@ -332,7 +335,7 @@ class Watch:
           if end <= watermark_before and \
               end + config.allowed_lateness_seconds >= watermark_before:
             changed.add(f'{key}/{format_time(end)}')
-    written = read_changelog(os.path.join(self._args.output, WINDOWS_FILE),
+    written = read_changelog(os.path.join(self._output_dir, WINDOWS_FILE),
                              'id')
     return {window_id: written[window_id][1]['pane_index'] + 1
             if window_id in written else 0 for window_id in changed}

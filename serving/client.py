@@ -11,23 +11,24 @@ and `finsent serve` alike. Long inputs are sent in batches of at most
 UNAVAILABLE: a model still loading, a full batching queue) or not answered
 at all is retried with exponential backoff; every call has a timeout.
 
-`finsent predict "headline" ...` is the command line over it.
+`finsent predict "headline" ...` (commands/predict.py) is the command line
+over it. It imports neither the local server nor the deployment writer:
+monitoring and the servability gate use it against any TF Serving.
 """
 
-import argparse
 import dataclasses
 import json
-import sys
 import time
 from typing import Callable, Dict, List, Optional, Sequence
 
-from finsent.data.loaders import LABELS
+from finsent.configs.features import LABELS
+from finsent.configs.serving import DEFAULT_PORTS
+from finsent.configs.serving import PRODUCTION_MODEL_NAME
 
 SIGNATURE_NAME = 'serving_default'
 TEXT_INPUT = 'text'
 LABEL_OUTPUT = 'label'
 PROBABILITIES_OUTPUT = 'probabilities'
-DEFAULT_PORTS = {'rest': 8501, 'grpc': 8500}
 
 
 class ServingClientError(RuntimeError):
@@ -51,7 +52,7 @@ class _Retryable(Exception):
 class SentimentClient:
   """Predicts sentiment through a TF Serving REST or gRPC endpoint."""
 
-  def __init__(self, server: str, model_name: str = 'sentiment',
+  def __init__(self, server: str, model_name: str = PRODUCTION_MODEL_NAME,
                protocol: str = 'rest', version: Optional[int] = None,
                label: Optional[str] = None, timeout_seconds: float = 10.0,
                retries: int = 3, backoff_seconds: float = 0.1,
@@ -176,46 +177,3 @@ def _rest_error(response) -> str:
     return response.json()['error']
   except (ValueError, KeyError, TypeError):
     return response.text[:500]
-
-
-def main(argv: Optional[List[str]] = None,
-         prog: str = 'finsent predict') -> int:
-  parser = argparse.ArgumentParser(
-      prog=prog, description='Sentiment of headlines from a served model '
-      '(TF Serving or finsent serve).')
-  parser.add_argument('texts', nargs='+', metavar='TEXT',
-                      help='headlines; "-" reads one per line from stdin')
-  parser.add_argument('--server', help='host:port (default: 127.0.0.1:8501 '
-                      'for REST, 127.0.0.1:8500 for gRPC)')
-  parser.add_argument('--protocol', choices=sorted(DEFAULT_PORTS),
-                      default='rest')
-  parser.add_argument('--model_name', default='sentiment')
-  pinned = parser.add_mutually_exclusive_group()
-  pinned.add_argument('--model_version', type=int)
-  pinned.add_argument('--model_version_label')
-  parser.add_argument('--timeout_seconds', type=float, default=10.0)
-  parser.add_argument('--retries', type=int, default=3)
-  parser.add_argument('--max_batch_size', type=int, default=64)
-  parser.add_argument('--json', action='store_true',
-                      help='one JSON object per line instead of a table')
-  args = parser.parse_args(argv)
-  texts = [line.rstrip('\n') for line in sys.stdin] if args.texts == ['-'] \
-      else args.texts
-  try:
-    with SentimentClient(
-        args.server or f'127.0.0.1:{DEFAULT_PORTS[args.protocol]}',
-        args.model_name, args.protocol, args.model_version,
-        args.model_version_label, args.timeout_seconds, args.retries,
-        max_batch_size=args.max_batch_size) as client:
-      predictions = client.predict(texts)
-  except (ValueError, ServingClientError) as e:
-    print(f'{prog}: error: {e}', file=sys.stderr)
-    return 2
-  for p in predictions:
-    if args.json:
-      print(json.dumps(dataclasses.asdict(p)))
-    else:
-      scores = '  '.join(f'{label} {p.probabilities[label]:.3f}'
-                         for label in LABELS)
-      print(f'{p.label:<8}  {scores}  {p.text}')
-  return 0

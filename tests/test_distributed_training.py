@@ -18,8 +18,8 @@ from finsent.models import model_run
 from finsent.commands import profile_report
 from finsent.models import training_profile
 from finsent import configs
-from finsent.serving import model_manager
-from finsent.serving.process import free_port
+from finsent.serving.server import model_manager
+from finsent.serving.server.process import free_port
 from tests.conftest import HEADLINES
 from tests.conftest import predict_in_fresh_process
 

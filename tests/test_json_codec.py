@@ -1,4 +1,4 @@
-"""Tests for serving/json_codec.py against TF Serving 2.16's REST contract.
+"""Tests for serving/server/rest_json against TF Serving 2.16's REST contract.
 
 Cases come from tensorflow_serving/g3doc/api_rest.md, json_tensor_test.cc and
 http_rest_api_handler_test.cc; exact bodies are checked where TF Serving's
@@ -18,8 +18,10 @@ from tensorflow_serving.apis import classification_pb2
 from tensorflow_serving.apis import get_model_metadata_pb2
 from tensorflow_serving.apis import get_model_status_pb2
 
-from finsent.serving import json_codec
-from finsent.serving.json_codec import RestRequestError
+from finsent.serving.server.errors import RestRequestError
+from finsent.serving.server.rest_json import predict_classify
+from finsent.serving.server.rest_json import proto_printer
+from finsent.serving.server.rest_json import rapidjson_writer
 
 DT = types_pb2
 
@@ -37,7 +39,7 @@ def _predict(body, **dtypes):
   signature = _signature(**dtypes)
   if isinstance(body, str):
     body = body.encode()
-  return json_codec.parse_predict_request(body, lambda name: signature)
+  return predict_classify.parse_predict_request(body, lambda name: signature)
 
 
 def _predict_error(body, **dtypes):
@@ -108,11 +110,12 @@ def test_signature_name_is_passed_through():
     asked.append(name)
     return signature
 
-  request = json_codec.parse_predict_request(
+  request = predict_classify.parse_predict_request(
       b'{"signature_name": "predict_images", "instances": [[1,2]]}',
       signature_for)
   assert request.signature_name == 'predict_images'
-  json_codec.parse_predict_request(b'{"instances": [[1,2]]}', signature_for)
+  predict_classify.parse_predict_request(b'{"instances": [[1,2]]}',
+                                         signature_for)
   assert asked == ['predict_images', '']
 
 
@@ -121,7 +124,7 @@ def test_signature_lookup_errors_propagate():
     raise KeyError(f'Serving signature name: "{name}" not found')
 
   with pytest.raises(KeyError):
-    json_codec.parse_predict_request(b'{"instances": [1]}', signature_for)
+    predict_classify.parse_predict_request(b'{"instances": [1]}', signature_for)
 
 
 def test_signature_without_inputs():
@@ -371,27 +374,27 @@ _INT_2x3x2 = np.array([[[1, 2], [3, 4], [5, 6]], [[7, 8], [9, 0], [1, 2]]],
 
 
 def test_single_output_row_and_columnar():
-  rows = json_codec.format_predict_response({'t': _INT_2x3x2}, True)
+  rows = predict_classify.format_predict_response({'t': _INT_2x3x2}, True)
   assert json.loads(rows) == {'predictions': _INT_2x3x2.tolist()}
-  columns = json_codec.format_predict_response({'t': _INT_2x3x2}, False)
+  columns = predict_classify.format_predict_response({'t': _INT_2x3x2}, False)
   assert json.loads(columns) == {'outputs': _INT_2x3x2.tolist()}
 
 
 def test_row_format_layout_matches_tf_serving():
   # api_rest.md's half_plus_three example, in PrettyWriter's layout.
-  body = json_codec.format_predict_response(
+  body = predict_classify.format_predict_response(
       {'y': np.array([3.5, 4.0, 5.5], np.float32)}, True)
   assert body == b'{\n    "predictions": [3.5, 4.0, 5.5\n    ]\n}'
-  body = json_codec.format_predict_response(
+  body = predict_classify.format_predict_response(
       {'y': np.array([[2.5, 3.0], [3.5, 4.0]], np.float32)}, True)
   assert body == b'{\n    "predictions": [[2.5, 3.0], [3.5, 4.0]\n    ]\n}'
 
 
 def test_columnar_layout_matches_tf_serving():
-  body = json_codec.format_predict_response(
+  body = predict_classify.format_predict_response(
       {'y': np.array([3.5, 4.0], np.float32)}, False)
   assert body == b'{\n    "outputs": [\n        3.5,\n        4.0\n    ]\n}'
-  body = json_codec.format_predict_response({'y': np.float32(2.0)}, False)
+  body = predict_classify.format_predict_response({'y': np.float32(2.0)}, False)
   assert body == b'{\n    "outputs": 2.0\n}'
 
 
@@ -404,7 +407,7 @@ def test_multiple_outputs_row_and_columnar():
       'str_tensor_bytes': np.array([[b'hello', b'world'], [b'tf', b'serving']],
                                    object),
   }
-  rows = json.loads(json_codec.format_predict_response(outputs, True))
+  rows = json.loads(predict_classify.format_predict_response(outputs, True))
   assert rows == {'predictions': [
       {'double_scalar_tensor': 8.0, 'float_tensor': [1.0],
        'int_tensor': [[1, 2], [3, 4], [5, 6]], 'str_tensor': ['foo', 'bar'],
@@ -412,7 +415,7 @@ def test_multiple_outputs_row_and_columnar():
       {'double_scalar_tensor': 9.0, 'float_tensor': [2.0],
        'int_tensor': [[7, 8], [9, 0], [1, 2]], 'str_tensor': ['baz', 'bat'],
        'str_tensor_bytes': [{'b64': 'dGY='}, {'b64': 'c2VydmluZw=='}]}]}
-  columns = json.loads(json_codec.format_predict_response(outputs, False))
+  columns = json.loads(predict_classify.format_predict_response(outputs, False))
   assert columns == {'outputs': {
       'double_scalar_tensor': [8.0, 9.0], 'float_tensor': [[1.0], [2.0]],
       'int_tensor': _INT_2x3x2.tolist(),
@@ -422,7 +425,7 @@ def test_multiple_outputs_row_and_columnar():
 
 
 def test_multiple_outputs_row_layout():
-  body = json_codec.format_predict_response(
+  body = predict_classify.format_predict_response(
       {'classes': np.array([[b'neg', b'pos']], object),
        'scores': np.array([[0.25, 0.75]], np.float32)}, True)
   assert body == (b'{\n    "predictions": [\n        {\n'
@@ -431,19 +434,19 @@ def test_multiple_outputs_row_layout():
 
 
 def test_float_formatting():
-  body = json_codec.format_predict_response({'f': np.array(
+  body = predict_classify.format_predict_response({'f': np.array(
       [[9000000, 999999, 0.5], [0.0003, 0.00003, 555557.5],
        [np.nan, np.inf, -np.inf], [0.1, 1.0 / 3, -0.0]], np.float32)}, True)
   assert body.decode().split('[', 1)[1] == (
       '[9e+06, 999999.0, 0.5], [0.0003, 3e-05, 555557.5], '
       '[NaN, Infinity, -Infinity], [0.1, 0.333333343, -0.0]\n    ]\n}')
-  body = json_codec.format_predict_response({'d': np.array([0.1, 1.0 / 3])},
-                                            False)
+  body = predict_classify.format_predict_response(
+      {'d': np.array([0.1, 1.0 / 3])}, False)
   assert b'0.1,' in body and b'0.33333333333333331' in body
 
 
 def test_string_outputs_are_raw_utf8_with_rapidjson_escapes():
-  body = json_codec.format_predict_response(
+  body = predict_classify.format_predict_response(
       {'s': np.array([b'caf\xc3\xa9 "q"\\\n\x01'], object)}, True)
   assert body == (b'{\n    "predictions": ["caf\xc3\xa9 \\"q\\"\\\\\\n\\u0001"'
                   b'\n    ]\n}')
@@ -451,7 +454,7 @@ def test_string_outputs_are_raw_utf8_with_rapidjson_escapes():
 
 def test_zero_batch_outputs():
   empty = {'i': np.zeros((0, 2), np.int32), 's': np.zeros((0, 1, 2), object)}
-  assert json.loads(json_codec.format_predict_response(empty, True)) == {
+  assert json.loads(predict_classify.format_predict_response(empty, True)) == {
       'predictions': []}
 
 
@@ -467,7 +470,7 @@ def test_zero_batch_outputs():
 ])
 def test_output_errors(outputs, message):
   with pytest.raises(RestRequestError) as info:
-    json_codec.format_predict_response(outputs, True)
+    predict_classify.format_predict_response(outputs, True)
   assert str(info.value) == message
 
 
@@ -480,7 +483,8 @@ def _features(example):
 
 
 def test_classify_request_without_context():
-  name, request_input = json_codec.parse_classify_request(b"""{"examples": [
+  name, request_input = predict_classify.parse_classify_request(
+      b"""{"examples": [
       {"names": ["foo", "bar"], "ratings": [8.0, 9.0], "age": 20},
       {"names": ["baz"], "ratings": 6.0}]}""")
   assert name == ''
@@ -491,7 +495,7 @@ def test_classify_request_without_context():
 
 
 def test_classify_request_with_context_and_signature():
-  name, request_input = json_codec.parse_classify_request(b"""{
+  name, request_input = predict_classify.parse_classify_request(b"""{
       "signature_name": "custom_signture",
       "context": {"query": "pizza", "location": ["sfo"]},
       "examples": [
@@ -510,7 +514,7 @@ def test_classify_request_with_context_and_signature():
 
 
 def test_classify_request_from_api_rest_md():
-  _, request_input = json_codec.parse_classify_request(b"""{
+  _, request_input = predict_classify.parse_classify_request(b"""{
       "signature_name": "classify_objects",
       "examples": [
         {"image": {"b64": "aW1hZ2UgYnl0ZXM="}, "caption": "seaside"},
@@ -545,7 +549,7 @@ def test_classify_request_from_api_rest_md():
 ])
 def test_classify_request_errors(body, message):
   with pytest.raises(RestRequestError) as info:
-    json_codec.parse_classify_request(body.encode())
+    predict_classify.parse_classify_request(body.encode())
   assert str(info.value).endswith(message)
 
 
@@ -555,14 +559,14 @@ def test_classify_response():
     classes = result.classifications.add().classes
     for label, score in zip(['car', 'bike', 'bus'], scores):
       classes.add(label=label, score=score)
-  assert json_codec.format_classify_response(result) == (
+  assert predict_classify.format_classify_response(result) == (
       b'{\n    "results": [[["car", 0.2], ["bike", 0.7], ["bus", 0.1]], '
       b'[["car", 0.7], ["bike", 0.1], ["bus", 0.2]]\n    ]\n}')
 
 
 def test_empty_classify_results():
   with pytest.raises(RestRequestError, match='empty ClassificationResults'):
-    json_codec.format_classify_response(
+    predict_classify.format_classify_response(
         classification_pb2.ClassificationResult())
 
 
@@ -574,7 +578,7 @@ def test_status_json_matches_api_rest_md():
   response.model_version_status.add(
       version=123, state=get_model_status_pb2.ModelVersionStatus.AVAILABLE
   ).status.SetInParent()  # TF Serving always sets it, OK included
-  assert json_codec.status_json(response) == (
+  assert proto_printer.status_json(response) == (
       b'{\n "model_version_status": [\n  {\n   "version": "123",\n'
       b'   "state": "AVAILABLE",\n   "status": {\n    "error_code": "OK",\n'
       b'    "error_message": ""\n   }\n  }\n ]\n}\n')
@@ -586,7 +590,7 @@ def test_status_json_for_a_version_that_failed_to_load():
       version=2, state=get_model_status_pb2.ModelVersionStatus.END)
   status.status.error_code = error_codes_pb2.NOT_FOUND
   status.status.error_message = "Op type not registered 'X' <in> \"binary\""
-  body = json_codec.status_json(response).decode()
+  body = proto_printer.status_json(response).decode()
   assert json.loads(body)['model_version_status'][0] == {
       'version': '2', 'state': 'END', 'status': {
           'error_code': 'NOT_FOUND',
@@ -633,19 +637,21 @@ def test_metadata_json_layout():
       f'{tensor("y", "y:0", [-1])}\n   }},\n'
       '   "method_name": "tensorflow/serving/predict",\n   "defaults": {}\n'
       '  }\n }\n}\n}\n}\n')
-  assert json_codec.metadata_json(response).decode() == expected
+  assert proto_printer.metadata_json(response).decode() == expected
 
 
 def test_metadata_without_signature_defs():
   with pytest.raises(RestRequestError) as info:
-    json_codec.metadata_json(get_model_metadata_pb2.GetModelMetadataResponse())
+    proto_printer.metadata_json(
+        get_model_metadata_pb2.GetModelMetadataResponse())
   assert info.value.code == grpc.StatusCode.INTERNAL and info.value.http_status == 500
 
 
 def test_error_json():
-  assert json_codec.error_json('Bad key: "key"') == \
+  assert rapidjson_writer.error_json('Bad key: "key"') == \
       b'{\n    "error": "Bad key: \\"key\\""\n}'
-  body = json_codec.error_json('Servable not found for request: Latest(half)')
+  body = rapidjson_writer.error_json(
+      'Servable not found for request: Latest(half)')
   assert json.loads(body) == {
       'error': 'Servable not found for request: Latest(half)'}
 
@@ -666,4 +672,4 @@ def test_http_status_mapping():
 ])
 def test_deeply_nested_bodies_are_refused(body):
   with pytest.raises(RestRequestError, match='nesting deeper than 300'):
-    json_codec.parse_predict_request(body.encode(), lambda name: None)
+    predict_classify.parse_predict_request(body.encode(), lambda name: None)

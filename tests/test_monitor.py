@@ -39,7 +39,7 @@ from finsent.monitoring.sinks import PostToWebhook
 from finsent.monitoring.windows import SentimentCombineFn
 from finsent.monitoring.windows import WindowSentiment
 from finsent import configs
-from finsent.serving.process import free_port
+from finsent.serving.server.process import free_port
 
 T0 = datetime.datetime(2026, 3, 2, 10, 0, tzinfo=datetime.timezone.utc)
 

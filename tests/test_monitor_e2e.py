@@ -18,8 +18,8 @@ import time
 from pyarrow import parquet
 import pytest
 
+from finsent.commands import monitor
 from finsent.components.atomic_pusher import publish_model
-from finsent.monitoring import job
 from finsent.monitoring.entities import TickerExtractor
 from finsent.monitoring.outputs import ALERTS_FILE
 from finsent.monitoring.outputs import CHANGELOGS
@@ -33,8 +33,8 @@ from finsent.monitoring.outputs import WINDOWS_FILE
 from finsent.monitoring.outputs import WINDOWS_PARQUET_FILE
 from finsent.monitoring import replay
 from finsent import configs
-from finsent.serving.process import free_port
-from finsent.serving.process import ModelServerProcess
+from finsent.serving.server.process import free_port
+from finsent.serving.server.process import ModelServerProcess
 from tests.conftest import HEADLINES
 
 # 1,200 headlines over 6 hours, half with ACME's or BOLT's cashtag, a third
@@ -68,7 +68,7 @@ def stream(tmp_path_factory):
 
 
 def _monitor(stream_path, output_dir, *model_flags):
-  code = job.main(['--input', stream_path, '--output', str(output_dir),
+  code = monitor.main(['--input', stream_path, '--output', str(output_dir),
                    *model_flags, *WINDOW_FLAGS])
   assert code == 0
   with open(os.path.join(output_dir, SUMMARY_FILE)) as f:
@@ -229,7 +229,7 @@ def _watch_session(feed, output_dir, export_dir, *steps):
   it is done. Returns the run's summary."""
   stop = threading.Event()
   codes = []
-  runner = threading.Thread(target=lambda: codes.append(job.main(
+  runner = threading.Thread(target=lambda: codes.append(monitor.main(
       ['--input', str(feed), '--watch', '--output', str(output_dir),
        '--saved_model', export_dir, '--file_system_poll_wait_seconds', '0.1',
        *WINDOW_FLAGS], stop=stop)))
@@ -391,18 +391,40 @@ def test_ctrl_c_stops_a_watch_after_its_poll(stream, exported_model,
 ])
 def test_bad_flags_are_refused(flags, message, capsys):
   with pytest.raises(SystemExit) as exit_info:
-    job.main(flags)
+    monitor.main(flags)
   assert exit_info.value.code == 2
   assert message in capsys.readouterr().err
+
+
+def test_a_config_file_sets_knobs_a_flag_beside_it_wins(tmp_path, write,
+                                                        capsys):
+  config = write('monitor.yaml', 'window_seconds: 1800\nmax_batch_size: 8\n'
+                 'shock:\n  metric: mean_score\n  min_count: 7\n')
+  flags = ['--input', __file__, '--output', str(tmp_path / 'o'),
+           '--saved_model', 'm']
+  inputs, settings, _ = monitor.parse(
+      [*flags, '--config', config, '--min_count', '9'], 'finsent monitor')
+  assert inputs.input == (__file__,) and inputs.saved_model == 'm'
+  assert (settings.window_seconds, settings.max_batch_size,
+          settings.min_batch_size) == (1800, 8, 8)
+  assert (settings.shock.metric, settings.shock.min_count) == (
+      'mean_score', 9)
+  assert settings.period_seconds == configs.MonitorConfig().period_seconds
+  bad = write('bad.yaml', 'shock:\n  min_cout: 7\n')
+  with pytest.raises(SystemExit) as exit_info:
+    monitor.main([*flags, '--config', bad])
+  assert exit_info.value.code == 2
+  assert (f'finsent monitor: error: --config: {bad}: shock.min_cout: not a '
+          'setting') in capsys.readouterr().err
 
 
 def test_a_missing_model_or_bad_alias_file_is_an_error(stream, tmp_path,
                                                        write, capsys):
   path, _ = stream
-  assert job.main(['--input', path, '--output', str(tmp_path / 'o'),
+  assert monitor.main(['--input', path, '--output', str(tmp_path / 'o'),
                    '--saved_model', str(tmp_path)]) == 2
   assert 'neither a SavedModel' in capsys.readouterr().err
   aliases = write('aliases.csv', 'name,ticker\nAcme,acme\n')
-  assert job.main(['--input', path, '--output', str(tmp_path / 'o'),
+  assert monitor.main(['--input', path, '--output', str(tmp_path / 'o'),
                    '--model_url', 'h:1', '--ticker_aliases', aliases]) == 2
   assert "aliases.csv:2: 'acme' is not a ticker" in capsys.readouterr().err

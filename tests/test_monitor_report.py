@@ -15,7 +15,8 @@ from selenium.common.exceptions import NoAlertPresentException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 
-from finsent.monitoring import report
+from finsent.commands import monitor_report
+from finsent.commands.reports import monitor as report
 
 CHROMEDRIVER = '/usr/bin/chromedriver'
 CHROMIUM = '/usr/bin/chromium'
@@ -116,7 +117,7 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 def report_dir(tmp_path_factory):
   monitor_dir = write_monitor_output(tmp_path_factory.mktemp('monitor'))
   out = os.path.join(monitor_dir, 'report')
-  assert report.main([monitor_dir]) == 0
+  assert monitor_report.main([monitor_dir]) == 0
   return out
 
 
@@ -235,7 +236,7 @@ def test_chart_file_names_are_safe_and_unique():
 def test_max_tickers_cuts_off_the_rest(tmp_path, capsys):
   monitor_dir = write_monitor_output(tmp_path / 'monitor')
   out = tmp_path / 'out'
-  assert report.main([monitor_dir, '--output_dir', str(out),
+  assert monitor_report.main([monitor_dir, '--output_dir', str(out),
                       '--max_tickers', '1']) == 0
   assert sorted(p.name for p in out.iterdir()) == [
       'index.html', 'timeline_ACME.png', 'timeline_market.png']
@@ -250,7 +251,7 @@ def test_max_tickers_cuts_off_the_rest(tmp_path, capsys):
 def test_malformed_line_names_file_and_line(tmp_path, capsys):
   monitor_dir = write_monitor_output(tmp_path, windows=[
       _window_record('ACME', 0, 1, 1, 1), '{"key": "ACME", "count": 3'])
-  assert report.main([monitor_dir]) == 2
+  assert monitor_report.main([monitor_dir]) == 2
   error = capsys.readouterr().err
   assert error.startswith(
       f'finsent monitor-report: error: {tmp_path / "windows.jsonl"}:2: '
@@ -261,13 +262,13 @@ def test_missing_field_names_file_and_line(tmp_path, capsys):
   record = _window_record('ACME', 0, 1, 1, 1)
   del record['share_negative']
   monitor_dir = write_monitor_output(tmp_path, windows=[record])
-  assert report.main([monitor_dir]) == 2
+  assert monitor_report.main([monitor_dir]) == 2
   assert (f'{tmp_path / "windows.jsonl"}:1: \'share_negative\' missing'
           in capsys.readouterr().err)
 
 
 def test_missing_windows_file_is_an_error(tmp_path, capsys):
-  assert report.main([str(tmp_path)]) == 2
+  assert monitor_report.main([str(tmp_path)]) == 2
   error = capsys.readouterr().err
   assert error.startswith('finsent monitor-report: error: ')
   assert 'windows.jsonl: no such file' in error
@@ -277,7 +278,7 @@ def test_missing_windows_file_is_an_error(tmp_path, capsys):
 def test_empty_alerts_file(tmp_path):
   monitor_dir = write_monitor_output(tmp_path, alerts=())
   assert os.path.getsize(tmp_path / 'alerts.jsonl') == 0
-  assert report.main([monitor_dir]) == 0
+  assert monitor_report.main([monitor_dir]) == 0
   page = (tmp_path / 'report' / 'index.html').read_text()
   assert '<p class="empty">No alerts.</p>' in page
   assert 'class="alert"' not in page

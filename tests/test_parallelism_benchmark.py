@@ -15,6 +15,7 @@ import pytest
 import tensorflow as tf
 
 from finsent.benchmarks import parallelism_benchmark as bench
+from finsent.commands import bench as bench_command
 from finsent import configs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -34,7 +35,7 @@ def quick_run(tmp_path_factory):
   """The --quick sweep (lengths 16 and 64, batch 8, one thread, one
   repeat): its output folder and results.json."""
   output = tmp_path_factory.mktemp('parallelism')
-  assert bench.main(['--quick', '--output', str(output)]) == 0
+  assert bench_command.main(['--quick', '--output', str(output)]) == 0
   with open(output / 'results.json', encoding='utf-8') as f:
     return output, json.load(f)
 
@@ -164,7 +165,7 @@ def test_crossovers_are_interpolated_in_log_length():
 ])
 def test_bad_flags_are_argparse_errors(flags, message, tmp_path, capsys):
   with pytest.raises(SystemExit) as exit_info:
-    bench.main(['--output', str(tmp_path), *flags])
+    bench_command.main(['--output', str(tmp_path), *flags])
   assert exit_info.value.code == 2
   error = capsys.readouterr().err
   assert 'finsent bench: error:' in error and message in error, error
@@ -172,7 +173,7 @@ def test_bad_flags_are_argparse_errors(flags, message, tmp_path, capsys):
 
 @no_gpu_here
 def test_gpu_device_without_a_gpu_says_so(tmp_path, capsys):
-  assert bench.main(['--device', 'gpu', '--quick', '--output',
+  assert bench_command.main(['--device', 'gpu', '--quick', '--output',
                      str(tmp_path)]) == 1
   assert 'sees no GPU' in capsys.readouterr().err
 

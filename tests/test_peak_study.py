@@ -11,6 +11,7 @@ import pytest
 
 from finsent.benchmarks import parallelism_benchmark as bench
 from finsent.benchmarks import peak_study
+from finsent.commands import bench_peak
 
 PNG_MAGIC = b'\x89PNG\r\n\x1a\n'
 
@@ -20,7 +21,7 @@ def quick_study(tmp_path_factory):
   """--quick with the baseline only (each variant costs its models'
   tracing; the variants' own settings are checked without TensorFlow)."""
   output = tmp_path_factory.mktemp('peak_study')
-  assert peak_study.main(['--quick', '--variants', 'pipeline', '--output',
+  assert bench_peak.main(['--quick', '--variants', 'pipeline', '--output',
                           str(output)]) == 0
   with open(output / 'results.json', encoding='utf-8') as f:
     return output, json.load(f)
@@ -134,7 +135,7 @@ def test_figures_by_hand():
 ])
 def test_bad_flags_are_argparse_errors(flags, message, tmp_path, capsys):
   with pytest.raises(SystemExit) as exit_info:
-    peak_study.main(['--output', str(tmp_path), *flags])
+    bench_peak.main(['--output', str(tmp_path), *flags])
   assert exit_info.value.code == 2
   error = capsys.readouterr().err
   assert 'finsent bench-peak: error:' in error and message in error, error

@@ -1,4 +1,5 @@
-"""monitoring.replay: the stream, its tickers and shock, and bad input."""
+"""monitoring.replay and `finsent replay` (commands/replay.py): the stream,
+its tickers and shock, and bad input."""
 
 import collections
 import dataclasses
@@ -9,6 +10,7 @@ import re
 
 import pytest
 
+from finsent.commands import replay as replay_command
 from finsent.data import loaders
 from finsent.monitoring import replay
 from finsent import configs
@@ -60,7 +62,7 @@ def _original_text(row):
 
 
 def _run(capsys, argv):
-  code = replay.main(argv)
+  code = replay_command.main(argv)
   out, err = capsys.readouterr()
   return code, out, err
 
@@ -310,11 +312,34 @@ def test_no_shock_data_may_lack_negatives(capsys, tmp_path, write):
 ])
 def test_flags_argparse_refuses(capsys, tmp_path, write, flags):
   with pytest.raises(SystemExit) as raised:
-    replay.main(['--data', write('d.csv', SMALL_CSV),
+    replay_command.main(['--data', write('d.csv', SMALL_CSV),
                  '--output', str(tmp_path / 'out.jsonl'), *flags])
   assert raised.value.code == 2
   assert 'finsent replay: error: argument' in capsys.readouterr().err
   assert not (tmp_path / 'out.jsonl').exists()
+
+
+def test_a_config_file_sets_knobs_a_flag_beside_it_wins(capsys, tmp_path,
+                                                        write):
+  config = write('replay.yaml', 'span_hours: 2\nshock_size: 4\n'
+                 'tickers: [AB, CD]\n')
+  output = tmp_path / 'stream.jsonl'
+  code, _, err = _run(capsys, ['--data', write('d.csv', SMALL_CSV),
+                               '--output', str(output), '--config', config,
+                               '--shock_size', '3'])
+  assert code == 0, err
+  rows = [json.loads(line) for line in output.read_text().splitlines()]
+  assert all(r['published_at'] < '2026-03-02T02:00:00Z' for r in rows)
+  shock = [r['text'] for r in rows if r['injected']]
+  assert len(shock) == 3 and all(t.startswith('$AB ') for t in shock)
+  bad = write('bad.yaml', 'shock_sise: 4\n')
+  with pytest.raises(SystemExit) as raised:
+    replay_command.main(['--data', write('d.csv', SMALL_CSV), '--output',
+                         str(tmp_path / 'bad.jsonl'), '--config', bad])
+  assert raised.value.code == 2
+  assert (f'finsent replay: error: --config: {bad}: shock_sise: not a '
+          'setting; did you mean shock_size?') in capsys.readouterr().err
+  assert not (tmp_path / 'bad.jsonl').exists()
 
 
 def test_each_headline_is_one_line_whatever_its_characters(tmp_path):

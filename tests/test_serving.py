@@ -26,8 +26,8 @@ from tensorflow_serving.apis import prediction_service_pb2_grpc
 from finsent.components.atomic_pusher import publish_model
 from finsent.models import export
 from finsent.serving.client import SentimentClient
-from finsent.serving.process import free_ports
-from finsent.serving.process import ModelServerProcess
+from finsent.serving.server.process import free_ports
+from finsent.serving.server.process import ModelServerProcess
 from tests.conftest import break_serving_signature
 from tests.conftest import HEADLINES
 
@@ -319,16 +319,17 @@ def test_labels_on_versions_not_loaded_are_refused_at_start(
     exported_model, tmp_path):
   """As in TF Serving: without the flag, a label in models.config stops the
   server from starting (labels are assigned before anything loads)."""
-  from finsent.serving import server as server_lib
+  from finsent.commands import serve as serve_command
+  from finsent.serving.server import assembly
   config = tmp_path / 'models.config'
   config.write_text(f'model_config_list {{ config {{ name: "sentiment" '
                     f'base_path: "{tmp_path}" model_platform: "tensorflow" '
                     f'version_labels {{ key: "stable" value: 1 }} }} }}')
-  args = server_lib.build_parser().parse_args(
+  args = serve_command.build_parser().parse_args(
       [f'--model_config_file={config}'])
   with pytest.raises(Exception, match='Request to assign label to version 1 '
                      'of model sentiment, which is not currently available'):
-    server_lib.serve(args)
+    assembly.serve(assembly.ServerOptions(**vars(args)))
 
 
 def test_broken_version_is_reported_and_never_takes_traffic(
@@ -572,8 +573,8 @@ def test_free_ports_are_distinct():
      "got 'soon'"),
 ])
 def test_bad_numeric_flags_exit_2(flag, message, capsys):
-  from finsent.serving import server as server_lib
+  from finsent.commands import serve as serve_command
   with pytest.raises(SystemExit) as exited:
-    server_lib.build_parser().parse_args([flag])
+    serve_command.build_parser().parse_args([flag])
   assert exited.value.code == 2
   assert message in capsys.readouterr().err

@@ -1,4 +1,4 @@
-"""serving.model_server_config and serving.kubernetes: TF Serving's files.
+"""serving.config_files and serving.deploy: TF Serving's files.
 
 The files must be what TF Serving 2.16 accepts: models.config is checked
 with TF Serving's own generated proto; the Kubernetes objects with the
@@ -18,8 +18,10 @@ import yaml
 
 from finsent.configs import PRODUCTION_MODEL_NAME
 from finsent.configs import PipelineConfig
-from finsent.serving import kubernetes as k8s
-from finsent.serving import model_server_config as msc
+from finsent.serving import config_files as files
+from finsent.serving.deploy import manifests as k8s
+from finsent.serving.deploy import tf_serving_config as tfs
+from finsent.serving.deploy import writer
 
 
 @pytest.fixture
@@ -46,12 +48,12 @@ def _models(text):
 
 
 def _manifests(config):
-  model_config = msc.render_model_config(
+  model_config = tfs.render_model_config(
       config, config.serving.models_mount_path,
-      msc.pushed_versions_under(config.serving_root))
+      tfs.pushed_versions_under(config.serving_root))
   text = k8s.render_manifests(config, model_config,
-                              msc.render_batching_config(config),
-                              msc.render_monitoring_config(config))
+                              tfs.render_batching_config(config),
+                              tfs.render_monitoring_config(config))
   return {doc['kind']: doc for doc in yaml.safe_load_all(text)}
 
 
@@ -60,15 +62,15 @@ def _container(manifests):
 
 
 def test_pushed_versions_skip_what_is_not_a_version(config):
-  assert msc.pushed_versions_under(config.serving_root) == {
+  assert tfs.pushed_versions_under(config.serving_root) == {
       'sentiment': [1, 2, 3], 'sentiment_rnn': [5]}
-  assert msc.pushed_versions_under(
+  assert tfs.pushed_versions_under(
       os.path.join(config.serving_root, 'nowhere')) == {}
 
 
 def test_models_config_labels_for_three_one_and_no_versions(config):
-  models = _models(msc.render_model_config(
-      config, '/models', msc.pushed_versions_under(config.serving_root)))
+  models = _models(tfs.render_model_config(
+      config, '/models', tfs.pushed_versions_under(config.serving_root)))
   # The never-pushed model is left out: TF Serving would wait for it.
   assert list(models) == ['sentiment', 'sentiment_rnn']
   for name, model in models.items():
@@ -86,7 +88,7 @@ def test_models_config_labels_for_three_one_and_no_versions(config):
 def test_labels_only_name_versions_the_policy_keeps(config, num_versions,
                                                     labels):
   config = _with_serving(config, num_versions=num_versions)
-  models = _models(msc.render_model_config(
+  models = _models(tfs.render_model_config(
       config, '/models', {'sentiment': [1, 2, 3]}))
   assert models['sentiment'].model_version_policy.latest.num_versions == (
       num_versions)
@@ -95,12 +97,12 @@ def test_labels_only_name_versions_the_policy_keeps(config, num_versions,
 
 def test_no_versions_kept_is_refused(config):
   with pytest.raises(ValueError, match='num_versions'):
-    msc.render_model_config(_with_serving(config, num_versions=0), '/m', {})
+    tfs.render_model_config(_with_serving(config, num_versions=0), '/m', {})
 
 
 def test_models_config_round_trips(config, write):
-  text = msc.render_model_config(config, '/models', {'sentiment': [4, 8]})
-  parsed = msc.parse_model_config_file(write('models.config', text))
+  text = tfs.render_model_config(config, '/models', {'sentiment': [4, 8]})
+  parsed = files.parse_model_config_file(write('models.config', text))
   assert text_format.MessageToString(parsed) == text
 
 
@@ -117,8 +119,8 @@ def test_models_config_round_trips(config, write):
 def test_bad_models_config_names_file_and_line(write, text, line, message):
   path = write('models.config', text)
   where = f'{path}:{line}' if line else path
-  with pytest.raises(msc.ServingConfigError) as raised:
-    msc.parse_model_config_file(path)
+  with pytest.raises(files.ServingConfigError) as raised:
+    files.parse_model_config_file(path)
   assert str(raised.value).startswith(where + ':')
   assert message in str(raised.value)
 
@@ -126,8 +128,8 @@ def test_bad_models_config_names_file_and_line(write, text, line, message):
 def test_batching_config_round_trips(config, write):
   config = _with_serving(config, batching=dataclasses.replace(
       config.serving.batching, max_batch_size=32, num_batch_threads=4))
-  text = msc.render_batching_config(config)
-  params = msc.parse_batching_parameters_file(write('batching.config', text))
+  text = tfs.render_batching_config(config)
+  params = files.parse_batching_parameters_file(write('batching.config', text))
   assert params.max_batch_size.value == 32
   assert params.batch_timeout_micros.value == 2000
   assert params.max_enqueued_batches.value == 100
@@ -140,7 +142,7 @@ def test_batching_config_round_trips(config, write):
 def test_every_batching_field_parses(write):
   """All of TF Serving 2.16's BatchingParameters fields, as its docs write
   them."""
-  params = msc.parse_batching_parameters_file(write('batching.config', (
+  params = files.parse_batching_parameters_file(write('batching.config', (
       'max_batch_size { value: 128 }\n'
       'batch_timeout_micros { value: 0 }\n'
       'max_enqueued_batches { value: 1000000 }\n'
@@ -169,15 +171,15 @@ def test_every_batching_field_parses(write):
 ])
 def test_bad_batching_config_names_file_and_line(write, text, line, message):
   path = write('batching.config', text)
-  with pytest.raises(msc.ServingConfigError) as raised:
-    msc.parse_batching_parameters_file(path)
+  with pytest.raises(files.ServingConfigError) as raised:
+    files.parse_batching_parameters_file(path)
   assert str(raised.value).startswith(f'{path}:{line}:')
   assert message in str(raised.value)
 
 
 def test_monitoring_config_round_trips(config, write):
-  text = msc.render_monitoring_config(config)
-  monitoring = msc.parse_monitoring_config_file(
+  text = tfs.render_monitoring_config(config)
+  monitoring = files.parse_monitoring_config_file(
       write('monitoring.config', text))
   assert monitoring.prometheus_config.enable
   assert monitoring.prometheus_config.path == '/monitoring/prometheus/metrics'
@@ -193,14 +195,14 @@ def test_monitoring_config_round_trips(config, write):
 ])
 def test_bad_monitoring_config_names_file_and_line(write, text, line, message):
   path = write('monitoring.config', text)
-  with pytest.raises(msc.ServingConfigError) as raised:
-    msc.parse_monitoring_config_file(path)
+  with pytest.raises(files.ServingConfigError) as raised:
+    files.parse_monitoring_config_file(path)
   assert str(raised.value).startswith(f'{path}:{line}:')
   assert message in str(raised.value)
 
 
 def test_model_server_args_use_tf_serving_flags(config):
-  args = msc.model_server_args(config, '/etc/tfs')
+  args = tfs.model_server_args(config, '/etc/tfs')
   flags = dict(arg[2:].split('=', 1) for arg in args)
   assert len(flags) == len(args)
   assert flags == {
@@ -228,7 +230,7 @@ def test_manifests_run_tf_serving_on_the_pushed_models(config, tmp_path):
   assert manifests['Deployment']['spec']['replicas'] == serving.replicas
   assert container['command'] == [
       'tensorflow_model_server',
-      *msc.model_server_args(config, k8s.CONFIG_MOUNT_PATH)]
+      *tfs.model_server_args(config, k8s.CONFIG_MOUNT_PATH)]
 
   # The config files: every one the server is told to read is in the
   # ConfigMap, where the ConfigMap is mounted, and parses.
@@ -240,9 +242,9 @@ def test_manifests_run_tf_serving_on_the_pushed_models(config, tmp_path):
   file_flags = [a for a in container['command'][1:]
                 if a.split('=', 1)[0].endswith('_file')]
   assert len(file_flags) == 3
-  parsers = {msc.MODEL_CONFIG_FILE: msc.parse_model_config_file,
-             msc.BATCHING_CONFIG_FILE: msc.parse_batching_parameters_file,
-             msc.MONITORING_CONFIG_FILE: msc.parse_monitoring_config_file}
+  parsers = {files.MODEL_CONFIG_FILE: files.parse_model_config_file,
+             files.BATCHING_CONFIG_FILE: files.parse_batching_parameters_file,
+             files.MONITORING_CONFIG_FILE: files.parse_monitoring_config_file}
   for flag in file_flags:
     path = flag.split('=', 1)[1]
     assert posixpath.dirname(path) == mounts[config_volume]['mountPath']
@@ -259,7 +261,7 @@ def test_manifests_run_tf_serving_on_the_pushed_models(config, tmp_path):
   assert claim == {'claimName': serving.models_volume_claim, 'readOnly': True}
   assert mounts[models_volume]['mountPath'] == serving.models_mount_path
   assert mounts[models_volume]['readOnly']
-  for model in _models(config_map['data'][msc.MODEL_CONFIG_FILE]).values():
+  for model in _models(config_map['data'][files.MODEL_CONFIG_FILE]).values():
     assert posixpath.dirname(model.base_path) == serving.models_mount_path
 
   # Ports, probes and metrics.
@@ -274,8 +276,9 @@ def test_manifests_run_tf_serving_on_the_pushed_models(config, tmp_path):
   annotations = pod['metadata']['annotations']
   assert annotations['prometheus.io/scrape'] == 'true'
   assert annotations['prometheus.io/port'] == str(serving.rest_api_port)
-  assert annotations['prometheus.io/path'] == msc.parse_monitoring_config_file(
-      str(tmp_path / msc.MONITORING_CONFIG_FILE)).prometheus_config.path
+  assert annotations['prometheus.io/path'] == (
+      files.parse_monitoring_config_file(
+          str(tmp_path / files.MONITORING_CONFIG_FILE)).prometheus_config.path)
   resources = {'cpu': serving.cpu, 'memory': serving.memory}
   assert container['resources'] == {'requests': resources,
                                     'limits': resources}
@@ -302,7 +305,7 @@ def test_manifests_follow_serving_config(config):
   assert {p['containerPort'] for p in container['ports']} == {9000, 9001}
   assert container['readinessProbe']['httpGet']['port'] == 9001
   assert '--port=9000' in container['command']
-  models = _models(manifests['ConfigMap']['data'][msc.MODEL_CONFIG_FILE])
+  models = _models(manifests['ConfigMap']['data'][files.MODEL_CONFIG_FILE])
   assert models['sentiment'].base_path == '/mnt/pushed/sentiment'
 
 
@@ -331,40 +334,40 @@ def test_only_start_time_files_roll_the_pods(config):
 
 def test_write_serving_files(config, tmp_path):
   out = tmp_path / 'out'
-  paths = msc.write_serving_files(config, str(out))
+  paths = writer.write_serving_files(config, str(out))
   assert [os.path.basename(p) for p in paths] == [
       'models.config', 'batching.config', 'monitoring.config',
       'kubernetes.yaml']
   assert sorted(os.listdir(out)) == sorted(os.path.basename(p) for p in paths)
-  models = msc.parse_model_config_file(paths[0]).model_config_list.config
+  models = files.parse_model_config_file(paths[0]).model_config_list.config
   assert models[0].base_path == '/models/sentiment'
   assert dict(models[0].version_labels) == {'canary': 3, 'stable': 2}
-  msc.parse_batching_parameters_file(paths[1])
-  msc.parse_monitoring_config_file(paths[2])
+  files.parse_batching_parameters_file(paths[1])
+  files.parse_monitoring_config_file(paths[2])
   with open(paths[3], encoding='utf-8') as f:
     kinds = [doc['kind'] for doc in yaml.safe_load_all(f)]
   assert kinds == ['ConfigMap', 'Deployment', 'Service']
 
   # A push moves the labels when the files are written again.
   os.mkdir(os.path.join(config.serving_root, 'sentiment', '4'))
-  msc.write_serving_files(config, str(out))
-  models = msc.parse_model_config_file(paths[0]).model_config_list.config
+  writer.write_serving_files(config, str(out))
+  models = files.parse_model_config_file(paths[0]).model_config_list.config
   assert dict(models[0].version_labels) == {'canary': 4, 'stable': 3}
 
 
 def test_a_failed_write_leaves_the_old_file(config, tmp_path, monkeypatch):
   """A server polling models.config reads the old file or the new one."""
   out = tmp_path / 'out'
-  msc.write_serving_files(config, str(out))
+  writer.write_serving_files(config, str(out))
   before = (out / 'models.config').read_text()
   os.mkdir(os.path.join(config.serving_root, 'sentiment', '4'))
 
   def fail(*_):
     raise OSError('no space left')
 
-  monkeypatch.setattr(msc.os, 'replace', fail)
+  monkeypatch.setattr(writer.os, 'replace', fail)
   with pytest.raises(OSError, match='no space left'):
-    msc.write_serving_files(config, str(out))
+    writer.write_serving_files(config, str(out))
   assert (out / 'models.config').read_text() == before
   assert sorted(os.listdir(out)) == [
       'batching.config', 'kubernetes.yaml', 'models.config',

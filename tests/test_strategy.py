@@ -11,7 +11,7 @@ import tensorflow_transform as tft
 from finsent.configs import features
 from finsent.models import strategy
 from finsent.models import trainer
-from finsent.serving.process import free_port
+from finsent.serving.server.process import free_port
 from tests.conftest import SAMPLE_SEQUENCE_LENGTH
 
 CLUSTER = {'cluster': {'worker': ['127.0.0.1:1', '127.0.0.1:2']},

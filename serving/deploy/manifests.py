@@ -4,7 +4,7 @@ Three objects, rendered from PipelineConfig alone so that what runs in the
 cluster is what the pipeline's config says:
 
 - a ConfigMap with models.config, batching.config and monitoring.config
-  (serving.model_server_config), mounted as a directory, not per file
+  (tf_serving_config), mounted as a directory, not per file
   (subPath), so an update reaches the running servers, which poll
   models.config;
 - a Deployment of ServingConfig.image running `tensorflow_model_server`
@@ -21,7 +21,11 @@ import yaml
 
 from finsent.configs import PipelineConfig
 from finsent.configs import PRODUCTION_MODEL_NAME
-from finsent.serving import model_server_config as msc
+from finsent.serving.config_files import BATCHING_CONFIG_FILE
+from finsent.serving.config_files import MODEL_CONFIG_FILE
+from finsent.serving.config_files import MONITORING_CONFIG_FILE
+from finsent.serving.config_files import PROMETHEUS_PATH
+from finsent.serving.deploy.tf_serving_config import model_server_args
 
 # Where the ConfigMap's files are in the container: model_server_args'
 # config_dir.
@@ -89,7 +93,7 @@ def _container(config: PipelineConfig) -> Dict[str, Any]:
       # Replaces the image's entrypoint script, which adds --model_name and
       # --model_base_path flags of its own.
       'command': ['tensorflow_model_server',
-                  *msc.model_server_args(config, CONFIG_MOUNT_PATH)],
+                  *model_server_args(config, CONFIG_MOUNT_PATH)],
       'ports': [
           {'name': GRPC_PORT_NAME, 'containerPort': serving.grpc_port,
            'protocol': 'TCP'},
@@ -148,9 +152,9 @@ def render_manifests(config: PipelineConfig, model_config: str,
       'kind': 'ConfigMap',
       'metadata': {'name': f'{name}-config', 'labels': labels},
       'data': {
-          msc.MODEL_CONFIG_FILE: model_config,
-          msc.BATCHING_CONFIG_FILE: batching_config,
-          msc.MONITORING_CONFIG_FILE: monitoring_config,
+          MODEL_CONFIG_FILE: model_config,
+          BATCHING_CONFIG_FILE: batching_config,
+          MONITORING_CONFIG_FILE: monitoring_config,
       },
   }
   deployment = {
@@ -170,7 +174,7 @@ def render_manifests(config: PipelineConfig, model_config: str,
                   'annotations': {
                       'prometheus.io/scrape': 'true',
                       'prometheus.io/port': str(serving.rest_api_port),
-                      'prometheus.io/path': msc.PROMETHEUS_PATH,
+                      'prometheus.io/path': PROMETHEUS_PATH,
                       f'{config.pipeline_name}/startup-config-sha256':
                           _startup_config_digest(batching_config,
                                                  monitoring_config),

@@ -1,37 +1,29 @@
-"""`finsent monitor-report`: a static HTML page over a monitor job's output.
+"""The monitor report (`finsent monitor-report`): a static HTML page, with a
+timeline PNG per key, over what a `finsent monitor` run wrote.
 
-  finsent monitor-report DIR [--output_dir OUT] [--max_tickers N]
-
-Reads what `finsent monitor` wrote in DIR (windows.jsonl, alerts.jsonl and
-dead_letters.jsonl) and writes into OUT (default DIR/report): one timeline
-PNG per key, the market stream ("*") first, then the tickers with alerts,
-then the others by headline volume, at most N tickers; and index.html, a
+`read_monitor_output` reads and checks the run's files; `write_report`
+draws the timelines (the market stream first, then the tickers with
+alerts, then the others by headline volume) and writes index.html, a
 self-contained page with the time range and counts, the alerts with their
 top headlines, the timelines, and the dead letters by stage and reason.
-Open OUT/index.html in a browser, or serve OUT with any static web server.
 """
 
-import argparse
 import collections
 import dataclasses
 import datetime
 import html
 import json
 import os
-import sys
 import urllib.parse
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from finsent.data.loaders import LABELS
 from finsent.monitoring.outputs import ALERTS_FILE
-from finsent.monitoring.outputs import ChangelogError
 from finsent.monitoring.outputs import DEAD_LETTERS_FILE
 from finsent.monitoring.outputs import MARKET
 from finsent.monitoring.outputs import read_changelog
 from finsent.monitoring.outputs import WINDOWS_FILE
-from finsent.configs import flag_types
 
-DEFAULT_MAX_TICKERS = 20
 # How much of a dead letter's record the page shows: enough to recognise it.
 RECORD_EXCERPT_CHARS = 240
 
@@ -233,7 +225,7 @@ def _key_label(key: str) -> str:
   return 'Market (all headlines)' if key == MARKET else key
 
 
-def _plural(n: int, word: str) -> str:
+def plural(n: int, word: str) -> str:
   return f'{n} {word}{"" if n == 1 else "s"}'
 
 
@@ -311,7 +303,7 @@ def write_timeline(path: str, key: str, windows: Sequence[Window],
   scores.set_xlim(*x_range)
   for axes in (shares, scores):
     axes.grid(axis='y', color='#eeeeee')
-  figure.suptitle(f'{_key_label(key)}: {_plural(len(alerts), "alert")}',
+  figure.suptitle(f'{_key_label(key)}: {plural(len(alerts), "alert")}',
                   fontweight='bold')
   figure.savefig(path, dpi=100)
 
@@ -447,8 +439,9 @@ class Report:
 
 
 def write_report(output: MonitorOutput, output_dir: str,
-                 max_tickers: int = DEFAULT_MAX_TICKERS) -> Report:
-  """Writes the timelines and index.html into `output_dir`."""
+                 max_tickers: int) -> Report:
+  """Writes the timelines and index.html into `output_dir`: timelines for
+  the market and at most `max_tickers` tickers."""
   os.makedirs(output_dir, exist_ok=True)
   by_key: Dict[str, List[Window]] = collections.defaultdict(list)
   for w in output.windows:
@@ -483,7 +476,7 @@ def write_report(output: MonitorOutput, output_dir: str,
     time_range = 'no windows'
   late = sum(w.pane == 'LATE' for w in output.windows)
   stats.append(('Windows', f'{len(output.windows)} over '
-                f'{_plural(len(by_key), "key")}' + (
+                f'{plural(len(by_key), "key")}' + (
                     f' ({late} updated by late headlines)' if late else '')))
   if market:
     # Each headline is counted once in every sliding window it falls in.
@@ -504,8 +497,8 @@ def write_report(output: MonitorOutput, output_dir: str,
   for key in drawn:
     n_alerts = len(alerts_by_key.get(key, []))
     caption = (f'{_key_label(key)}: ≈ {round(volumes[key] / overlap)} '
-               f'headlines in {_plural(len(by_key[key]), "window")}, '
-               f'{_plural(n_alerts, "alert")}.')
+               f'headlines in {plural(len(by_key[key]), "window")}, '
+               f'{plural(n_alerts, "alert")}.')
     figures.append(
         f'<figure class="timeline" data-key="{html.escape(key)}">'
         f'<img src="{html.escape(urllib.parse.quote(charts[key]))}" '
@@ -513,7 +506,7 @@ def write_report(output: MonitorOutput, output_dir: str,
         f'<figcaption>{html.escape(caption)}</figcaption></figure>')
   if left_out:
     figures.append(
-        f'<p id="left-out">{_plural(len(left_out), "ticker")} without a '
+        f'<p id="left-out">{plural(len(left_out), "ticker")} without a '
         f'timeline (--max_tickers {max_tickers}): ' + ', '.join(
             html.escape(f'{k} (≈ {round(volumes[k] / overlap)})')
             for k in left_out) + '.</p>')
@@ -538,41 +531,3 @@ def write_report(output: MonitorOutput, output_dir: str,
   with open(index_path, 'w', encoding='utf-8') as f:
     f.write(page)
   return Report(index_path, charts, left_out)
-
-
-def main(argv: Optional[List[str]] = None,
-         prog: str = 'finsent monitor-report') -> int:
-  parser = argparse.ArgumentParser(
-      prog=prog, description=__doc__.split('\n\n', 2)[2],
-      formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument('directory', metavar='DIR',
-                      help='the --output dir of a `finsent monitor` run')
-  parser.add_argument('--output_dir', metavar='OUT',
-                      help='where to write the report (default: DIR/report)')
-  parser.add_argument('--max_tickers', type=flag_types.non_negative_int,
-                      default=DEFAULT_MAX_TICKERS, metavar='N',
-                      help='timelines for at most this many tickers, besides '
-                      'the market (default: %(default)s)')
-  args = parser.parse_args(argv)
-  output_dir = args.output_dir or os.path.join(args.directory, 'report')
-  try:
-    output = read_monitor_output(args.directory)
-  except (ReportError, ChangelogError, OSError) as e:
-    print(f'{prog}: error: {e}', file=sys.stderr)
-    return 2
-  if not output.alerts_file_found:
-    print(f'{prog}: warning: no {ALERTS_FILE} in {args.directory}; '
-          'reporting no alerts', file=sys.stderr)
-  report = write_report(output, output_dir, args.max_tickers)
-  print(f'Report: {report.index_path} ({_plural(len(output.alerts), "alert")}'
-        f', {_plural(len(output.dead_letters), "dead letter")})')
-  print(f'Timelines in {output_dir}: ' +
-        (', '.join(report.charts.values()) or 'none'))
-  if report.left_out:
-    print(f'Left out (--max_tickers {args.max_tickers}): '
-          + ', '.join(report.left_out))
-  return 0
-
-
-if __name__ == '__main__':
-  sys.exit(main())

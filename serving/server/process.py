@@ -1,9 +1,10 @@
 """The model server in a subprocess on 127.0.0.1, on free ports.
 
 What the servability gate (components/serving_validator.py), the tests and
-the serving benchmark start: the same `python -m serving.server` a user
-runs as `finsent serve`, in a process of its own so that a model that
-crashes the server cannot take the caller down.
+the benchmarks start: `finsent serve`, as a user runs it, in a process of
+its own so that a model that crashes the server cannot take the caller
+down. It imports nothing of the server, so its callers load no TensorFlow
+for it.
 """
 
 import signal
@@ -38,8 +39,8 @@ def free_port() -> int:
 
 
 class ModelServerProcess:
-  """`python -m serving.server FLAGS` with fresh ports; a context manager
-  that waits until the server answers and stops it with SIGTERM."""
+  """`finsent serve FLAGS` with fresh ports; a context manager that waits
+  until the server answers and stops it with SIGTERM."""
 
   def __init__(self, *flags: str, ready_model: str = 'sentiment',
                timeout_seconds: float = 120):
@@ -47,7 +48,9 @@ class ModelServerProcess:
     self.grpc_target = f'127.0.0.1:{self.grpc_port}'
     self.rest_url = f'http://127.0.0.1:{self.rest_port}'
     self._command = [
-        sys.executable, '-m', 'serving.server',
+        # The `finsent` console script may not be on PATH; this interpreter
+        # runs the same command.
+        sys.executable, '-m', 'finsent.commands.cli', 'serve',
         f'--port={self.grpc_port}', f'--rest_api_port={self.rest_port}',
         *flags]
     self._ready_model = ready_model

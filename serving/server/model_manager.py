@@ -38,7 +38,7 @@ from tensorflow_serving.apis import prediction_log_pb2
 from tensorflow_serving.config import model_server_config_pb2
 from tensorflow_serving.apis import status_pb2
 
-from finsent.serving.errors import ServingError
+from finsent.serving.server.errors import ServingError
 
 WARMUP_FILE = os.path.join('assets.extra', 'tf_serving_warmup_requests')
 # TF Serving replays at most this many warm-up records.

@@ -5,7 +5,7 @@
   POST /v1/models/{name}[/versions/{v}|/labels/{l}]:predict    (and :classify)
   GET  <monitoring path>                                      Prometheus
 
-Bodies are converted by serving.json_codec, to TF Serving's formats; every
+Bodies are converted by rest_json, to TF Serving's formats; every
 error is `{"error": "..."}` with TF Serving's HTTP status. Request bodies
 are streamed and refused with 413 past `max_body_bytes`, without holding
 them in memory.
@@ -22,13 +22,16 @@ import tornado.web
 from tensorflow.core.protobuf import meta_graph_pb2
 from tensorflow_serving.apis import model_pb2
 
-from finsent.serving import json_codec
-from finsent.serving.core import classification_result
-from finsent.serving.core import ModelServer
-from finsent.serving.core import RequestTimer
-from finsent.serving.errors import ServingError
-from finsent.serving.model_manager import LoadedVersion
-from finsent.serving.model_manager import signature_key
+from finsent.serving.server.core import classification_result
+from finsent.serving.server.core import ModelServer
+from finsent.serving.server.core import RequestTimer
+from finsent.serving.server.errors import RestRequestError
+from finsent.serving.server.errors import ServingError
+from finsent.serving.server.model_manager import LoadedVersion
+from finsent.serving.server.model_manager import signature_key
+from finsent.serving.server.rest_json import predict_classify
+from finsent.serving.server.rest_json import proto_printer
+from finsent.serving.server.rest_json.rapidjson_writer import error_json
 
 ENTRYPOINT = 'REST'
 # TF Serving's URL grammar (model_servers/http_rest_api_handler.cc).
@@ -53,7 +56,7 @@ def _predict_signature(loaded: LoadedVersion, signature_name: str
   """A signature for REST predict, refused with REST's own message."""
   name = signature_key(signature_name)
   if name not in loaded.signature_defs:
-    raise json_codec.RestRequestError(
+    raise RestRequestError(
         f'Serving signature name: "{name}" not found in signature def')
   return loaded.signature_defs[name]
 
@@ -85,7 +88,7 @@ class ModelsHandler(tornado.web.RequestHandler):
   def write_error(self, status_code: int, **kwargs) -> None:
     # A failure nothing above caught is still answered as {"error": ...}.
     self.set_header('Content-Type', _JSON)
-    self.finish(json_codec.error_json(
+    self.finish(error_json(
         f'Internal error: {self._reason} ({status_code})'))
 
   def _reply(self, status: int, body: bytes) -> None:
@@ -96,7 +99,7 @@ class ModelsHandler(tornado.web.RequestHandler):
   def _fail(self, timer: Optional[RequestTimer], error: ServingError) -> None:
     if timer is not None:
       timer.done(error.code)
-    self._reply(error.http_status, json_codec.error_json(error.message))
+    self._reply(error.http_status, error_json(error.message))
 
   async def get(self):
     match = _STATUS_URL.fullmatch(self.request.path)
@@ -109,10 +112,10 @@ class ModelsHandler(tornado.web.RequestHandler):
     try:
       spec = _model_spec(match)
       if match['metadata']:
-        body = json_codec.metadata_json(self._server.metadata(
+        body = proto_printer.metadata_json(self._server.metadata(
             spec, ['signature_def']))
       else:
-        body = json_codec.status_json(self._server.status(spec))
+        body = proto_printer.status_json(self._server.status(spec))
     except ServingError as e:
       self._fail(timer, e)
       return
@@ -129,7 +132,7 @@ class ModelsHandler(tornado.web.RequestHandler):
     timer.model_name = match['name']
     if self._too_large:
       timer.done(grpc.StatusCode.RESOURCE_EXHAUSTED)
-      self._reply(413, json_codec.error_json(
+      self._reply(413, error_json(
           f'Request body exceeds the limit of {self._max_body_bytes} bytes'))
       return
     body = b''.join(self._chunks)
@@ -142,23 +145,23 @@ class ModelsHandler(tornado.web.RequestHandler):
       with self._server.acquired(spec) as loaded:
         timer.version = str(loaded.version)
         if method == 'predict':
-          request = json_codec.parse_predict_request(
+          request = predict_classify.parse_predict_request(
               body, functools.partial(_predict_signature, loaded))
           future = self._server.run(
               loaded, signature_key(request.signature_name), request.inputs)
         else:
-          signature_name, request_input = json_codec.parse_classify_request(
-              body)
+          signature_name, request_input = (
+              predict_classify.parse_classify_request(body))
           signature_name = signature_key(signature_name)
           future = self._server.run(
               loaded, signature_name, self._server.classify_inputs(
                   loaded, signature_name, request_input))
       outputs = await asyncio.wrap_future(future)
       if method == 'predict':
-        response = json_codec.format_predict_response(outputs,
-                                                      request.row_format)
+        response = predict_classify.format_predict_response(
+            outputs, request.row_format)
       else:
-        response = json_codec.format_classify_response(
+        response = predict_classify.format_classify_response(
             classification_result(outputs))
     except ServingError as e:
       self._fail(timer, e)

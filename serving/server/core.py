@@ -20,11 +20,11 @@ from tensorflow_serving.apis import get_model_status_pb2
 from tensorflow_serving.apis import input_pb2
 from tensorflow_serving.apis import model_pb2
 
-from finsent.serving.batching import BatchScheduler
-from finsent.serving.errors import ServingError
-from finsent.serving.metrics import ServingMetrics
-from finsent.serving.model_manager import LoadedVersion
-from finsent.serving.model_manager import ModelManager
+from finsent.serving.server.batching import BatchScheduler
+from finsent.serving.server.errors import ServingError
+from finsent.serving.server.metrics import ServingMetrics
+from finsent.serving.server.model_manager import LoadedVersion
+from finsent.serving.server.model_manager import ModelManager
 
 SIGNATURE_DEF_FIELD = 'signature_def'
 # TF Serving's Classify contract: one serialized-tf.Example input called

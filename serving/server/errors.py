@@ -1,8 +1,9 @@
-"""The one error type of the serving layer, with TF Serving's status codes.
+"""The model server's errors, with TF Serving's status codes.
 
-Every failure a client can see carries a canonical gRPC status code; the
-gRPC API returns it as is and the REST API maps it to TF Serving's HTTP
-status (`http_status`).
+Every failure a client can see is a ServingError carrying a canonical gRPC
+status code; the gRPC API returns it as is and the REST API maps it to TF
+Serving's HTTP status (`http_status`). RestRequestError is the REST API's
+refusal of a body, worded as TF Serving words it.
 """
 
 import grpc
@@ -38,3 +39,16 @@ class ServingError(Exception):
   @property
   def http_status(self) -> int:
     return _HTTP_STATUS.get(self.code, 500)
+
+
+class RestRequestError(ServingError):
+  """A request TF Serving would reject; the message is TF Serving's.
+
+  Almost every case is INVALID_ARGUMENT (HTTP 400); `code` is another
+  canonical code where TF Serving uses one, e.g. UNIMPLEMENTED (501) for a
+  columnar value fed to an input dtype JSON cannot express.
+  """
+
+  def __init__(self, message: str,
+               code: grpc.StatusCode = grpc.StatusCode.INVALID_ARGUMENT):
+    super().__init__(code, message)

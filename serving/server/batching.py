@@ -21,8 +21,8 @@ from typing import Callable, Dict, List, Optional, Sequence
 import grpc
 import numpy as np
 
-from finsent.serving.errors import ServingError
-from finsent.serving.model_manager import LoadedVersion
+from finsent.serving.server.errors import ServingError
+from finsent.serving.server.model_manager import LoadedVersion
 
 
 @dataclasses.dataclass

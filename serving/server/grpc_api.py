@@ -21,11 +21,11 @@ from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 from tensorflow_serving.apis import status_pb2
 
-from finsent.serving.core import classification_result
-from finsent.serving.core import ModelServer
-from finsent.serving.core import RequestTimer
-from finsent.serving.errors import ServingError
-from finsent.serving.model_manager import signature_key
+from finsent.serving.server.core import classification_result
+from finsent.serving.server.core import ModelServer
+from finsent.serving.server.core import RequestTimer
+from finsent.serving.server.errors import ServingError
+from finsent.serving.server.model_manager import signature_key
 
 ENTRYPOINT = 'GRPC'
 
