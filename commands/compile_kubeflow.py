@@ -115,11 +115,8 @@ def _configs_from_args(parser, args, beam_args: List[str]
 
 def main(argv: Optional[List[str]] = None,
          prog: str = 'finsent compile-kubeflow') -> int:
-  try:
-    defaults = knobs.load_defaults(argv, configs.PipelineConfig())
-  except knobs.ConfigFileError as e:
-    build_parser(prog).error(f'--config: {e}')
-  parser = build_parser(prog, defaults)
+  parser = knobs.parser_with_config(
+      argv, configs.PipelineConfig(), lambda d: build_parser(prog, d))
   args, beam_args = parser.parse_known_args(argv)
   config, kubeflow = _configs_from_args(parser, args, beam_args)
   from finsent.kubeflow import runner

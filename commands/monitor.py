@@ -121,11 +121,8 @@ def parse(argv: Optional[List[str]], prog: str
   """(the run's inputs and outputs, its knobs, the Beam pipeline args) of
   argv and its --config file; exits 2 with argparse's message on a bad
   flag, Beam option or config file."""
-  try:
-    defaults = knobs.load_defaults(argv, configs.MonitorConfig())
-  except knobs.ConfigFileError as e:
-    build_parser(prog).error(f'--config: {e}')
-  parser = build_parser(prog, defaults)
+  parser = knobs.parser_with_config(
+      argv, configs.MonitorConfig(), lambda d: build_parser(prog, d))
   args, beam_args = parser.parse_known_args(argv)
   config = parser.monitor_flags.read(args)
   config = dataclasses.replace(

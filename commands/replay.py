@@ -53,11 +53,8 @@ def build_parser(prog: str,
 
 def main(argv: Optional[List[str]] = None,
          prog: str = 'finsent replay') -> int:
-  try:
-    defaults = knobs.load_defaults(argv, configs.ReplayConfig())
-  except knobs.ConfigFileError as e:
-    build_parser(prog).error(f'--config: {e}')
-  parser = build_parser(prog, defaults)
+  parser = knobs.parser_with_config(
+      argv, configs.ReplayConfig(), lambda d: build_parser(prog, d))
   args = parser.parse_args(argv)
   config = dataclasses.replace(parser.replay_flags.read(args),
                                tickers=args.tickers)

@@ -49,11 +49,8 @@ def build_parser(defaults: configs.PipelineConfig = configs.PipelineConfig()
 def parse(argv: Optional[List[str]]):
   """(parser, args, the run's PipelineConfig or None) from argv; exits 2
   with argparse's message on a bad flag, Beam option or config file."""
-  try:
-    defaults = knobs.load_defaults(argv, configs.PipelineConfig())
-  except knobs.ConfigFileError as e:
-    build_parser().error(f'--config: {e}')
-  parser = build_parser(defaults)
+  parser = knobs.parser_with_config(argv, configs.PipelineConfig(),
+                                    build_parser)
   args, beam_args = parser.parse_known_args(argv)
   if args.command != 'run':
     if beam_args:

@@ -55,11 +55,8 @@ def build_parser(prog: str,
 
 def parse(argv: Optional[List[str]], prog: str):
   """(args, PipelineConfig) of the worker's flags and --config file."""
-  try:
-    defaults = knobs.load_defaults(argv, configs.PipelineConfig())
-  except knobs.ConfigFileError as e:
-    build_parser(prog).error(f'--config: {e}')
-  parser = build_parser(prog, defaults)
+  parser = knobs.parser_with_config(
+      argv, configs.PipelineConfig(), lambda d: build_parser(prog, d))
   args = parser.parse_args(argv)
   return args, parser.pipeline_flags.config(args)
 

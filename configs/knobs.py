@@ -224,6 +224,19 @@ def load_defaults(argv: Optional[Sequence[str]], defaults: Any) -> Any:
   return load_file(path, defaults) if path else defaults
 
 
+def parser_with_config(argv: Optional[Sequence[str]], defaults: Any,
+                       build_parser: Callable[[Any], argparse.ArgumentParser]
+                       ) -> argparse.ArgumentParser:
+  """`build_parser(defaults)`, the defaults read over by argv's --config
+  file, so that flags given beside the file win; a bad file is the
+  parser's error (exit 2, naming the file and the key)."""
+  try:
+    return build_parser(load_defaults(argv, defaults))
+  except ConfigFileError as e:
+    build_parser(defaults).error(f'--config: {e}')
+    raise  # unreachable: error() exits
+
+
 class _Loader(yaml.SafeLoader):
   """YAML without implicit timestamps: a time (`start:
   2026-03-02T00:00:00Z`) stays the text the knob parses."""

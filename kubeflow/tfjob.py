@@ -1,19 +1,10 @@
 """A multi-worker Trainer on Kubernetes, as a Kubeflow Training Operator
-TFJob manifest (`finsent render-tfjob`).
-
-  finsent render-tfjob --workers 2 --image REGISTRY/finsent-pipeline:TAG \\
-      --architecture transformer \\
-      --transform_graph gs://B/.../Transform/transform_graph/ID \\
-      --transformed_examples gs://B/.../Transform/transformed_examples/ID \\
-      --serving_model_dir gs://B/finsent/multi_worker/model \\
-      --model_run_dir gs://B/finsent/multi_worker/model_run > tfjob.yaml
-  kubectl apply -f tfjob.yaml
+TFJob manifest (`finsent render-tfjob`, which shows its use).
 
 The operator starts `--workers` pods of the pipeline image and sets
 TF_CONFIG in each (the cluster and the pod's index). Each pod runs `finsent
-train-worker` with the other flags, checked here by that command's own
-parser; its `auto` strategy turns TF_CONFIG into MultiWorkerMirroredStrategy
-(models.strategy). Worker 0 is the chief and alone writes the model and its
+train-worker` with the command's other flags; its `auto` strategy turns
+TF_CONFIG into MultiWorkerMirroredStrategy (models.strategy). Worker 0 is the chief and alone writes the model and its
 logs, so the paths must be on storage every pod reaches (gs://, s3://, a
 ReadWriteMany volume).
 """
