@@ -18,8 +18,8 @@ venv: $(STAMP)
 $(STAMP): requirements/lock.txt setup.py pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip==$(PIP_VERSION)
-	$(BIN)/python -m pip install --ignore-requires-python --no-deps -r requirements/lock.txt
-	$(BIN)/python -m pip install --no-deps --no-build-isolation -e .
+	$(BIN)/python -m pip install --quiet --ignore-requires-python --no-deps -r requirements/lock.txt
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	$(BIN)/python -m pip check
 	touch $@
 

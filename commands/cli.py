@@ -10,11 +10,11 @@ import sys
 from typing import List, Optional
 
 # Before TensorFlow loads, here and (inherited) in Beam worker processes:
-# TF's C++ INFO and WARNING lines and google-api-core's Python-version
-# notices are noise.
-os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+# google-api-core's Python-version and google-cloud-aiplatform's
+# dependency-version notices are noise.
 _IGNORED_WARNINGS = ('You are using a Python version',
-                     'grpcio < 1.83.0 does not support Post-Quantum')
+                     'grpcio < 1.83.0 does not support Post-Quantum',
+                     'Support for google-cloud-storage < 3.0.0')
 os.environ.setdefault('PYTHONWARNINGS', ','.join(
     f'ignore:{w}:FutureWarning' for w in _IGNORED_WARNINGS))
 import warnings  # noqa: E402  (after the environment it reads)
@@ -73,6 +73,17 @@ _COMMANDS = {
 }
 
 
+def _verbose(argv: List[str]) -> bool:
+  """Whether argv asks for --verbosity info or debug."""
+  for i, arg in enumerate(argv):
+    value = (arg.split('=', 1)[1] if arg.startswith('--verbosity=') else
+             argv[i + 1] if arg == '--verbosity' and i + 1 < len(argv) else
+             None)
+    if value in ('info', 'debug'):
+      return True
+  return False
+
+
 def main(argv: Optional[List[str]] = None) -> int:
   argv = list(sys.argv[1:] if argv is None else argv)
   if argv[:1] in (['-h'], ['--help']):
@@ -84,6 +95,14 @@ def main(argv: Optional[List[str]] = None) -> int:
           file=sys.stderr)
     return 2
   command = argv[0]
+  # Before the command's module loads TensorFlow (here, and inherited by
+  # Beam workers): TF's C++ log level. 2 drops its INFO and WARNING lines;
+  # 3 also the ERROR lines TF prints as it loads on a machine without a GPU
+  # ("Unable to register cuDNN factory", "oneDNN supports DT_INT64 only on
+  # platforms with AVX-512"), which C++ writes straight to stderr, past any
+  # Python filter. A run keeps them for --verbosity info and debug.
+  os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2' if (
+      command not in _PIPELINE_COMMANDS or _verbose(argv)) else '3')
   module = importlib.import_module(_COMMANDS[command])
   if command in _PIPELINE_COMMANDS:
     return module.main(argv)

@@ -8,6 +8,7 @@ Flags it does not know are Beam pipeline options (`--runner=...`,
 """
 
 import argparse
+import contextlib
 import sys
 from typing import List, Optional
 
@@ -82,11 +83,13 @@ def main(argv: Optional[List[str]] = None) -> int:
   from finsent.pipeline import local_runner
   local_runner.set_verbosity(args.verbosity)
   try:
-    if args.command == 'run':
-      local_runner.run(config)
-    else:
-      local_runner.print_summary(configs.PipelineConfig(
-          output_dir=args.output_dir, pipeline_name=args.pipeline_name))
+    with (local_runner.progress_output() if args.verbosity == 'progress'
+          else contextlib.nullcontext()):
+      if args.command == 'run':
+        local_runner.run(config)
+      else:
+        local_runner.print_summary(configs.PipelineConfig(
+            output_dir=args.output_dir, pipeline_name=args.pipeline_name))
   except (loaders.DataFormatError, data_gate.DataValidationError,
           strategy.StrategyError) as e:
     print(f'finsent: error: {e}', file=sys.stderr)

@@ -32,10 +32,13 @@ RUN_FN = 'finsent.models.trainer.run_fn'
 TUNER_FN = 'finsent.models.tuner.tuner_fn'
 
 # Beam (data.beam_options assembles the options per runner). Locally:
-# DirectRunner with one worker process per core.
+# DirectRunner with one worker process per core, each of which imports
+# data.beam_worker first (it frees the models Beam's cache holds before
+# the worker exits).
 DIRECT_RUNNER_ARGS = (
     '--direct_running_mode=multi_processing',
     '--direct_num_workers=0',
+    '--beam_plugins=finsent.data.beam_worker',
 )
 
 

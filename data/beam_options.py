@@ -56,7 +56,7 @@ RUNNERS: Dict[str, Runner] = {
 }
 # Options Beam lets a pipeline give several times: defaults are kept beside
 # the user's instead of being replaced.
-_REPEATABLE = ('experiments',)
+_REPEATABLE = ('experiments', 'beam_plugins')
 
 
 def _option_name(arg: str) -> str:

@@ -21,6 +21,7 @@ import tensorflow_transform as tft
 from tfx import v1 as tfx
 
 from finsent.models import calibration
+from finsent.models import epoch_progress
 from finsent.models import export
 from finsent.configs import features
 from finsent.configs.training import CALIBRATIONS
@@ -513,6 +514,13 @@ def run_fn(fn_args: tfx.components.FnArgs) -> Dict[str, Any]:
       callbacks.append(profiling.StepProfiler(
           os.path.join(model_run_dir, model_run_lib.TRAIN_LOG_SUBDIR),
           *training['profile_steps']))
+    # At the local pipeline's default verbosity one bar per Trainer (the
+    # progress bar replaces Keras's lines); else Keras's line per epoch.
+    progress = epoch_progress.enabled()
+    if progress and strategy_lib.is_chief(strategy):
+      callbacks.append(epoch_progress.EpochProgress(
+          config['architecture'], inputs.epochs,
+          training['early_stopping_monitor']))
     started = time.monotonic()
     history = model.fit(
         inputs.fit_data,
@@ -521,7 +529,10 @@ def run_fn(fn_args: tfx.components.FnArgs) -> Dict[str, Any]:
         epochs=inputs.epochs,
         steps_per_epoch=inputs.steps_per_epoch,
         class_weight=inputs.class_weight,
-        verbose=2,
+        # shuffled_batches reshuffles each epoch; Keras cannot shuffle a
+        # tf.data.Dataset (it warns that shuffle=True is ignored).
+        shuffle=False,
+        verbose=0 if progress else 2,
         callbacks=callbacks)
     train_seconds = time.monotonic() - started
     calibration_summary = calibrate(

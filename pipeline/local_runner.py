@@ -6,10 +6,12 @@ PipelineConfig holds every knob; this checks what would fail late
 (the data, the strategy), runs, and saves the summary.
 """
 
+import contextlib
 import dataclasses
 import json
 import logging as pylogging
 import os
+import sys
 import time
 
 from absl import logging
@@ -17,7 +19,10 @@ from tfx import v1 as tfx
 
 from finsent import configs
 from finsent.configs import knobs
+# Beam's shared models released at exit, here too (the in_memory runner).
+from finsent.data import beam_worker  # noqa: F401  pylint: disable=unused-import
 from finsent.data import loaders
+from finsent.models import epoch_progress
 from finsent.models import strategy as strategy_lib
 from finsent.pipeline import pipeline as pipeline_lib
 from finsent.pipeline import summary as summary_lib
@@ -63,13 +68,31 @@ def prepare_strategy(training: configs.TrainingConfig) -> None:
         'workers with `finsent train-worker` (docs/distributed.md)')
 
 
+@contextlib.contextmanager
+def _argv_without_flags():
+  """sys.argv without this command's flags, which are parsed already.
+
+  TFX's Beam executors parse `sys.argv + beam_pipeline_args` with absl's
+  flags (BaseBeamExecutor.__init__); absl.logging owns `--verbosity`, an
+  int, so `finsent run --verbosity info` (any explicit --verbosity)
+  failed in TextExampleGen with IllegalFlagValueError.
+  """
+  argv = sys.argv
+  sys.argv = argv[:1]
+  try:
+    yield
+  finally:
+    sys.argv = argv
+
+
 def run(config: configs.PipelineConfig) -> summary_lib.RunSummary:
   """Checks the data, runs the pipeline, prints and saves the summary."""
   prepare_strategy(config.training)
   check_data(config)
   started = time.monotonic()
-  tfx.orchestration.LocalDagRunner().run(
-      pipeline_lib.create_pipeline(config))
+  with _argv_without_flags():
+    tfx.orchestration.LocalDagRunner().run(
+        pipeline_lib.create_pipeline(config))
   result = summary_lib.summarize_latest_run(config)
   result.wall_seconds = round(time.monotonic() - started, 1)
   summary_path = os.path.join(config.pipeline_root, SUMMARY_FILE)
@@ -84,9 +107,14 @@ def run(config: configs.PipelineConfig) -> summary_lib.RunSummary:
 
 
 class _ProgressFilter(pylogging.Filter):
-  """Passes warnings and the LocalDagRunner's per-component progress.
+  """At the default verbosity, the one handler's filter: the LocalDagRunner's
+  `Component X is running.` / `is finished.` as `X ...` / `X finished in
+  N s`, errors, and the warnings of finsent's own code; not the libraries'
+  warnings (TFX, Beam and its workers' relayed logs, TensorFlow, Keras and
+  Python warnings, which logging.captureWarnings makes records of).
+  `--verbosity info` shows them all.
 
-  Drops two messages that are not news: the launcher's error for the drift
+  Drops two errors that are not news: the launcher's error for the drift
   baseline's resolver finding nothing (every pipeline's first run; the
   drift check then records that it had no baseline), and TFX 1.16's input
   resolver warning that it ignores a property predicate: it tests the
@@ -97,19 +125,83 @@ class _ProgressFilter(pylogging.Filter):
       f'[{pipeline_lib.BASELINE_STATISTICS_RESOLVER}] Input resolution',
       'ArtifactQuery.property_predicate is not supported',
   )
+  _COMPONENT = 'Component %s is '
+  # Resolvers are queries of ML Metadata, not work: their lines say nothing.
+  _QUIET_NODES = (pipeline_lib.BASELINE_STATISTICS_RESOLVER,
+                  pipeline_lib.BLESSED_MODEL_RESOLVER)
+
+  def __init__(self):
+    super().__init__()
+    self._started = {}
+    # The folders of finsent's packages (all loaded by now): warnings of
+    # its own code pass.
+    self._own_code = tuple(
+        os.path.join(os.path.dirname(module.__file__), '')
+        for name, module in list(sys.modules.items())
+        if name.startswith('finsent.') and name.count('.') == 1 and
+        getattr(module, '__file__', None))
 
   def filter(self, record: pylogging.LogRecord) -> bool:
+    if str(record.msg).startswith(self._COMPONENT) and record.args:
+      component = record.args[0]
+      if str(component).startswith(self._QUIET_NODES):
+        return False
+      if record.msg.endswith('running.'):
+        self._started[component] = record.created
+        record.msg, record.args = '%s ...', (component,)
+      else:
+        seconds = record.created - self._started.pop(component,
+                                                      record.created)
+        record.msg, record.args = '%s finished in %.1f s', (component,
+                                                            seconds)
+      return True
     if record.getMessage().startswith(self._DROPPED):
       return False
-    return (record.levelno >= pylogging.WARNING or
-            str(record.msg).startswith('Component %s is '))
+    return (record.levelno >= pylogging.ERROR or
+            (record.levelno >= pylogging.WARNING and
+             record.pathname.startswith(self._own_code)))
 
 
 def set_verbosity(verbosity: str) -> None:
   logging.set_verbosity('info' if verbosity == 'progress' else verbosity)
-  if verbosity == 'progress':
-    # On the logger, not a handler: TFX and Beam add handlers of their own.
-    pylogging.getLogger('absl').addFilter(_ProgressFilter())
+
+
+@contextlib.contextmanager
+def progress_output():
+  """The default verbosity's terminal, until the block ends: one line per
+  component started and finished, one progress bar per Trainer, errors and
+  finsent's own warnings (`_ProgressFilter`), then the summary."""
+  root = pylogging.getLogger()
+  handler = pylogging.StreamHandler(sys.stderr)
+  handler.setFormatter(pylogging.Formatter('%(message)s'))
+  handler.addFilter(_ProgressFilter())
+  # The one handler: it replaces the `LEVEL:logger:` one that absl's first
+  # log call installed (logging.basicConfig), and takes the records of
+  # every logger, Python warnings' too.
+  handlers, root.handlers = root.handlers, [handler]
+  # TensorFlow's logger has a handler of its own when it was first used
+  # before the root one was set up (it depends on the import order).
+  tf_logger = pylogging.getLogger('tensorflow')
+  tf_handlers, tf_logger.handlers = tf_logger.handlers, []
+  pylogging.captureWarnings(True)
+  # Processes started from here on (Beam workers, the model server) show
+  # no Python warnings: theirs reach the terminal directly.
+  python_warnings = os.environ.get('PYTHONWARNINGS')
+  os.environ['PYTHONWARNINGS'] = 'ignore'
+  # The Trainers (run_fn runs in this process) draw one bar each instead
+  # of Keras's per-epoch lines.
+  epoch_progress.enable(sys.stderr)
+  try:
+    yield
+  finally:
+    epoch_progress.enable(None)
+    if python_warnings is None:
+      os.environ.pop('PYTHONWARNINGS', None)
+    else:
+      os.environ['PYTHONWARNINGS'] = python_warnings
+    pylogging.captureWarnings(False)
+    tf_logger.handlers = tf_handlers
+    root.handlers = handlers
 
 
 def print_summary(config: configs.PipelineConfig) -> None:

@@ -19,7 +19,11 @@ DATAFLOW = ['--runner=DataflowRunner', '--project=p', '--region=europe-west1',
 def test_direct_runner_defaults_are_replaced_by_name():
   assert beam_options.pipeline_args([]) == list(configs.DIRECT_RUNNER_ARGS)
   assert beam_options.pipeline_args(['--direct_num_workers=2']) == [
-      '--direct_running_mode=multi_processing', '--direct_num_workers=2']
+      '--direct_running_mode=multi_processing',
+      '--beam_plugins=finsent.data.beam_worker', '--direct_num_workers=2']
+  # Beam takes several plugins: a user's is kept beside the default.
+  assert beam_options.pipeline_args(['--beam_plugins=acme.setup'])[-2:] == [
+      '--beam_plugins=finsent.data.beam_worker', '--beam_plugins=acme.setup']
   assert beam_options.pipeline_args(['--direct_num_workers=2'],
                                     direct_defaults=()) == [
                                         '--direct_num_workers=2']

@@ -37,8 +37,9 @@ def test_flags_reach_the_config():
           config.training.focal_gamma,
           config.training.seed) == ('warmup_cosine', 0.5, 0.1, 2.0, 7)
   assert not config.check_drift
-  assert config.beam_pipeline_args == ('--direct_num_workers=0',
-                                       '--direct_running_mode=in_memory')
+  assert config.beam_pipeline_args == (
+      '--direct_num_workers=0', '--beam_plugins=finsent.data.beam_worker',
+      '--direct_running_mode=in_memory')
 
 
 @pytest.mark.parametrize('flags,message', [

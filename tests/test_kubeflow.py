@@ -371,6 +371,9 @@ def test_what_the_spec_names_resolves_in_the_image_layout(spec, tmp_path):
   names |= {_parameter(spec, 'Transform', 'preprocessing_fn'),
             _parameter(spec, 'Trainer.rnn', 'run_fn')}
   assert 'finsent.components.text_example_gen.Executor' in names
+  # The commands a pod runs (a TFJob's `finsent train-worker`), and
+  # `finsent bench` from the installed package.
+  names |= {'finsent.commands.cli.main', 'finsent.commands.bench.main'}
   # Installed from the copied tree as the image installs it, into a folder
   # standing for the image's site-packages.
   site_packages = tmp_path / 'site-packages'

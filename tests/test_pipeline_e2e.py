@@ -86,7 +86,7 @@ def _kill_during_second_trainer(output_dir):
       e2e.command(output_dir, *FULL_FLAGS), stdout=subprocess.PIPE,
       stderr=subprocess.STDOUT, text=True, cwd=e2e.ROOT,
       start_new_session=True)
-  marker = f'Component Trainer.{configs.ARCHITECTURES[-1]} is running'
+  marker = f'Trainer.{configs.ARCHITECTURES[-1]} ...'
   lines = []
   try:
     for line in process.stdout:
