@@ -1,1 +1,3 @@
-"""Benchmarks of finsent's serving path (run as `python -m benchmarks.NAME`)."""
+"""Benchmarks of finsent: `finsent bench` and `finsent bench-peak` (the
+parallelism claim), and the serving, monitoring and Transform benchmarks,
+run as `python -m finsent.benchmarks.NAME` (docs/benchmarks.md)."""

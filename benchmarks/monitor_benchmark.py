@@ -1,7 +1,7 @@
 """Headlines per second through `finsent monitor`, scoring in process vs
 through the model server, side by side in one run.
 
-  python -m benchmarks.monitor_benchmark \\
+  python -m finsent.benchmarks.monitor_benchmark \\
       --saved_model serving_model/sentiment_transformer \\
       --output docs/results/monitor
 
@@ -129,7 +129,7 @@ def _same_outputs(dir_a: str, dir_b: str) -> bool:
 def main(argv: Optional[List[str]] = None) -> int:
   argv = sys.argv[1:] if argv is None else list(argv)
   parser = argparse.ArgumentParser(
-      prog='python -m benchmarks.monitor_benchmark',
+      prog='python -m finsent.benchmarks.monitor_benchmark',
       description=__doc__.split('\n\n')[0])
   parser.add_argument('--saved_model', required=True, help='a pushed '
                       'model base path, e.g. serving_model/sentiment_transformer')
@@ -181,7 +181,7 @@ def main(argv: Optional[List[str]] = None) -> int:
   results = {
       'date': datetime.datetime.now(datetime.timezone.utc).strftime(
           '%Y-%m-%d %H:%M UTC'),
-      'command': 'python -m benchmarks.monitor_benchmark ' + shlex.join(argv),
+      'command': 'python -m finsent.benchmarks.monitor_benchmark ' + shlex.join(argv),
       'machine': host.machine(),
       'model': {'base_path': base_path, 'version': version},
       'stream': {'data': os.path.abspath(args.data), 'copies': args.copies,

@@ -19,9 +19,9 @@ machine: the throughput is what one machine does with both sides on it.
 
 How to run (from the project root, after a pipeline run has pushed models):
 
-  python -m benchmarks.serving_benchmark --serving_model_dir serving_model \
+  python -m finsent.benchmarks.serving_benchmark --serving_model_dir serving_model \
       --output docs/results                  # about 9 minutes on 2 cores
-  python -m benchmarks.serving_benchmark --serving_model_dir serving_model \
+  python -m finsent.benchmarks.serving_benchmark --serving_model_dir serving_model \
       --output /tmp/bench --quick            # smoke test, under 2 minutes
 
 It writes serving_results.json (every repeat, raw, and min/median/max),
@@ -662,7 +662,7 @@ def write_chart(path: str, results: Dict) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(
-      prog='python -m benchmarks.serving_benchmark',
+      prog='python -m finsent.benchmarks.serving_benchmark',
       description='Latency and throughput of finsent serve (REST, gRPC) '
       'against the in-process call of the same SavedModel.')
   parser.add_argument('--serving_model_dir', required=True,
@@ -717,7 +717,7 @@ def main(argv: Optional[List[str]] = None) -> int:
   results = {
       'date': datetime.datetime.now(datetime.timezone.utc).strftime(
           '%Y-%m-%d %H:%M UTC'),
-      'command': 'python -m benchmarks.serving_benchmark ' + shlex.join(argv),
+      'command': 'python -m finsent.benchmarks.serving_benchmark ' + shlex.join(argv),
       'machine': host.machine(),
       'tensorflow_version': tf.__version__,
       'note': f'Client and server share the same {os.cpu_count()} cores.',

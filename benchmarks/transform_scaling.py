@@ -1,6 +1,6 @@
 """Transform's throughput on Beam's DirectRunner by worker processes.
 
-  python -m benchmarks.transform_scaling \\
+  python -m finsent.benchmarks.transform_scaling \\
       --data ../shared/data/twitter_financial_news_sentiment \\
       --copies 1 10 --workers 1 2 --repeats 3 \\
       --output docs/results/transform
@@ -104,7 +104,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                       help='folder for results.json and results.md')
   args = parser.parse_args(argv)
   os.makedirs(args.output, exist_ok=True)
-  results = {'command': ' '.join(['python -m benchmarks.transform_scaling',
+  results = {'command': ' '.join(['python -m finsent.benchmarks.transform_scaling',
                                   *(argv if argv is not None
                                     else sys.argv[1:])]),
              'date': time.strftime('%Y-%m-%d %H:%M:%S %Z'),

@@ -7,6 +7,7 @@ epoch. Elsewhere (Kubeflow, `finsent train-worker`, `--verbosity info`)
 it stays off and Keras writes its own per-epoch lines.
 """
 
+import shutil
 import sys
 import time
 from typing import Optional, TextIO
@@ -15,6 +16,11 @@ import keras
 
 _stream: Optional[TextIO] = None
 _WIDTH = 24
+# The early-stopping monitors (configs.training.EARLY_STOPPING_MONITORS),
+# short: a bar longer than the terminal wraps, and `\r` redraws only its
+# last row.
+_SHORT_NAMES = {'val_sparse_categorical_accuracy': 'val accuracy',
+                'val_macro_f1': 'val macro-F1', 'val_loss': 'val loss'}
 
 
 def enable(stream: Optional[TextIO]) -> None:
@@ -28,8 +34,9 @@ def enabled() -> bool:
 
 
 class EpochProgress(keras.callbacks.Callback):
-  """`rnn  [#########...........]  5/12 epochs  val_macro_f1 0.58 (best
-  0.58)  14 s`; at the end, why it stopped."""
+  """`rnn  [##########..............]  5/12 epochs  val macro-F1 0.580
+  (best 0.580)  14 s`, for the Trainer of `name` training `epochs` epochs
+  at most and watching `monitor`; at the end, why it stopped."""
 
   def __init__(self, name: str, epochs: int, monitor: str,
                stream: Optional[TextIO] = None):
@@ -44,13 +51,16 @@ class EpochProgress(keras.callbacks.Callback):
   def _line(self) -> str:
     filled = round(_WIDTH * self._done / max(1, self._epochs))
     metric = ('' if self._last is None else
-              f'  {self._monitor} {self._last:.3f} (best {self._best:.3f})')
+              f'  {_SHORT_NAMES.get(self._monitor, self._monitor)} '
+              f'{self._last:.3f} (best {self._best:.3f})')
     return (f'{self._name:<12} [{"#" * filled}{"." * (_WIDTH - filled)}] '
             f'{self._done:>2}/{self._epochs} epochs{metric}  '
             f'{time.monotonic() - self._started:.0f} s')
 
   def _write(self, text: str, end: str) -> None:
-    self._stream.write(('\r\033[K' if self._tty else '') + text + end)
+    if self._tty:  # one row, redrawn: cut to the terminal's width
+      text = '\r\033[K' + text[:shutil.get_terminal_size().columns - 1]
+    self._stream.write(text + end)
     self._stream.flush()
 
   def on_train_begin(self, logs=None):

@@ -4,6 +4,7 @@ tests/test_terminal_e2e.py checks a whole run's output."""
 
 import io
 import logging
+import os
 import sys
 
 import keras
@@ -62,9 +63,32 @@ def test_a_bar_line_per_epoch_off_a_terminal():
   lines = stream.getvalue().splitlines()
   assert [line.split(']')[1].split('  ')[1] for line in lines[:3]] == [
       '1/4 epochs', '2/4 epochs', '3/4 epochs']
-  assert 'val_loss 0.800 (best 0.700)' in lines[2]
+  assert 'val loss 0.800 (best 0.700)' in lines[2]
   assert lines[3] == 'rnn          stopped early after 3/4 epochs'
   assert '\r' not in stream.getvalue()
+
+
+class _Terminal(io.StringIO):
+
+  def isatty(self):
+    return True
+
+
+def test_one_row_redrawn_on_a_terminal(monkeypatch):
+  monkeypatch.setattr(epoch_progress.shutil, 'get_terminal_size',
+                      lambda: os.terminal_size((60, 24)))
+  stream = _Terminal()
+  bar = epoch_progress.EpochProgress('transformer', 2, 'val_macro_f1',
+                                     stream=stream)
+  bar.on_train_begin()
+  bar.on_epoch_end(0, {'val_macro_f1': 0.5})
+  bar.on_epoch_end(1, {'val_macro_f1': 0.6})
+  bar.on_train_end()
+  rows = stream.getvalue().split('\n')
+  assert rows[1:] == ['']  # one row, ended once
+  redraws = rows[0].split('\r\033[K')[1:]
+  assert len(redraws) == 4 and redraws[-1].startswith('transformer  [###')
+  assert all(len(r) <= 59 for r in redraws)
 
 
 def test_the_bar_follows_a_real_fit():
@@ -79,7 +103,7 @@ def test_the_bar_follows_a_real_fit():
                 stream=stream)])
   lines = stream.getvalue().splitlines()
   assert len(lines) == 2 and '2/2 epochs' in lines[1]
-  assert 'val_sparse_categorical_accuracy 1.000 (best 1.000)' in lines[1]
+  assert 'val accuracy 1.000 (best 1.000)' in lines[1]
 
 
 def test_a_run_s_flags_do_not_reach_the_beam_executors(monkeypatch):

@@ -28,8 +28,8 @@ PROGRESS_LINES = [
                r' \d+ records, \d+ negative, \d+ neutral, \d+ positive$'),
     re.compile(r'^(?P<component>[A-Za-z.]+) \.\.\.$'),
     re.compile(r'^(?P<component>[A-Za-z.]+) finished in \d+\.\d s$'),
-    re.compile(r'^(rnn|transformer) +\[[#.]+\] +\d+/\d+ epochs  \S+ '
-               r'\d\.\d{3} \(best \d\.\d{3}\)  \d+ s$'),
+    re.compile(r'^(rnn|transformer) +\[[#.]+\] +\d+/\d+ epochs  '
+               r'val [a-zA-Z-]+ \d\.\d{3} \(best \d\.\d{3}\)  \d+ s$'),
     re.compile(r'^(rnn|transformer) +stopped early after \d+/\d+ epochs$'),
     re.compile(r'^$'),
 ]
