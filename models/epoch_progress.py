@@ -15,7 +15,7 @@ from typing import Optional, TextIO
 import keras
 
 _stream: Optional[TextIO] = None
-_WIDTH = 24
+_WIDTH = 12
 # The early-stopping monitors (configs.training.EARLY_STOPPING_MONITORS),
 # short: a bar longer than the terminal wraps, and `\r` redraws only its
 # last row.

@@ -1,7 +1,8 @@
 """The serving benchmark runs end to end and reports every measurement.
 
 Timings are not asserted (they depend on the machine and what else runs);
-only that each cell the README quotes was measured and is a positive number.
+only that each cell docs/results/serving.md quotes was measured and is a
+positive number.
 """
 
 import json
