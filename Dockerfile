@@ -16,7 +16,7 @@ COPY --from=apache/beam_python3.11_sdk:2.60.0 /opt/apache/beam /opt/apache/beam
 WORKDIR /pipeline
 
 # The locked stack first: a code change rebuilds only the layers below.
-COPY requirements/lock.txt requirements/lock.txt
+COPY requirements/lock.txt requirements/pip_check.sh requirements/
 RUN python -m pip install --no-cache-dir pip==24.3.1 \
     && python -m pip install --no-cache-dir --ignore-requires-python \
        --no-deps -r requirements/lock.txt
@@ -37,7 +37,7 @@ COPY kubeflow/ kubeflow/
 COPY benchmarks/ benchmarks/
 COPY commands/ commands/
 RUN python -m pip install --no-cache-dir --no-deps --no-build-isolation . \
-    && python -m pip check
+    && requirements/pip_check.sh python
 
 ENV TF_CPP_MIN_LOG_LEVEL=2
 

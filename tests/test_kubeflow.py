@@ -210,8 +210,9 @@ def test_a_pretrained_encoder_reaches_transform_and_the_transformer(
   # A preset directory of this machine is not on the cluster.
   local = tmp_path / 'preset'
   local.mkdir()
-  for name in ('config.json', 'tokenizer.json'):
-    (local / name).write_text('{}')
+  (local / 'config.json').write_text(
+      '{"registered_name": "keras_hub>BertBackbone"}')
+  (local / 'tokenizer.json').write_text('{}')
   for command, flags in ((_COMPILE, ['--image', IMAGE]),
                          (_TFJOB, ['--workers', '2', *WORKER_FLAGS])):
     with pytest.raises(SystemExit) as exited:

@@ -93,7 +93,8 @@ def test_the_classifier_starts_from_the_presets_weights(preset):
   model = pretrained_encoder.build_pretrained_encoder_classifier(
       preset, SEQUENCE_LENGTH, dropout=0.2)
   loaded = keras_hub.models.Backbone.from_preset(preset)
-  backbone = model.get_layer(index=-1).backbone
+  backbone, = [layer for layer in model.layers
+               if isinstance(layer, keras_hub.models.Backbone)]
   assert backbone.count_params() == loaded.count_params()
   for ours, theirs in zip(backbone.weights, loaded.weights):
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(ours),
@@ -130,7 +131,8 @@ def test_run_fn_fine_tunes_and_the_export_serves_without_keras_hub(
   summary = trainer.run_fn(_fn_args(transformed, tmp_path, preset))
   assert summary['pretrained_encoder'] == preset
   assert summary['hyperparameters'] == {
-      'dropout': configs.FineTuningConfig().dropout}
+      'dropout': configs.FineTuningConfig().dropout,
+      'head': configs.FineTuningConfig().head}
   assert summary['base_learning_rate'] == configs.FineTuningConfig(
   ).learning_rate
   texts = [text for text, _ in HEADLINES]
@@ -164,7 +166,8 @@ def test_the_configs_of_a_fine_tuned_transformer(preset):
           configs.PreprocessingConfig(), pretrained_encoder=preset))
   transformer = config.trainer_custom_config('transformer')
   assert transformer['pretrained_encoder'] == preset
-  assert transformer['hyperparameters'] == {'dropout': 0.1}
+  assert transformer['hyperparameters'] == {'dropout': 0.1,
+                                            'head': 'mean_pooling'}
   assert transformer['training']['learning_rate'] == 5e-5
   rnn = config.trainer_custom_config('rnn')
   assert rnn['pretrained_encoder'] is None

@@ -141,7 +141,7 @@ def test_a_search_for_another_model_is_refused():
                       trainer.TUNED_PRESET: 'presets/bert'}}
   assert trainer.tuned_settings(
       fine_tuned.trainer_custom_config('transformer'), found) == (
-          {'dropout': 0.2}, 3e-5)
+          {'dropout': 0.2, 'head': 'mean_pooling'}, 3e-5)
   with pytest.raises(ValueError, match='the Tuner searched for the pretrained '
                      'encoder presets/bert, but this Trainer trains a '
                      'transformer trained from scratch'):
