@@ -1,11 +1,17 @@
-"""Runs `finsent run` as a user would, in a subprocess, for the end-to-end tests."""
+"""Runs `finsent run` as a user would, in a subprocess, for the end-to-end
+tests; and what its terminal may show."""
 
 import json
 import os
+import re
 import subprocess
 import sys
 
 from finsent import configs
+from finsent.commands import run as run_command
+from finsent.configs import knobs
+from finsent.pipeline import local_runner
+from finsent.pipeline import pipeline as pipeline_lib
 from tests.conftest import ROOT
 
 
@@ -15,19 +21,75 @@ def command(output_dir, *flags):
 
 
 def run_pipeline(output_dir, *flags, expect_code=0, timeout=1500):
-  """Runs the pipeline CLI; returns (config, run summary dict, stdout).
+  """Runs the pipeline CLI; returns (config, run summary dict, terminal).
 
-  With `expect_code` other than 0 the summary is None and the third item
-  is stderr.
+  The terminal is stdout and stderr together, as a terminal shows them.
+  With `expect_code` other than 0 the summary is None.
   """
   result = subprocess.run(
-      command(output_dir, *flags), capture_output=True, text=True,
-      timeout=timeout, check=False, cwd=ROOT)
-  assert result.returncode == expect_code, (result.stdout[-3000:] +
-                                            result.stderr[-6000:])
+      command(output_dir, *flags), stdout=subprocess.PIPE,
+      stderr=subprocess.STDOUT, text=True, timeout=timeout, check=False,
+      cwd=ROOT)
+  assert result.returncode == expect_code, result.stdout[-8000:]
   config = configs.PipelineConfig(output_dir=str(output_dir))
   if expect_code:
-    return config, None, result.stderr
+    return config, None, result.stdout
   with open(os.path.join(config.pipeline_root, 'run_summary.json')) as f:
     summary = json.load(f)
   return config, summary, result.stdout
+
+
+# What `finsent run` shows at its default verbosity, before the summary.
+SUMMARY_START = re.compile(r'^Pipeline finsent, run \S+, \d+ s$', re.M)
+PROGRESS_LINES = [
+    re.compile(r'^Data: \S+$'),
+    re.compile(r'^  (all \(hash-split \d+:\d+ into train/eval\)|train|eval):'
+               r' \d+ records, \d+ negative, \d+ neutral, \d+ positive$'),
+    re.compile(r'^  not read \(in neither split\): .+$'),
+    re.compile(r'^[A-Za-z.]+ \.\.\.$'),
+    re.compile(r'^[A-Za-z.]+ finished in \d+\.\d s$'),
+    re.compile(r'^(rnn|transformer) +\[[#.]+\] +\d+/\d+ epochs  '
+               r'val [a-zA-Z-]+ \d\.\d{3} \(best \d\.\d{3}\)  \d+ s$'),
+    re.compile(r'^(rnn|transformer) +stopped early after \d+/\d+ epochs$'),
+    re.compile(r'^$'),
+]
+# Two screens of a terminal.
+MOST_LINES = 100
+
+
+def check_quiet_terminal(terminal: str, most_lines: int = MOST_LINES) -> None:
+  """Asserts `terminal` (a whole run at the default verbosity) holds only
+  the data's counts, a line per component started and finished, the
+  Trainers' progress and the summary: no tracebacks, TensorFlow C++ lines
+  or library warnings."""
+  starts = list(SUMMARY_START.finditer(terminal))
+  assert len(starts) == 1, terminal[-6000:]
+  before = terminal[:starts[0].start()].splitlines()
+  noise = [line for line in before
+           if not any(p.match(line) for p in PROGRESS_LINES)]
+  assert not noise, '\n'.join(noise[:40])
+  for node in ('TextExampleGen', 'StatisticsGen', 'DataGate', 'Transform',
+               'ModelSelector', pipeline_lib.PRODUCTION_PUSHER,
+               *(f'{kind}.{a}' for kind in ('Trainer', 'Evaluator', 'Pusher',
+                                            pipeline_lib.SERVABILITY_GATE)
+                 for a in configs.ARCHITECTURES)):
+    assert f'\n{node} ...\n' in terminal, node
+    assert re.search(rf'^{re.escape(node)} finished in \d+\.\d s$', terminal,
+                     re.M), node
+  for architecture in configs.ARCHITECTURES:
+    assert re.search(rf'^{architecture} +\[[#.]+\] +1/\d+ epochs', terminal,
+                     re.M), architecture
+  assert 'resolver' not in '\n'.join(before)
+  for noise in ('Traceback', 'Exception ignored', 'WARNING', 'Warning:',
+                'cuda', 'oneDNN', 'snappy'):
+    assert noise not in terminal, noise
+  assert len(terminal.splitlines()) <= most_lines, len(terminal.splitlines())
+
+
+def check_saved_settings(output_dir, *flags) -> None:
+  """Asserts the run's run_config.yaml reads back to the settings that
+  `finsent run --output_dir output_dir *flags` parses to."""
+  _, _, config = run_command.parse(['run', '--output_dir', str(output_dir),
+                                    *flags])
+  saved = os.path.join(config.pipeline_root, local_runner.CONFIG_FILE)
+  assert knobs.load_file(saved, configs.PipelineConfig()) == config

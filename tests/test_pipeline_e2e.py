@@ -123,6 +123,7 @@ def runs(tmp_path_factory):
       output_dir, *CACHED, '--data', str(drifted_data),
       expect_code=2)
   return {
+      'output_dir': output_dir,
       'config': config, 'first': first, 'first_stdout': first_stdout,
       'crippled': crippled, 'rerun': rerun, 'repeat': repeat,
       'repeat_stdout': repeat_stdout,
@@ -177,6 +178,14 @@ def test_first_run_completes_every_component(runs):
                    r'transformer T=', stdout), stdout
   assert re.search(r'training profile: rnn [\d.]+ ms/step .* \| '
                    r'transformer [\d.]+ ms/step', stdout), stdout
+
+
+def test_the_first_run_prints_only_progress_and_its_summary(runs):
+  # Beam in memory here: tests/test_twitter_fns_e2e.py checks a run with
+  # Beam's worker processes.
+  e2e.check_quiet_terminal(runs['first_stdout'])
+  # The last run that got as far as saving its settings: `repeat`.
+  e2e.check_saved_settings(runs['output_dir'], *FULL_FLAGS)
 
 
 def test_examples_carry_the_length_bucket_and_the_curated_schema(runs):
@@ -367,9 +376,9 @@ def test_selector_decision_is_readable_from_metadata(runs):
 
 
 def test_drifted_data_is_stopped_by_the_gate(runs):
-  stderr = runs['drift_error']
-  # The last thing on stderr (TensorFlow's C++ start-up lines come first).
-  error = stderr[stderr.rindex('finsent: error: '):]
+  terminal = runs['drift_error']
+  # The last thing it printed.
+  error = terminal[terminal.rindex('finsent: error: '):]
   assert error.startswith('finsent: error: the data gate stopped the run')
   assert 'drift: train_train: label: The Linfty distance' in error
   assert runs['serving']['drifted'] == runs['serving']['repeat']

@@ -1,6 +1,6 @@
 """The default verbosity's terminal, piece by piece: the component lines,
 the Trainers' progress bars, and a run's flags kept from Beam's executors.
-tests/test_terminal_e2e.py checks a whole run's output."""
+tests/e2e.py checks whole runs' output (check_quiet_terminal)."""
 
 import io
 import logging

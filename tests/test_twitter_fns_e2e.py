@@ -9,7 +9,7 @@ import pytest
 from finsent import configs
 from tests.conftest import TWITTER_FNS_DIR
 from tests.conftest import predict_in_fresh_process
-from tests.e2e import run_pipeline
+from tests import e2e
 
 pytestmark = pytest.mark.e2e
 
@@ -26,9 +26,19 @@ CLEARLY_POSITIVE = [
 
 
 @pytest.fixture(scope='module')
-def fns_run(tmp_path_factory):
-  return run_pipeline(tmp_path_factory.mktemp('fns_run'), '--data',
-                      TWITTER_FNS_DIR)
+def output_dir(tmp_path_factory):
+  return tmp_path_factory.mktemp('fns_run')
+
+
+@pytest.fixture(scope='module')
+def fns_run(output_dir):
+  return e2e.run_pipeline(output_dir, '--data', TWITTER_FNS_DIR)
+
+
+def test_the_run_prints_only_progress_and_its_summary(fns_run, output_dir):
+  # As `make run DATA=...` shows it: Beam's worker processes, no noise.
+  e2e.check_quiet_terminal(fns_run[2])
+  e2e.check_saved_settings(output_dir, '--data', TWITTER_FNS_DIR)
 
 
 def test_transformer_reaches_the_accuracy_floor(fns_run):
