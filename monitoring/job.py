@@ -230,6 +230,17 @@ def incidents(alerts: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
   return found
 
 
+def _peak_figures(alert: Dict[str, Any]) -> str:
+  """An alert's strongest test in words: a count against the Poisson rate
+  it was tested on (p), a share or mean score against the median (z)."""
+  if 'baseline_rate' in alert:
+    return (f'{alert["value"]} negative headlines vs a rate of '
+            f'{alert["baseline_rate"]:.2f} a window '
+            f'(p {alert["tail_probability"]:.2g})')
+  return (f'{alert["metric"]} {alert["value"]:.2f} vs baseline '
+          f'{alert["baseline_median"]:.2f} (z {alert["z_score"]:.1f})')
+
+
 def format_summary(summary: Dict[str, Any]) -> str:
   with open(os.path.join(summary['output'], ALERTS_FILE),
             encoding='utf-8') as f:
@@ -246,9 +257,7 @@ def format_summary(summary: Dict[str, Any]) -> str:
     lines.append(
         f'  SHOCK {incident["key"]:<6} {incident["start"]} .. '
         f'{incident["end"]} ({incident["windows"]} windows): peak '
-        f'{peak["metric"]} {peak["value"]:.2f} vs baseline '
-        f'{peak["baseline_median"]:.2f} (z {peak["z_score"]:.1f}, '
-        f'{peak["count"]} headlines)')
+        f'{_peak_figures(peak)} ({peak["count"]} headlines)')
   lines.append(f'Outputs: {summary["output"]} (finsent monitor-report '
                f'{summary["output"]} draws them)')
   return '\n'.join(lines)

@@ -8,8 +8,10 @@ import dataclasses
 import datetime
 import http.server
 import json
+import math
 import os
 import random
+import statistics
 import threading
 
 import apache_beam as beam
@@ -19,6 +21,7 @@ from apache_beam.testing.test_stream import TestStream
 from apache_beam.testing.util import assert_that
 from apache_beam.testing.util import equal_to
 from apache_beam.transforms import window as beam_window
+import numpy
 import pytest
 
 from finsent.monitoring import shocks
@@ -266,17 +269,27 @@ def _record(key, end_minutes, count, negative, window_minutes=10):
           'top_headlines': []}
 
 
+def _past(end_minutes, count, negative):
+  """A window as a key's history keeps it."""
+  return shocks.Past.of(_record('ACME', end_minutes, count, negative))
+
+
 def test_judge_window_uses_only_earlier_non_overlapping_windows():
   # Windows of 10 min ending every 10 min from 10:10; share 0.2 .. 0.4.
-  history = [(_at(m), s) for m, s in
-             ((10, 0.2), (20, 0.3), (30, 0.4), (40, 0.3), (50, 0.9))]
+  history = [_past(m, 10, n) for m, n in
+             ((10, 2), (20, 3), (30, 4), (40, 3), (50, 9))]
   shock = _record('ACME', 60, 10, 9)  # starts 10:50: 10:50 ends at its start
   alert = shocks.judge_window(shock, history, SHOCK)
   # Baseline = windows ending in (9:50, 10:50]: all five, median 0.3,
   # MAD 0.1 -> scale 0.14826; z = (0.9 - 0.3) / 0.14826.
   assert alert['baseline_windows'] == 5
   assert alert['z_score'] == round(0.6 / 0.14826, 2)
-  assert (alert['baseline_median'], alert['value']) == (0.3, 0.9)
+  assert (alert['metric'], alert['baseline_median'], alert['value']) == (
+      'share_negative', 0.3, 0.9)
+  # The count test waits for a baseline that reaches back its hour: the
+  # oldest window here ends 10:10, after 9:50 + one window's 10 minutes.
+  assert alert['tests_fired'] == ['share_negative']
+  assert [t['metric'] for t in alert['tests']] == ['share_negative']
   # The window ending 10:50 overlaps one starting 10:45: not in its baseline.
   overlapping = _record('ACME', 60, 10, 9, window_minutes=15)
   assert shocks.judge_window(overlapping, history, SHOCK)['baseline_windows'] \
@@ -357,6 +370,192 @@ def test_a_late_pane_is_judged_again(on_time, late, expected):
               | beam.Map(lambda a: (a['alert_id'], a.get('count'),
                                     a.get('pane'), 'retracted' in a)))
     assert_that(alerts, equal_to(expected))
+
+
+# The count test: a window's negatives against the baseline's rate.
+
+COUNT = dataclasses.replace(SHOCK, metric='negative_count')
+
+
+def _tail_by_hand(negatives, rate):
+  """P(X >= negatives), X ~ Poisson(rate), from its terms."""
+  return 1 - sum(math.exp(-rate) * rate ** i / math.factorial(i)
+                 for i in range(negatives))
+
+
+def _z_by_hand(tail):
+  return -statistics.NormalDist().inv_cdf(tail)
+
+
+# ACME's windows ending 10:10 .. 11:00, 10 headlines each: 2 3 4 3 3 3
+# negatives, a mean of 3 a window.
+BASELINE = [_past(10 * i, 10, n) for i, n in enumerate((2, 3, 4, 3, 3, 3), 1)]
+
+
+def test_count_test_by_hand():
+  # 11:00 .. 11:10: its baseline ends in (10:00, 11:00], and its oldest
+  # window, ending 10:10, reaches back to the baseline's start.
+  alert = shocks.judge_window(_record('ACME', 70, 16, 14), BASELINE, COUNT)
+  tail = _tail_by_hand(14, 3.0)
+  assert tail == pytest.approx(3.4e-6, rel=0.01)
+  assert alert['tests_fired'] == ['negative_count']
+  assert (alert['metric'], alert['value'], alert['baseline_rate'],
+          alert['baseline_median'], alert['count']) == (
+              'negative_count', 14, 3.0, 3, 16)
+  # Rounded to 3 significant digits.
+  assert alert['tail_probability'] == pytest.approx(tail, rel=5e-3)
+  assert alert['max_tail_probability'] == 1e-5
+  assert alert['z_score'] == pytest.approx(_z_by_hand(tail), abs=0.01)
+  assert alert['z_threshold'] == pytest.approx(_z_by_hand(1e-5), abs=0.01)
+  assert alert['tests'] == [{k: v for k, v in alert.items() if k in (
+      'metric', 'value', 'baseline_rate', 'baseline_median',
+      'tail_probability', 'max_tail_probability', 'z_score',
+      'z_threshold')} | {'fired': True}]
+  # 11 of 16: a tail of 2.9e-4 at a rate of 3, no shock.
+  assert _tail_by_hand(11, 3.0) > 1e-5
+  assert shocks.judge_window(_record('ACME', 70, 16, 11), BASELINE,
+                             COUNT) is None
+
+
+def test_a_ticker_without_negatives_needs_nine_to_alert():
+  """Its rate is floored at min_rate, 1 a window: P(X >= 8) = 1.02e-5 is
+  above max_tail_probability, P(X >= 9) = 1.1e-6 below."""
+  quiet = [_past(10 * i, 10, 0) for i in range(1, 7)]
+  assert shocks.least_alerting_negatives(COUNT) == 9
+  for negatives in (1, 8):
+    assert shocks.judge_window(_record('ACME', 70, 10, negatives), quiet,
+                               COUNT) is None
+  alert = shocks.judge_window(_record('ACME', 70, 10, 9), quiet, COUNT)
+  assert (alert['baseline_rate'], alert['baseline_median']) == (1.0, 0)
+  assert alert['tail_probability'] == pytest.approx(_tail_by_hand(9, 1.0),
+                                                    rel=5e-3)
+
+
+def test_the_count_test_waits_for_a_baseline_reaching_back_its_span():
+  """A key's first windows began before its first headline: a baseline
+  that starts with them is judged by the share only."""
+  # Windows ending 10:20 .. 11:00: the oldest ends more than one window's
+  # 10 minutes after the baseline's start, 10:00.
+  late_start = BASELINE[1:]
+  shock = _record('ACME', 70, 16, 14)
+  assert shocks.judge_window(shock, late_start, COUNT) is None
+  alert = shocks.judge_window(shock, late_start, SHOCK)
+  assert [t['metric'] for t in alert['tests']] == ['share_negative']
+  assert shocks.judge_window(shock, BASELINE, COUNT) is not None
+
+
+def test_the_market_has_no_count_test():
+  """Every ticker's burst is also the market's: its alerts would repeat
+  theirs (docs/monitoring.md)."""
+  history = [shocks.Past.of(_record(MARKET, 10 * i, 10, 3))
+             for i in range(1, 7)]
+  burst = _record(MARKET, 70, 40, 14)  # a share of 0.35: no share alert
+  assert shocks.judge_window(burst, history, COUNT) is None
+  assert shocks.judge_window(burst, history, SHOCK) is None
+
+
+def test_both_tests_fire_the_strongest_leads():
+  alert = shocks.judge_window(_record('ACME', 70, 16, 14), BASELINE, SHOCK)
+  # Share 0.875 against a median of 0.3 and the floor's scale 0.1: z 5.75;
+  # the count's z is 4.5.
+  assert alert['tests_fired'] == ['negative_count', 'share_negative']
+  share = alert['tests'][1]
+  assert (share['metric'], share['z_score'], share['fired']) == (
+      'share_negative', 5.75, True)
+  assert alert['tests'][0]['z_score'] == pytest.approx(
+      _z_by_hand(_tail_by_hand(14, 3.0)), abs=0.01)
+  assert (alert['metric'], alert['z_score'], alert['baseline_scale']) == (
+      'share_negative', 5.75, 0.1)
+
+
+@pytest.mark.parametrize('bounded', [False, True])
+def test_count_shock_is_found_whatever_order_the_windows_arrive_in(bounded):
+  acme = [_record('ACME', 10 * i, 10, n)
+          for i, n in enumerate((2, 3, 4, 3, 3, 3, 3), 1)]
+  # 11:10 .. 11:20: 20 headlines, 14 negative; its baseline, 10:20 ..
+  # 11:10, has a mean of 19/6 negatives a window.
+  records = acme + [_record('ACME', 80, 20, 14)] + [
+      _record(MARKET, 10 * i, 30, 9) for i in range(1, 9)]
+  random.Random(2).shuffle(records)
+  z = round(_z_by_hand(_tail_by_hand(14, 19 / 6)), 2)
+  with TestPipeline() as p:
+    alerts = (p | beam.Create(records) | beam.Map(_at_window_end)
+              | shocks.DetectShocks(COUNT, 600, bounded=bounded)
+              | beam.Map(lambda a: (a['key'], a['window_end'],
+                                    tuple(a['tests_fired']), a['value'],
+                                    a['baseline_rate'], a['z_score'])))
+    assert_that(alerts, equal_to([
+        ('ACME', _iso(80), ('negative_count',), 14, round(19 / 6, 4), z)]))
+
+
+@pytest.mark.parametrize('bounded', [False, True])
+def test_a_steady_poisson_flow_raises_no_count_alert(bounded):
+  # 4 negatives a window on average, Poisson by construction, 40 windows
+  # of each of three tickers: the smallest tail is 0.007 (BOLT's 7 negatives
+  # against a rate of 2.2).
+  rng = numpy.random.default_rng(5)
+  records = [_record(key, 10 * i, 20, int(n))
+             for key in ('ACME', 'BOLT', 'CRUX')
+             for i, n in enumerate(rng.poisson(4, 40), 1)]
+  with TestPipeline() as p:
+    alerts = (p | beam.Create(records) | beam.Map(_at_window_end)
+              | shocks.DetectShocks(COUNT, 600, bounded=bounded))
+    assert_that(alerts, equal_to([]))
+
+
+@pytest.mark.parametrize('bounded', [False, True])
+def test_a_window_too_small_for_a_baseline_can_still_alert(bounded):
+  """With a low floor the count test alerts on fewer headlines than a
+  baseline window needs; such windows reach it."""
+  config = dataclasses.replace(COUNT, min_rate=0.03, min_count=20)
+  assert shocks.least_alerting_negatives(config) == 3
+  quiet = [_record('ACME', 10 * i, 6, 0) for i in range(1, 7)]
+  with TestPipeline() as p:
+    alerts = (p | beam.Create(quiet + [_record('ACME', 70, 4, 4)])
+              | beam.Map(_at_window_end)
+              | shocks.DetectShocks(config, 600, bounded=bounded)
+              | beam.Map(lambda a: (a['alert_id'], a['value'],
+                                    a['baseline_rate'])))
+    assert_that(alerts, equal_to([(f'ACME/{_iso(70)}', 4, 0.03)]))
+
+
+def test_a_late_pane_turns_a_window_into_a_count_alert():
+  """On a stream: 11:00 .. 11:10 on time with 4 negatives of 10, then as a
+  late pane with 16 of 22."""
+  on_time = _record('ACME', 70, 10, 4)
+  late = dict(_record('ACME', 70, 22, 16), pane='LATE', pane_index=1)
+  stream = (TestStream()
+            .add_elements([_at_window_end(r) for r in
+                           [_record('ACME', 10 * i, 10, n) for i, n in
+                            enumerate((2, 3, 4, 3, 3, 3), 1)] + [on_time]])
+            .advance_watermark_to(_at(75))
+            .add_elements([_at_window_end(late)])
+            .advance_watermark_to_infinity())
+  with TestPipeline(options=PipelineOptions(streaming=True)) as p:
+    alerts = (p | stream | shocks.DetectShocks(COUNT, 600)
+              | beam.Map(lambda a: (a['alert_id'], a['pane'], a['value'],
+                                    a['tests_fired'])))
+    assert_that(alerts, equal_to([
+        (f'ACME/{_iso(70)}', 'LATE', 16, ['negative_count'])]))
+
+
+@pytest.mark.parametrize('changes, message', [
+    ({'metric': 'volume'}, "shock metric must be one of negative_count+"
+     "share_negative, negative_count+mean_score, negative_count, "
+     "share_negative, mean_score, got 'volume'"),
+    ({'max_tail_probability': 0.0},
+     'max_tail_probability must be above 0 and below 1, got 0.0'),
+    ({'max_tail_probability': 1.0},
+     'max_tail_probability must be above 0 and below 1, got 1.0'),
+    ({'max_tail_probability': float('nan')},
+     'max_tail_probability must be above 0 and below 1, got nan'),
+    ({'min_rate': 0.0}, 'min_rate must be a positive number, got 0.0'),
+    ({'min_rate': float('inf')}, 'min_rate must be a positive number, got inf'),
+])
+def test_a_shock_config_the_detector_cannot_use_is_named(changes, message):
+  with pytest.raises(ValueError) as error:
+    shocks.DetectShocks(dataclasses.replace(SHOCK, **changes), 600)
+  assert str(error.value) == message
 
 
 # --- Sinks: changelogs keyed by id, compacted; the webhook ---

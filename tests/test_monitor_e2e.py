@@ -7,8 +7,11 @@ counts follow from the replay. Scored in process with RunInference, and
 through a real server on 127.0.0.1; and with the server down.
 """
 
+import csv
+import datetime
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -19,6 +22,8 @@ from pyarrow import parquet
 import pytest
 
 from finsent.commands import monitor
+from finsent.commands import monitor_report
+from finsent.commands import replay as replay_command
 from finsent.components.atomic_pusher import publish_model
 from finsent.monitoring.entities import TickerExtractor
 from finsent.monitoring.outputs import ALERTS_FILE
@@ -31,6 +36,7 @@ from finsent.monitoring.outputs import SUMMARY_FILE
 from finsent.monitoring.outputs import WINDOW_SCHEMA
 from finsent.monitoring.outputs import WINDOWS_FILE
 from finsent.monitoring.outputs import WINDOWS_PARQUET_FILE
+from finsent.monitoring import job
 from finsent.monitoring import replay
 from finsent import configs
 from finsent.serving.server.process import free_port
@@ -197,6 +203,102 @@ def test_server_down_every_headline_is_a_dead_letter(stream, tmp_path):
   assert all('gave up after 4 attempts' in d['reason'] for d in scored)
   assert summary['headlines_scored'] == 0
   assert outputs[WINDOWS_FILE] == [] == outputs[ALERTS_FILE]
+
+
+# --- Issue 23's replay: a shock for one of four tickers ---
+
+# `finsent replay --tickers ACME,BOLT,CRUX,ZZZQ --shock ZZZQ` (or
+# `--no_shock`) with ReplayConfig's defaults, 12 hours with about 15
+# headlines an hour for each ticker and 30 negative ones for ZZZQ over 15
+# minutes at 09:00; then `finsent monitor` with its default windows, an
+# hour every 5 minutes. Replayed from HEADLINES, which the fixture's model
+# knows: the bundled sample is out of its vocabulary, and two trainings of
+# it called 14 and 5 of the 45-odd headlines of ZZZQ's shock window on the
+# sample negative, so it would not test the detector there. Production
+# models on the sample: docs/monitoring.md.
+ISSUE_TICKERS = 'ACME,BOLT,CRUX,ZZZQ'
+
+
+def _time(text):
+  return datetime.datetime.fromisoformat(text.replace('Z', '+00:00'))
+
+
+@pytest.fixture(scope='module')
+def issue_replays(exported_model, tmp_path_factory):
+  """{'shock' | 'no_shock': (the stream's rows, output dir, alerts)}."""
+  export_dir, _, _ = exported_model
+  root = tmp_path_factory.mktemp('issue_replay')
+  data = root / 'headlines.csv'
+  with open(data, 'w', newline='', encoding='utf-8') as f:
+    writer = csv.writer(f)
+    writer.writerow(['text', 'label'])
+    writer.writerows(HEADLINES * 200)
+  runs = {}
+  for name, shock_flags in (('shock', ['--shock', 'ZZZQ']),
+                            ('no_shock', ['--no_shock'])):
+    stream, output_dir = root / f'{name}.jsonl', root / name
+    assert replay_command.main([
+        '--data', str(data), '--output', str(stream), '--tickers',
+        ISSUE_TICKERS, *shock_flags]) == 0
+    assert monitor.main(['--input', str(stream), '--output', str(output_dir),
+                         '--saved_model', export_dir]) == 0
+    runs[name] = (_records(stream), output_dir,
+                  _records(output_dir / ALERTS_FILE))
+  return runs
+
+
+def test_a_burst_of_negatives_for_one_ticker_alerts_on_its_count(
+    issue_replays):
+  rows, output_dir, alerts = issue_replays['shock']
+  assert alerts and {a['key'] for a in alerts} == {'ZZZQ'}
+  shock_times = sorted(r['published_at'] for r in rows if r['injected'])
+  config = configs.ShockConfig()
+  counted = []
+  for alert in alerts:
+    assert alert['window_start'] <= shock_times[-1]
+    assert alert['window_end'] > shock_times[0]
+    assert 'negative_count' in alert['tests_fired']
+    count_test, = [t for t in alert['tests']
+                   if t['metric'] == 'negative_count']
+    assert count_test['tail_probability'] <= config.max_tail_probability
+    assert count_test['z_score'] >= count_test['z_threshold']
+    # The model knows the headlines: the count is the stream's own.
+    start, end = _time(alert['window_start']), _time(alert['window_end'])
+    assert count_test['value'] == sum(
+        r['text'].startswith('$ZZZQ ') and r['label'] == 'negative' and
+        start <= _time(r['published_at']) < end for r in rows)
+    # The rate is the mean negatives of ZZZQ's windows that ended in the 6
+    # hours before this one started (each holding 5 headlines or more).
+    baseline = [w['negative'] for w in _records(output_dir / WINDOWS_FILE)
+                if w['key'] == 'ZZZQ' and w['count'] >= 5 and
+                start - datetime.timedelta(seconds=config.baseline_seconds)
+                < _time(w['window_end']) <= start]
+    assert count_test['baseline_rate'] == round(
+        max(sum(baseline) / len(baseline), config.min_rate), 4)
+    counted.append(count_test['value'])
+  # A window holding the whole shock.
+  assert max(counted) >= len(shock_times)
+  # The run's summary states the peak as the test judged it: a count
+  # against the rate, with its tail probability.
+  with open(output_dir / SUMMARY_FILE) as f:
+    printed = job.format_summary(json.load(f))
+  peak = max(alerts, key=lambda a: a['z_score'])
+  assert re.search(
+      rf'SHOCK ZZZQ .*: peak {peak["value"]} negative headlines vs a rate of '
+      rf'{peak["baseline_rate"]:.2f} a window \(p \S+\) '
+      rf'\({peak["count"]} headlines\)', printed), printed
+  # The report draws a count alert on the headline counts' axis.
+  assert monitor_report.main([str(output_dir)]) == 0
+
+
+def test_the_same_stream_without_the_shock_raises_no_alert(issue_replays):
+  shocked_rows, _, _ = issue_replays['shock']
+  rows, _, alerts = issue_replays['no_shock']
+  # The same flat stream: the replay draws the shock after it.
+  assert sorted((r['published_at'], r['text']) for r in rows) == sorted(
+      (r['published_at'], r['text']) for r in shocked_rows
+      if not r['injected'])
+  assert alerts == []
 
 
 # --- A watched directory (monitoring/watch.py) ---
@@ -370,6 +472,13 @@ def test_ctrl_c_stops_a_watch_after_its_poll(stream, exported_model,
 
 @pytest.mark.parametrize('flags, message', [
     (['--input', 'x.jsonl', '--output', 'o'], 'give one model'),
+    (['--input', 'x.jsonl', '--output', 'o', '--saved_model', 'm',
+      '--metric', 'volume'], "argument --metric: invalid choice: 'volume'"),
+    (['--input', 'x.jsonl', '--output', 'o', '--saved_model', 'm',
+      '--max_tail_probability', '1'],
+     'argument --max_tail_probability: must be above 0 and below 1, got 1'),
+    (['--input', 'x.jsonl', '--output', 'o', '--saved_model', 'm',
+      '--min_rate', '0'], 'argument --min_rate: must be above 0, got 0'),
     (['--input', 'x.jsonl', '--output', 'o', '--saved_model', 'm',
       '--model_url', 'h:1'], 'give one model'),
     (['--output', 'o', '--saved_model', 'm'], 'give one source'),

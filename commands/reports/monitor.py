@@ -49,7 +49,10 @@ class Window:
 
 @dataclasses.dataclass(frozen=True)
 class Alert:
-  """One alert: a key's window whose metric left its baseline."""
+  """One alert: a key's window whose metric left its baseline. For the
+  negative_count test (monitoring/shocks.py), `value` is the window's
+  negatives, `baseline_rate` the baseline's per window, and
+  `tail_probability` the chance of so many at that rate."""
   key: str
   start: datetime.datetime
   end: datetime.datetime
@@ -61,6 +64,14 @@ class Alert:
   z_threshold: Optional[float]
   count: Optional[int]
   top_headlines: List[Dict]
+  baseline_rate: Optional[float] = None
+  tail_probability: Optional[float] = None
+
+  @property
+  def baseline(self) -> Optional[float]:
+    """What the value was tested against."""
+    return (self.baseline_rate if self.baseline_rate is not None
+            else self.baseline_median)
 
 
 @dataclasses.dataclass
@@ -137,7 +148,9 @@ def _alert(where: str, record: Dict) -> Alert:
       z_score=_optional_number(record, 'z_score'),
       z_threshold=_optional_number(record, 'z_threshold'),
       count=count if isinstance(count, int) else None,
-      top_headlines=headlines)
+      top_headlines=headlines,
+      baseline_rate=_optional_number(record, 'baseline_rate'),
+      tail_probability=_optional_number(record, 'tail_probability'))
 
 
 def read_monitor_output(directory: str) -> MonitorOutput:
@@ -279,10 +292,12 @@ def write_timeline(path: str, key: str, windows: Sequence[Window],
     for axes in (counts, scores):
       axes.axvspan(alert.start, alert.end, color='#e67e22', alpha=0.15,
                    linewidth=0, zorder=0)
-    # Shares (0..1) are drawn on the top panel, scores (-1..1) below.
-    axes = scores if alert.metric == 'mean_score' else shares
-    if alert.baseline_median is not None:
-      axes.hlines(alert.baseline_median, alert.start, alert.end,
+    # Shares (0..1) are drawn on the top panel, scores (-1..1) below, and
+    # negative counts on the headline counts' axis.
+    axes = {'mean_score': scores, 'negative_count': counts}.get(
+        alert.metric, shares)
+    if alert.baseline is not None:
+      axes.hlines(alert.baseline, alert.start, alert.end,
                   colors='#e67e22', linestyles='--', linewidth=1.2)
     axes.plot([alert.end], [alert.value], marker='*', markersize=15,
               color='#e67e22', markeredgecolor='black', linestyle='none')
@@ -382,12 +397,14 @@ def _alerts_section(alerts: Sequence[Alert], found: bool) -> str:
         '<th>Metric</th><th>Value vs baseline</th><th>z</th>'
         '<th>Headlines</th><th>Top headlines</th></tr></thead><tbody>')
     for a in alerts:
-      baseline = _metric_value(a.metric, a.baseline_median)
+      baseline = _metric_value(a.metric, a.baseline)
       if a.baseline_scale is not None:
         baseline += f' ± {_metric_value(a.metric, a.baseline_scale)}'
       z = '–' if a.z_score is None else f'{a.z_score:.1f}'
       if a.z_threshold is not None:
         z += f' (≥ {a.z_threshold:g})'
+      if a.tail_probability is not None:
+        z += f', p {a.tail_probability:.2g}'
       parts.append(
           f'<tr class="alert" data-key="{html.escape(a.key)}">'
           f'<td class="key">{html.escape(_key_label(a.key))}</td>'
