@@ -15,8 +15,8 @@ from finsent import configs
 from finsent.configs import knobs
 
 # PipelineConfig's own knobs that are `finsent run`'s flags.
-RUN_FLAGS = ('data', 'output_dir', 'pipeline_name', 'serving_model_dir',
-             'enable_cache', 'check_drift')
+RUN_FLAGS = ('data', 'second_source', 'output_dir', 'pipeline_name',
+             'serving_model_dir', 'enable_cache', 'check_drift')
 
 
 def _word_vectors(value: str) -> str:
@@ -32,8 +32,11 @@ def _word_vectors(value: str) -> str:
   return value
 
 
-def _preset(value: str) -> str:
-  """A keras-hub preset (pretrained_encoder.check_preset)."""
+def _preset(value: str) -> Optional[str]:
+  """A keras-hub preset (pretrained_encoder.check_preset), or None for
+  `none` (the Transformer from scratch)."""
+  if value.lower() == configs.NO_ENCODER:
+    return None
   from finsent.models import pretrained_encoder
   try:
     return pretrained_encoder.check_preset(value)
@@ -67,6 +70,11 @@ class PipelineFlags:
             parser.add_argument_group(
                 'Trainers (training; docs/training.md)'),
             defaults.training, parse=_CHECKS),
+        'fine_tuning': knobs.add_flags(
+            parser.add_argument_group(
+                'The Transformer as a pretrained encoder (fine_tuning; '
+                'docs/models.md)'),
+            defaults.fine_tuning, prefix='fine_tuning_'),
     }
     if tuning:
       self._sections['tuning'] = knobs.add_flags(
@@ -82,14 +90,34 @@ class PipelineFlags:
 
 
 def cluster_problem(config: configs.PipelineConfig) -> Optional[str]:
-  """Why a cluster's pods could not read the pretrained encoder or the
-  word vectors of `config`, files of the machine that compiles their job;
-  None if they could."""
+  """Why a cluster's pods could not read the pretrained encoder, the word
+  vectors or the second source of `config`, files of the machine that
+  compiles their job; None if they could."""
   from finsent.models import pretrained_encoder
   from finsent.models import word_vectors
   return (pretrained_encoder.cluster_problem(
       config.preprocessing.pretrained_encoder) or
-          word_vectors.cluster_problem(config.training.word_vectors))
+          word_vectors.cluster_problem(config.training.word_vectors) or
+          second_source_cluster_problem(config.second_source))
+
+
+def second_source_cluster_problem(path: Optional[str]) -> Optional[str]:
+  """Why the pods of a compiled pipeline could not read the second source
+  `path`: a path of this machine, or an object-storage path that is not one
+  data file (pipeline.second_source_layout); None if they could."""
+  if not path:
+    return None
+  if not configs.is_uri(path):
+    return (f'--second_source {path}: a path of this machine, which the '
+            "cluster's pods cannot read; copy the file to object storage "
+            '(gs://BUCKET/...) and name it there')
+  from finsent.data import loaders
+  from finsent.pipeline import pipeline
+  try:
+    pipeline.second_source_layout(path)
+  except loaders.DataFormatError as e:
+    return f'--second_source {e}'
+  return None
 
 
 def word_vectors_heads_problem(config: configs.PipelineConfig

@@ -30,7 +30,8 @@ def build_parser(defaults: configs.PipelineConfig = configs.PipelineConfig()
       'run', help='run the TFX pipeline locally (LocalDagRunner + Beam)',
       description='Runs ExampleGen -> StatisticsGen -> schema and drift '
       'checks -> DataGate -> Transform -> Trainer/Evaluator/Pusher per '
-      'architecture -> ModelSelector -> production Evaluator/Pusher. '
+      'architecture -> ModelSelector -> production Evaluator/Pusher '
+      '[-> every architecture scored on --second_source]. '
       'Unknown --flags are passed to Beam as pipeline options.')
   knobs.add_config_flag(run)
   parser.pipeline_flags = pipeline_flags.PipelineFlags(run, defaults)
@@ -72,6 +73,11 @@ def parse(argv: Optional[List[str]]):
     parser.error(f'--output_dir {config.output_dir}: a local run keeps ML '
                  'Metadata in SQLite there, so it must be a local folder '
                  '(`finsent compile-kubeflow` writes to object storage)')
+  if config.second_source and configs.is_uri(config.second_source):
+    # As --data: the pre-flight check reads local files.
+    parser.error(f'--second_source {config.second_source}: a local run '
+                 'reads a local file or folder (object storage is for '
+                 '`finsent compile-kubeflow`)')
   return parser, args, config
 
 

@@ -34,7 +34,9 @@ from finsent.configs.pipeline import TUNER_FN
 from finsent.configs.serving import BatchingConfig
 from finsent.configs.serving import PRODUCTION_MODEL_NAME
 from finsent.configs.serving import ServingConfig
+from finsent.configs.training import DEFAULT_ENCODER
 from finsent.configs.training import FineTuningConfig
+from finsent.configs.training import NO_ENCODER
 from finsent.configs.training import PreprocessingConfig
 from finsent.configs.training import RnnConfig
 from finsent.configs.training import TrainingConfig

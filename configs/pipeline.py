@@ -16,6 +16,7 @@ from finsent.configs.paths import SAMPLE_DATA
 from finsent.configs.paths import SCHEMA_FILE
 from finsent.configs.serving import PRODUCTION_MODEL_NAME
 from finsent.configs.serving import ServingConfig
+from finsent.configs.training import FINE_TUNING_TRAINING
 from finsent.configs.training import FineTuningConfig
 from finsent.configs.training import PreprocessingConfig
 from finsent.configs.training import RnnConfig
@@ -62,6 +63,12 @@ class PipelineConfig:
   # (data.loaders.resolve_input).
   data_splits: Tuple[Tuple[str, str], ...] = knob(
       (), 'split name -> file pattern under `data`, a folder', cli=False)
+  # Scored, never trained on: pipeline.create_second_source.
+  second_source: Optional[str] = knob(
+      None, 'a labelled file from another source, in any format --data '
+      "reads (or a folder of them, scored as one split): every architecture's "
+      'model is scored on it by TFMA beside the eval split, never trained on '
+      'and never a gate; for compile-kubeflow a gs:// file', metavar='PATH')
   output_dir: str = knob(
       '.', 'where tfx_pipeline_output/, tfx_metadata/ and serving_model/ go')
   pipeline_name: str = knob(PIPELINE_NAME, "the pipeline's name in ML "
@@ -128,14 +135,16 @@ class PipelineConfig:
   def trainer_custom_config(self, architecture: str) -> Dict:
     """What models.trainer.run_fn (and models.tuner.tuner_fn, from the
     Tuner's) reads from the Trainer's custom_config. With a pretrained
-    encoder the Transformer's hyperparameters and learning rate are
-    `fine_tuning`'s, and it reads no word vectors."""
+    encoder the Transformer's hyperparameters, learning rate, epochs,
+    batch size and schedule are `fine_tuning`'s, and it reads no word
+    vectors."""
     pretrained_encoder = (self.preprocessing.pretrained_encoder
                           if architecture == 'transformer' else None)
     training = dataclasses.asdict(self.training)
     if pretrained_encoder:
       hyperparameters = dataclasses.asdict(self.fine_tuning)
-      training['learning_rate'] = hyperparameters.pop('learning_rate')
+      for name, training_name in FINE_TUNING_TRAINING.items():
+        training[training_name] = hyperparameters.pop(name)
       training['word_vectors'] = None
     else:
       hyperparameters = dataclasses.asdict(getattr(self, architecture))

@@ -26,6 +26,19 @@ EARLY_STOPPING_MONITORS = ('val_sparse_categorical_accuracy', 'val_macro_f1',
                            'val_loss')
 # A pretrained encoder's classification head (models.pretrained_encoder).
 ENCODER_HEADS = ('mean_pooling', 'cls')
+# The Transformer by default: the encoder a package of the lock ships
+# (models.packaged_encoder; docs/models.md, "The packaged encoder").
+DEFAULT_ENCODER = 'all-minilm-l6-v2'
+# --pretrained_encoder's value for the Transformer trained from scratch.
+NO_ENCODER = 'none'
+# FineTuningConfig's knobs that replace TrainingConfig's (by that name)
+# when the Transformer is a pretrained encoder.
+FINE_TUNING_TRAINING = {'learning_rate': 'learning_rate',
+                        'batch_size': 'batch_size',
+                        'group_by_length': 'group_by_length',
+                        'epochs': 'max_epochs',
+                        'learning_rate_schedule': 'learning_rate_schedule',
+                        'warmup_epochs': 'warmup_epochs'}
 # A fitted temperature, or the model's own probabilities (models.calibration).
 CALIBRATIONS = ('temperature', 'none')
 
@@ -50,16 +63,21 @@ class PreprocessingConfig:
       8000, 'size of the learned subword vocabulary (wordpiece only)',
       parse=flag_types.positive_int)
   pretrained_encoder: Optional[str] = knob(
-      None, "fine-tune this pretrained encoder as the Transformer, with its "
-      'own tokenizer (Transform then also writes its encoder_* features): '
-      'a packaged encoder (all-minilm-l6-v2, installed by the lock); a '
-      'keras-hub preset directory; a gs://, kaggle:// or hf:// handle; or '
-      'a keras-hub preset name such as bert_tiny_en_uncased (default: train '
-      'the Transformer from scratch)', metavar='PRESET')
-  # More than max_tokens, as words split into pieces.
+      DEFAULT_ENCODER, 'the Transformer: this pretrained encoder, '
+      'fine-tuned, with its own tokenizer (Transform then also writes its '
+      'encoder_* features): a packaged encoder (all-minilm-l6-v2, installed '
+      'by the lock); a keras-hub preset directory; a gs://, kaggle:// or '
+      'hf:// handle; a keras-hub preset name such as bert_tiny_en_uncased; '
+      f'or {NO_ENCODER}: a Transformer trained from scratch',
+      metavar='PRESET')
+  # Long enough for other sources than headlines: Twitter-FNS headlines
+  # run to a median of 26 pieces (99 % within 57), FinEntity's Reuters
+  # sentences to 54 (99 % within 124). With fine_tuning.trim_padding a
+  # batch costs only as much as its longest text.
   encoder_sequence_length: int = knob(
-      64, "the pretrained encoder's padded length in its subword pieces, "
-      '[CLS] and [SEP] included', parse=flag_types.positive_int)
+      128, "the pretrained encoder's padded length in its subword pieces, "
+      '[CLS] and [SEP] included; longer texts are cut',
+      parse=flag_types.positive_int)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,8 +125,33 @@ class FineTuningConfig:
       "keras-hub's head over [CLS], for encoders whose [CLS] was trained",
       choices=ENCODER_HEADS)
   # Fine-tuning takes small steps (BERT: 2e-5 to 5e-5); from scratch is 5e-4.
-  learning_rate: float = knob(5e-5, "Adam's learning rate when fine-tuning",
+  learning_rate: float = knob(5e-5, "Adam's peak learning rate when "
+                              'fine-tuning', parse=flag_types.positive_float,
                               search=FloatRange(1e-5, 1e-4, log=True))
+  # A few epochs over a schedule that ends at 0 (BERT: 2 to 4), rather
+  # than early stopping's open end: each epoch costs minutes on a CPU.
+  epochs: int = knob(3, 'epochs of fine-tuning',
+                     parse=flag_types.positive_int)
+  batch_size: int = knob(32, 'examples per replica in a batch',
+                         parse=flag_types.positive_int)
+  learning_rate_schedule: str = knob(
+      'warmup_cosine', 'constant, or a linear warm-up over warmup_epochs '
+      'then a cosine decay to 0 by the last epoch',
+      choices=LEARNING_RATE_SCHEDULES)
+  warmup_epochs: float = knob(0.3, 'epochs of warm-up in warmup_cosine',
+                              parse=flag_types.float_in(0.0))
+  # With trim_padding, a batch of 32 random headlines costs its longest
+  # (about the 97th percentile of lengths); grouped, about their mean.
+  group_by_length: bool = knob(
+      True, 'batch training examples of similar length together '
+      '(shuffled within each length bucket and across buckets), so that '
+      'trimmed batches hold little padding; off: batches of any lengths',
+      flag='mixed_length_batches', negated=True)
+  trim_padding: bool = knob(
+      True, 'feed the encoder each batch padded only to its longest text '
+      '(models.trim_padding; the same result, at the cost of the pieces '
+      'the batch holds); off: the whole encoder_sequence_length, fixed '
+      'shapes (a TPU always runs so)', flag='keep_padding', negated=True)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -39,11 +39,13 @@ from finsent.configs import features
 from finsent.configs.training import ENCODER_HEADS
 from finsent.models import export
 from finsent.models import packaged_encoder
+from finsent.models.trim_padding import TrimPadding
 
 # Transformed features holding the encoder's inputs are named
 # encoder_<input>, e.g. encoder_token_ids, encoder_padding_mask.
 FEATURE_PREFIX = 'encoder_'
 TOKEN_IDS_KEY = FEATURE_PREFIX + 'token_ids'
+PADDING_MASK_KEY = FEATURE_PREFIX + 'padding_mask'
 
 
 class PresetError(ValueError):
@@ -181,7 +183,8 @@ def input_keys(feature_spec: Dict[str, object]) -> List[str]:
 def build_pretrained_encoder_classifier(
     preset: str, sequence_length: int,
     num_classes: int = len(features.LABELS),
-    dropout: float = 0.1, head: str = 'mean_pooling') -> keras.Model:
+    dropout: float = 0.1, head: str = 'mean_pooling',
+    trim_padding: bool = True) -> keras.Model:
   """The preset's backbone, its weights loaded, under a classification
   head for `num_classes` classes.
 
@@ -194,6 +197,9 @@ def build_pretrained_encoder_classifier(
     head: `mean_pooling`, the mean of the sequence output over the real
       tokens (the padding mask), then dense; or `cls`, keras-hub's
       TextClassifier head over the [CLS] token's pooled output.
+    trim_padding: cut each batch to its longest text before the backbone
+      (TrimPadding): the same probabilities, for the cost of the pieces
+      the batch holds; dynamic shapes, so not on a TPU.
 
   Returns:
     A Keras model mapping the encoder features, `{'encoder_<input>': int64
@@ -221,6 +227,12 @@ def build_pretrained_encoder_classifier(
   backbone_inputs = {
       name: keras.ops.cast(inputs[FEATURE_PREFIX + name], spec.dtype)
       for name, spec in backbone.input.items()}
+  if trim_padding:
+    if 'padding_mask' not in backbone_inputs:
+      raise ValueError(f'the pretrained encoder {preset} takes no '
+                       'padding_mask to trim its inputs by: set '
+                       'trim_padding off')
+    backbone_inputs = TrimPadding(name='trim_padding')(backbone_inputs)
   if head == 'cls':
     probabilities = classifier(backbone_inputs)
   else:

@@ -32,10 +32,11 @@ SUMMARY_FILE = 'run_summary.json'
 CONFIG_FILE = 'run_config.yaml'
 
 
-def check_data(config: configs.PipelineConfig) -> None:
+def check_data(config: configs.PipelineConfig) -> loaders.InputLayout:
   """Reads all the data once before the pipeline and prints its counts.
 
   Bad rows, or a class missing from the training data, stop the run here.
+  Returns the data's layout.
   """
   layout = loaders.resolve_input(config.data)
   counts = layout.label_counts()
@@ -55,6 +56,29 @@ def check_data(config: configs.PipelineConfig) -> None:
         os.path.join(layout.input_base, layout.splits[training_split]), None,
         f'no records labelled {", ".join(missing)}: the models need '
         f'examples of every class ({", ".join(configs.LABELS)})')
+  return layout
+
+
+def check_second_source(config: configs.PipelineConfig,
+                        data: loaders.InputLayout) -> None:
+  """Reads the second source once before the pipeline and prints its
+  counts, as check_data does the data: a path that is missing, a format
+  the readers refuse, an empty file, a folder of train and eval files, or
+  a file that --data reads already stop the run here, not in its last
+  components."""
+  layout = pipeline_lib.second_source_layout(config.second_source)
+  data_files = {os.path.realpath(path): split
+                for split, paths in data.files.items() for path in paths}
+  for path in layout.files[pipeline_lib.SECOND_SOURCE]:
+    split = data_files.get(os.path.realpath(path))
+    if split:
+      raise loaders.DataFormatError(
+          path, None, f'is also a file of --data (its {split} split): a '
+          'second source must be data the pipeline does not read already')
+  counts = layout.label_counts()[pipeline_lib.SECOND_SOURCE]
+  print(f'Second source (scored, never trained on): {config.second_source}')
+  print(f'  {sum(counts.values())} records, ' + ', '.join(
+      f'{n} {label}' for label, n in counts.items()))
 
 
 def prepare_strategy(training: configs.TrainingConfig) -> None:
@@ -88,7 +112,9 @@ def _argv_without_flags():
 def run(config: configs.PipelineConfig) -> summary_lib.RunSummary:
   """Checks the data, runs the pipeline, prints and saves the summary."""
   prepare_strategy(config.training)
-  check_data(config)
+  data = check_data(config)
+  if config.second_source:
+    check_second_source(config, data)
   started = time.monotonic()
   with _argv_without_flags():
     tfx.orchestration.LocalDagRunner().run(

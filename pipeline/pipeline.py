@@ -10,11 +10,17 @@
 Each Evaluator compares its model with the latest one it blessed before;
 each ServingValidator serves the blessed candidate before its Pusher may
 push it (TFX's InfraValidator instead, on Kubernetes).
+
+With `second_source`, after every Pusher: TextExampleGen.second_source
+-> per architecture Evaluator.second_source.<architecture>, which scores
+that architecture's Trainer model on data it was never trained on; no
+thresholds, and nothing reads its outputs but the run summary.
 """
 
 import dataclasses
 import os
-from typing import List, Optional, Tuple
+import posixpath
+from typing import Dict, List, Optional, Tuple
 
 import tensorflow_model_analysis as tfma
 from tfx import v1 as tfx
@@ -40,6 +46,11 @@ SERVABILITY_GATE = 'ServingValidator'
 PRODUCTION = 'production'
 PRODUCTION_EVALUATOR = f'Evaluator.{PRODUCTION}'
 PRODUCTION_PUSHER = f'Pusher.{PRODUCTION}'
+# The second source: its ExampleGen, its one split, and its Evaluators'
+# id prefix (`Evaluator.second_source.<architecture>`).
+SECOND_SOURCE = 'second_source'
+SECOND_SOURCE_EXAMPLE_GEN = f'TextExampleGen.{SECOND_SOURCE}'
+SECOND_SOURCE_EVALUATOR = f'Evaluator.{SECOND_SOURCE}'
 
 
 def create_input_configs(config: configs.PipelineConfig):
@@ -69,6 +80,87 @@ def create_example_gen(
   return TextExampleGen(
       input_base=input_base if data_root is None else data_root,
       input_config=input_config, output_config=output_config)
+
+
+def second_source_layout(path: str) -> loaders.InputLayout:
+  """Where TextExampleGen.second_source reads `path`: one split, named
+  SECOND_SOURCE, scored whole (never hash-split).
+
+  A local file, or a folder of files of one type (loaders.resolve_input). A
+  folder laid out as a train file and an eval file is refused: which of
+  them is data the models never saw is for the user to say. In object
+  storage (a compiled pipeline's gs:// path) it must name one file, since
+  nothing lists the bucket before the run. Raises loaders.DataFormatError.
+  """
+  if configs.is_uri(path):
+    name = posixpath.basename(path)
+    if os.path.splitext(name)[1].lower() not in loaders.EXTENSIONS:
+      raise loaders.DataFormatError(
+          path, None, 'a second source in object storage must be one file '
+          f'({", ".join(loaders.EXTENSIONS)})')
+    return loaders.InputLayout(posixpath.dirname(path), {SECOND_SOURCE: name})
+  layout = loaders.resolve_input(path)
+  if list(layout.splits) != ['all']:
+    raise loaders.DataFormatError(
+        layout.input_base, None, 'a second source is scored as one split, '
+        'but this folder is laid out as ' + ' and '.join(
+            f'{split} ({pattern})' for split, pattern in layout.splits.items())
+        + ': name the one file to score')
+  return loaders.InputLayout(layout.input_base,
+                             {SECOND_SOURCE: layout.splits['all']})
+
+
+def create_unthresholded_eval_config() -> tfma.EvalConfig:
+  """The gates' EvalConfig (same signatures, metrics and slices) without a
+  baseline or any threshold: TFX's Evaluator then validates nothing and its
+  blessing never carries `blessed`, so no Pusher or resolver can take it.
+  """
+  # The bounds given here are cleared below with every other threshold.
+  eval_config = evaluation.create_eval_config(min_accuracy=0.0,
+                                              min_macro_f1=0.0)
+  for spec in eval_config.metrics_specs:
+    for field in ('thresholds', 'per_slice_thresholds',
+                  'cross_slice_thresholds'):
+      spec.ClearField(field)
+    for metric in spec.metrics:
+      for field in ('threshold', 'per_slice_thresholds',
+                    'cross_slice_thresholds'):
+        metric.ClearField(field)
+  return eval_config
+
+
+def create_second_source(config: configs.PipelineConfig,
+                         models: Dict[str, tfx.types.BaseChannel],
+                         after: List[base_node.BaseNode]
+                         ) -> List[base_node.BaseNode]:
+  """TextExampleGen.second_source over `config.second_source`, and an
+  Evaluator.second_source.<name> scoring each of `models` on it.
+
+  They start after the nodes `after` (every Pusher): nothing of the
+  pipeline's waits for them, and a second source that cannot be read (a
+  gs:// file gone on a cluster) fails after the pushes, not before.
+  The Evaluators read raw examples through each model's serving_examples
+  signature, as the gates' do, but with no baseline and no thresholds.
+  """
+  layout = second_source_layout(config.second_source)
+  example_gen = TextExampleGen(
+      input_base=layout.input_base,
+      input_config=tfx.proto.Input(splits=[
+          tfx.proto.Input.Split(name=name, pattern=pattern)
+          for name, pattern in layout.splits.items()]),
+      # No split_config: the one input split is the output. Without an
+      # output_config FileBasedExampleGen would hash a single input split
+      # 2:1 into train and eval.
+      output_config=tfx.proto.Output()).with_id(SECOND_SOURCE_EXAMPLE_GEN)
+  for node in after:
+    example_gen.add_upstream_node(node)
+  eval_config = create_unthresholded_eval_config()
+  return [example_gen] + [
+      tfx.components.Evaluator(
+          examples=example_gen.outputs['examples'], model=model,
+          eval_config=eval_config, example_splits=[SECOND_SOURCE],
+      ).with_id(f'{SECOND_SOURCE_EVALUATOR}.{name}')
+      for name, model in models.items()]
 
 
 def create_transform(config: configs.PipelineConfig,
@@ -222,7 +314,7 @@ def create_pipeline(
   eval_config = evaluation.create_eval_config(
       config.thresholds.min_accuracy, config.thresholds.min_macro_f1,
       max_drop=config.thresholds.max_drop_from_baseline)
-  candidates = {}
+  candidates, pushers = {}, []
   for architecture in configs.ARCHITECTURES:
     # The Tuner fits on what the Trainer fits on, with the same settings.
     training_inputs = dict(
@@ -249,6 +341,7 @@ def create_pipeline(
                                   config.serving_model_name(architecture)),
         config.serving)
     components += [trainer, *gate]
+    pushers.append(gate[-1])
     evaluator = gate[1]
     candidates[architecture] = {'model': trainer.outputs['model'],
                                 'evaluation': evaluator.outputs['evaluation'],
@@ -257,11 +350,20 @@ def create_pipeline(
   model_selector = ModelSelector(
       examples=example_gen.outputs['examples'], candidates=candidates,
       **dataclasses.asdict(config.selection))
-  components += [model_selector, *create_model_gate(
+  production_gate = create_model_gate(
       PRODUCTION, example_gen.outputs['examples'], model_selector,
       eval_config, os.path.join(config.serving_root,
                                 configs.PRODUCTION_MODEL_NAME),
-      config.serving)]
+      config.serving)
+  components += [model_selector, *production_gate]
+  pushers.append(production_gate[-1])
+
+  if config.second_source:
+    # The Trainers' models only: the production candidate is a copy of one
+    # of them (ModelSelector), whose figures that architecture's row shows.
+    components += create_second_source(
+        config, {a: c['model'] for a, c in candidates.items()},
+        after=pushers)
 
   return tfx.dsl.Pipeline(
       pipeline_name=config.pipeline_name,

@@ -7,6 +7,8 @@ process that ran it, so it can be made again after the run
 """
 
 import dataclasses
+import json
+import os
 from typing import Any, Dict, List, Optional, Tuple
 
 import ml_metadata as mlmd
@@ -31,6 +33,10 @@ class ComponentRun:
   seconds: float
   inputs: Dict[str, List[metadata_store_pb2.Artifact]]
   outputs: Dict[str, List[metadata_store_pb2.Artifact]]
+  # The execution's properties: TFX records its exec properties there
+  # (an ExampleGen's input_base and input_config).
+  properties: Dict[str, metadata_store_pb2.Value] = dataclasses.field(
+      default_factory=dict)
 
 
 @dataclasses.dataclass
@@ -70,6 +76,10 @@ class ModelSummary:
   # The Trainer's profile (models.training_profile), or why there is none.
   profile: Optional[training_profile.ProfileReport] = None
   profile_problem: Optional[str] = None
+  # TFMA's overall metrics of the same model on the second source
+  # (Evaluator.second_source.<architecture>), keys as `metrics`; None when
+  # the run scored none.
+  second_source: Optional[Dict[str, float]] = None
 
 
 @dataclasses.dataclass
@@ -96,12 +106,16 @@ class RunSummary:
   models: List[ModelSummary]
   production: ProductionSummary
   wall_seconds: Optional[float] = None
+  # The file (or folder pattern) TextExampleGen.second_source read; None
+  # when the run had no second source.
+  second_source: Optional[str] = None
 
   def to_json(self) -> Dict:
     return {
         'pipeline_name': self.pipeline_name,
         'run_id': self.run_id,
         'wall_seconds': self.wall_seconds,
+        'second_source': self.second_source,
         'components': [{'node_id': c.node_id, 'state': c.state,
                         'seconds': c.seconds} for c in self.components],
         'models': [dataclasses.asdict(m) for m in self.models],
@@ -141,7 +155,8 @@ def latest_run_components(store: mlmd.MetadataStore, pipeline_name: str
         seconds=(execution.last_update_time_since_epoch -
                  execution.create_time_since_epoch) / 1000,
         inputs=by_kind[metadata_store_pb2.Event.INPUT],
-        outputs=by_kind[metadata_store_pb2.Event.OUTPUT]))
+        outputs=by_kind[metadata_store_pb2.Event.OUTPUT],
+        properties=dict(execution.custom_properties)))
   return run.name, components
 
 
@@ -201,6 +216,9 @@ def _model_summary(architecture: str, components: Dict[str, ComponentRun],
       profile_problem = str(e)
   latency = selection.get(
       f'{architecture}_{model_selector.P50_LATENCY_MS}')
+  second_source = _output(
+      components, f'{pipeline_lib.SECOND_SOURCE_EVALUATOR}.{architecture}',
+      'evaluation')
   return ModelSummary(
       architecture=architecture,
       metrics=(evaluation.overall_metrics(evaluation_artifact.uri)
@@ -225,7 +243,25 @@ def _model_summary(architecture: str, components: Dict[str, ComponentRun],
       word_vectors=training.get('word_vectors'),
       word_vectors_covered=training.get('word_vectors_covered'),
       profile=profile,
-      profile_problem=profile_problem)
+      profile_problem=profile_problem,
+      second_source=(evaluation.overall_metrics(second_source.uri)
+                     if second_source else None))
+
+
+def _second_source_path(components: Dict[str, ComponentRun]
+                        ) -> Optional[str]:
+  """What TextExampleGen.second_source read: its input base joined with
+  its one split's pattern, from the exec properties TFX recorded."""
+  example_gen = components.get(pipeline_lib.SECOND_SOURCE_EXAMPLE_GEN)
+  if example_gen is None:
+    return None
+  props = example_gen.properties
+  if 'input_base' not in props or 'input_config' not in props:
+    # It ran, but its execution recorded no exec properties.
+    return f'(the input of {pipeline_lib.SECOND_SOURCE_EXAMPLE_GEN})'
+  splits = json.loads(props['input_config'].string_value)['splits']
+  return os.path.join(props['input_base'].string_value,
+                      *(split['pattern'] for split in splits))
 
 
 def _validation_failures(evaluation_uri: str) -> List[str]:
@@ -298,7 +334,8 @@ def summarize_latest_run(config: configs.PipelineConfig) -> RunSummary:
       components=components,
       models=[_model_summary(a, by_node, selection)
               for a in configs.ARCHITECTURES],
-      production=_production_summary(by_node))
+      production=_production_summary(by_node),
+      second_source=_second_source_path(by_node))
 
 
 def _fmt(value, spec: str) -> str:
@@ -328,15 +365,22 @@ def format_summary(summary: RunSummary) -> str:
       f'{c.node_id} {c.seconds:.0f}s' + _state_note(c)
       for c in summary.components))
   lines.append('')
+  # The second source's columns sit beside the eval split's accuracy and
+  # macro-F1, only in a run that had one.
+  second = summary.second_source is not None
   lines.append(f'  {"model":<12} {"accuracy":>8} {"macro-F1":>8} '
+               + (f'{"2nd acc":>8} {"2nd F1":>8} ' if second else '') +
                f'{"neg.rec":>7} {"Brier":>6} {"ECE":>6} {"params":>9} '
                f'{"train s":>7} {"epochs":>6} {"p50 ms":>6}  '
                'blessed  servable  pushed to')
   for m in summary.models:
     metric = m.metrics.get
+    scored = (m.second_source or {}).get
     lines.append(
         f'  {m.architecture:<12} {_fmt(metric("accuracy"), ".4f"):>8} '
         f'{_fmt(metric("macro_f1"), ".4f"):>8} '
+        + (f'{_fmt(scored("accuracy"), ".4f"):>8} '
+           f'{_fmt(scored("macro_f1"), ".4f"):>8} ' if second else '') +
         f'{_fmt(metric("recall_negative"), ".4f"):>7} '
         f'{_fmt(metric(evaluation.BRIER), ".3f"):>6} '
         f'{_fmt(metric(evaluation.ECE), ".3f"):>6} '
@@ -353,6 +397,14 @@ def format_summary(summary: RunSummary) -> str:
       'recall of negative; ECE: top-label expected calibration error; '
       'p50 ms: batch-1 serving_default latency here; servable: the local '
       'model server loaded it and answered with it)')
+  if second:
+    second_examples = {(m.second_source or {}).get('example_count')
+                       for m in summary.models}
+    lines.append(
+        f'  (2nd acc, 2nd F1: TFMA on the second source '
+        f'{summary.second_source}, '
+        f'{"/".join(_fmt(n, ".0f") for n in second_examples)} examples, '
+        'never trained on; no thresholds: it blesses and blocks nothing)')
 
   trained_with = {f'{m.strategy} x{m.replicas}' for m in summary.models
                   if m.strategy}

@@ -34,6 +34,12 @@ TWITTER_FNS_DIR = os.path.join(ROOT, '..', 'shared', 'data',
 LOAD_SAVED_MODEL = os.path.join(ROOT, 'tests', 'load_saved_model.py')
 # Padded length of the `exported_model` fixture's Transform.
 EXPORT_SEQUENCE_LENGTH = 12
+# The models trained from scratch, which most tests exercise: by default
+# the Transformer is the packaged encoder (tests/test_pretrained_encoder.py,
+# tests/test_packaged_encoder.py and one end-to-end run cover that).
+FROM_SCRATCH = dataclasses.replace(
+    configs.PipelineConfig(), preprocessing=dataclasses.replace(
+        configs.PreprocessingConfig(), pretrained_encoder=None))
 
 
 def predict_in_fresh_process(saved_model_dir, texts):
@@ -98,7 +104,7 @@ def exported_model(tmp_path_factory):
   rows = [{'text': [t], 'label': [l], 'source': ['test']}
           for t, l in HEADLINES * 5]
   config = dataclasses.asdict(dataclasses.replace(
-      configs.PreprocessingConfig(), max_tokens=EXPORT_SEQUENCE_LENGTH))
+      FROM_SCRATCH.preprocessing, max_tokens=EXPORT_SEQUENCE_LENGTH))
   with beam.Pipeline() as pipeline:
     with tft_beam.Context(temp_dir=os.path.join(root, 'tmp')):
       transform_fn = (
@@ -147,7 +153,7 @@ def transformed_sample(tmp_path_factory):
   return transform_records(
       str(tmp_path_factory.mktemp('transformed_sample')),
       {'train': records[:800], 'eval': records[800:]},
-      dataclasses.replace(configs.PreprocessingConfig(),
+      dataclasses.replace(FROM_SCRATCH.preprocessing,
                           max_tokens=SAMPLE_SEQUENCE_LENGTH))
 
 

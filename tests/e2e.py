@@ -46,8 +46,12 @@ PROGRESS_LINES = [
     re.compile(r'^  (all \(hash-split \d+:\d+ into train/eval\)|train|eval):'
                r' \d+ records, \d+ negative, \d+ neutral, \d+ positive$'),
     re.compile(r'^  not read \(in neither split\): .+$'),
-    re.compile(r'^[A-Za-z.]+ \.\.\.$'),
-    re.compile(r'^[A-Za-z.]+ finished in \d+\.\d s$'),
+    # With --second_source.
+    re.compile(r'^Second source \(scored, never trained on\): \S+$'),
+    re.compile(r'^  \d+ records, \d+ negative, \d+ neutral, \d+ positive$'),
+    # Node ids: `Evaluator.rnn`, `Evaluator.second_source.rnn`.
+    re.compile(r'^[A-Za-z_.]+ \.\.\.$'),
+    re.compile(r'^[A-Za-z_.]+ finished in \d+\.\d s$'),
     re.compile(r'^(rnn|transformer) +\[[#.]+\] +\d+/\d+ epochs  '
                r'val [a-zA-Z-]+ \d\.\d{3} \(best \d\.\d{3}\)  \d+ s$'),
     re.compile(r'^(rnn|transformer) +stopped early after \d+/\d+ epochs$'),
@@ -93,3 +97,14 @@ def check_saved_settings(output_dir, *flags) -> None:
                                     *flags])
   saved = os.path.join(config.pipeline_root, local_runner.CONFIG_FILE)
   assert knobs.load_file(saved, configs.PipelineConfig()) == config
+
+
+# Headlines any sentiment model worth pushing calls right.
+CLEARLY_NEGATIVE = [
+    'Acme issues profit warning, shares plunge 18% as guidance is slashed',
+    '$XYZ downgraded to sell at Morgan Stanley on weak demand',
+]
+CLEARLY_POSITIVE = [
+    'Acme beats earnings estimates and raises full-year guidance, stock jumps',
+    '$XYZ upgraded to buy at Goldman, price target raised to $250',
+]

@@ -42,7 +42,8 @@ def _train_worker(sample, architecture, out_dir, *flags, env=None):
        '--transformed_examples', sample.transformed_examples,
        '--serving_model_dir', os.path.join(out_dir, 'serving'),
        '--model_run_dir', os.path.join(out_dir, 'model_run'),
-       '--train_steps', str(TRAIN_STEPS), *flags],
+       '--train_steps', str(TRAIN_STEPS), '--pretrained_encoder', 'none',
+       *flags],
       stdout=stdout, stderr=stderr, text=True,
       env={**os.environ, 'PYTHONPATH': os.getcwd(), **(env or {})})
 
@@ -220,6 +221,7 @@ def test_bad_tuner_results_are_refused_before_training(tmp_path, capsys):
         '--architecture', 'transformer', '--transform_graph', 'g',
         '--transformed_examples', 'e', '--serving_model_dir',
         str(tmp_path / 's'), '--model_run_dir', str(tmp_path / 'm'),
-        '--hyperparameters', str(directory)]) == 2
+        '--hyperparameters', str(directory),
+        '--pretrained_encoder', 'none']) == 2
     assert message in capsys.readouterr().err
   assert not (tmp_path / 's').exists()

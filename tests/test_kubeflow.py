@@ -68,7 +68,8 @@ def spec(compiled_dir):
   return _compile(compiled_dir,
                   '--trainer_cpu_limit', '6', '--trainer_memory_limit', '24',
                   '--trainer_accelerator_type', 'NVIDIA_TESLA_T4',
-                  '--trainer_accelerator_limit', '1', '--max_epochs', '7')
+                  '--trainer_accelerator_limit', '1', '--max_epochs', '7',
+                  '--fine_tuning_epochs', '2')
 
 
 @pytest.fixture(scope='module')
@@ -175,7 +176,11 @@ def test_trainers_get_their_resources_and_flags(spec):
     assert _parameter(spec, task, 'run_fn') == configs.RUN_FN
     custom = json.loads(_parameter(spec, task, 'custom_config'))
     assert custom['architecture'] == architecture
-    assert custom['training']['max_epochs'] == 7
+    # The Transformer is the packaged encoder: its epochs are fine-tuning's.
+    assert custom['training']['max_epochs'] == (
+        2 if architecture == 'transformer' else 7)
+  assert json.loads(_parameter(spec, 'Transform', 'custom_config'))[
+      'pretrained_encoder'] == configs.DEFAULT_ENCODER
   assert 'resources' not in _executor(spec, 'Transform')
 
 

@@ -1,9 +1,14 @@
 """pipeline.create_pipeline compiled by TFX's compiler: the wiring of the gates."""
 
+import json
+
+from google.protobuf import json_format
 import pytest
+import tensorflow_model_analysis as tfma
 from tfx.dsl.compiler import compiler
 
 from finsent import configs
+from finsent.models import evaluation
 from finsent.pipeline import pipeline as pipeline_lib
 
 
@@ -98,3 +103,89 @@ def test_kubeflow_servability_gate_is_infra_validator_on_tf_serving(tmp_path):
   image, tag = serving.image.rsplit(':', 1)
   assert f'"image_name": "{image}"' in spec and f'"{tag}"' in spec
   assert '"kubernetes"' in spec
+
+
+SECOND_SOURCE_NODES = sorted(
+    [pipeline_lib.SECOND_SOURCE_EXAMPLE_GEN] +
+    [f'{pipeline_lib.SECOND_SOURCE_EVALUATOR}.{a}'
+     for a in configs.ARCHITECTURES])
+
+
+def _parameter(node, name):
+  return node.parameters.parameters[name].field_value.string_value
+
+
+@pytest.fixture(scope='module')
+def second_source_dag(tmp_path_factory):
+  """(nodes with a second source, nodes without) of the same config."""
+  root = tmp_path_factory.mktemp('second_source')
+  other = root / 'other.csv'
+  other.write_text('text,label\nOrders jump to a record,positive\n')
+  return (_compiled(root / 'with', second_source=str(other)),
+          _compiled(root / 'without'), root)
+
+
+def test_without_a_second_source_the_dag_has_none_of_its_nodes(
+    second_source_dag):
+  _, without, _ = second_source_dag
+  assert not [n for n in without if pipeline_lib.SECOND_SOURCE in n]
+
+
+def test_a_second_source_adds_its_example_gen_and_an_evaluator_per_trainer(
+    second_source_dag):
+  nodes, without, root = second_source_dag
+  assert sorted(set(nodes) - set(without)) == SECOND_SOURCE_NODES
+  # The rest of the DAG is unchanged: the same inputs from the same nodes.
+  for node_id, node in without.items():
+    assert nodes[node_id].inputs == node.inputs, node_id
+    assert set(nodes[node_id].downstream_nodes) - set(
+        SECOND_SOURCE_NODES) == set(node.downstream_nodes), node_id
+  example_gen = nodes[pipeline_lib.SECOND_SOURCE_EXAMPLE_GEN]
+  assert _parameter(example_gen, 'input_base') == str(root)
+  assert json.loads(_parameter(example_gen, 'input_config')) == {'splits': [
+      {'name': pipeline_lib.SECOND_SOURCE, 'pattern': 'other.csv'}]}
+  # No split_config: the one input split is the output, not hash-split.
+  assert json.loads(_parameter(example_gen, 'output_config')) == {}
+  # It starts after every push, so it can neither delay nor stop one.
+  assert set(example_gen.upstream_nodes) == {
+      f'Pusher.{name}'
+      for name in configs.ARCHITECTURES + (pipeline_lib.PRODUCTION,)}
+  for architecture in configs.ARCHITECTURES:
+    evaluator = nodes[f'{pipeline_lib.SECOND_SOURCE_EVALUATOR}.'
+                      f'{architecture}']
+    assert _input_producers(evaluator, 'model') == [
+        (f'Trainer.{architecture}', 'model')]
+    assert _input_producers(evaluator, 'examples') == [
+        (pipeline_lib.SECOND_SOURCE_EXAMPLE_GEN, 'examples')]
+    assert 'baseline_model' not in evaluator.inputs.inputs
+    assert json.loads(_parameter(evaluator, 'example_splits')) == [
+        pipeline_lib.SECOND_SOURCE]
+    # Nothing downstream: no gate, resolver or Pusher reads its outputs.
+    assert not evaluator.downstream_nodes
+
+
+def test_the_second_source_is_measured_like_the_gates_but_never_validated(
+    second_source_dag):
+  nodes, _, _ = second_source_dag
+  for architecture in configs.ARCHITECTURES:
+    eval_config = json_format.Parse(
+        _parameter(nodes[f'{pipeline_lib.SECOND_SOURCE_EVALUATOR}.'
+                         f'{architecture}'], 'eval_config'),
+        tfma.EvalConfig())
+    # TFX's Evaluator validates, and so blesses, only when the config has
+    # thresholds (Executor: run_validation).
+    assert not tfma.metrics.metric_thresholds_from_metrics_specs(
+        eval_config.metrics_specs, eval_config=eval_config)
+    gate = evaluation.create_eval_config(0.5, 0.5)
+    assert eval_config.model_specs == gate.model_specs  # serving_examples
+    assert eval_config.slicing_specs == gate.slicing_specs
+    assert ([m.class_name for m in eval_config.metrics_specs[0].metrics] ==
+            [m.class_name for m in gate.metrics_specs[0].metrics])
+
+
+def test_a_second_source_changes_no_gates_baseline(second_source_dag):
+  nodes, _, _ = second_source_dag
+  for name in configs.ARCHITECTURES + (pipeline_lib.PRODUCTION,):
+    resolver = nodes[f'{pipeline_lib.BLESSED_MODEL_RESOLVER}.{name}']
+    assert _queried_nodes(resolver)['blessing'] == [
+        f'{configs.PIPELINE_NAME}.Evaluator.{name}'], name

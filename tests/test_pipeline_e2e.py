@@ -5,6 +5,7 @@ goes through the runs a production pipeline sees, with real trainings:
 
 1. `first`: a short training (5 epochs). Both architectures are trained,
    evaluated and pushed; the selector's winner becomes production version 1.
+   Both are also scored on FinEntity, a second source never trained on.
 2. `crippled`: one training step each, after a TFX Tuner of one trial.
    Nothing is blessed, nothing pushed: version 1 stays the newest.
 3. `killed`: a full training, SIGKILLed while the second Trainer runs.
@@ -43,13 +44,20 @@ from finsent import configs
 from finsent.pipeline import pipeline as pipeline_lib
 from finsent.pipeline import summary as summary_lib
 from tests import e2e
+from tests.conftest import ROOT
 from tests.conftest import predict_in_fresh_process
 
 pytestmark = pytest.mark.e2e
 
 # One runner for every run: TFX's cache key includes the Beam args.
-CACHED = ('--enable_cache', '--direct_running_mode=in_memory')
-FIRST_FLAGS = (*CACHED, '--max_epochs', '5')
+# The models trained from scratch: five runs of the fine-tuned encoder
+# would cost minutes each (tests/test_encoder_e2e.py runs it once).
+CACHED = ('--enable_cache', '--direct_running_mode=in_memory',
+          '--pretrained_encoder', 'none')
+# Reuters passages (../shared/data/finentity/SOURCE.txt): 851 rows.
+FINENTITY = os.path.join(ROOT, '..', 'shared', 'data', 'finentity',
+                         'finentity_sentences.csv')
+FIRST_FLAGS = (*CACHED, '--max_epochs', '5', '--second_source', FINENTITY)
 FULL_FLAGS = CACHED
 # Unchanged data: reused from TFX's cache. The drift check and the gate run
 # again every time, against the newest accepted data.
@@ -64,6 +72,10 @@ NODES = sorted(
      for name in configs.ARCHITECTURES + (pipeline_lib.PRODUCTION,)
      for node in (pipeline_lib.BLESSED_MODEL_RESOLVER, 'Evaluator',
                   pipeline_lib.SERVABILITY_GATE, 'Pusher')])
+# The first run's, with --second_source.
+SECOND_SOURCE_NODES = [pipeline_lib.SECOND_SOURCE_EXAMPLE_GEN] + [
+    f'{pipeline_lib.SECOND_SOURCE_EVALUATOR}.{a}'
+    for a in configs.ARCHITECTURES]
 
 
 def _versions(snapshot, model_name):
@@ -160,7 +172,7 @@ def _states(summary):
 
 def test_first_run_completes_every_component(runs):
   states = _states(runs['first'])
-  assert sorted(states) == NODES
+  assert sorted(states) == sorted(NODES + SECOND_SOURCE_NODES)
   # TFX records a resolver that finds nothing as failed: there is no
   # accepted data before the first run.
   assert states.pop(pipeline_lib.BASELINE_STATISTICS_RESOLVER) == 'FAILED'
@@ -250,6 +262,33 @@ def test_each_architecture_is_evaluated_sliced_and_pushed(runs, architecture):
                'Board to meet on Tuesday'])
   assert set(answer['labels']) <= set(features.LABELS)
   assert answer['examples_labels'] == answer['labels']
+
+
+def test_the_second_source_is_scored_beside_the_eval_split(runs):
+  first, stdout = runs['first'], runs['first_stdout']
+  assert first['second_source'] == os.path.abspath(FINENTITY)
+  for model in first['models']:
+    scored, metrics = model['second_source'], model['metrics']
+    # Every row, none hash-split away; the eval split is the sample's.
+    assert scored['example_count'] == 851
+    assert metrics['example_count'] < 851
+    assert 0 <= scored['accuracy'] <= 1 and 0 <= scored['macro_f1'] <= 1
+    row = next(line for line in stdout.splitlines()
+               if line.startswith(f'  {model["architecture"]} '))
+    assert row.split()[1:5] == [
+        f'{metrics["accuracy"]:.4f}', f'{metrics["macro_f1"]:.4f}',
+        f'{scored["accuracy"]:.4f}', f'{scored["macro_f1"]:.4f}']
+  assert re.search(r'^  model +accuracy macro-F1  2nd acc   2nd F1 ', stdout,
+                   re.M), stdout
+  assert (f'(2nd acc, 2nd F1: TFMA on the second source '
+          f'{os.path.abspath(FINENTITY)}, 851 examples, never trained on'
+          in stdout)
+  # Without --second_source (the later runs) the DAG and summary are as
+  # before.
+  crippled = runs['crippled']
+  assert crippled['second_source'] is None
+  assert not [n for n in _states(crippled) if pipeline_lib.SECOND_SOURCE in n]
+  assert all(m['second_source'] is None for m in crippled['models'])
 
 
 def test_first_winner_becomes_production_version_one(runs):

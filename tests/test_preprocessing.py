@@ -11,6 +11,7 @@ from tensorflow_transform.tf_metadata import schema_utils
 from finsent.configs import features
 from finsent.models import preprocessing
 from finsent import configs
+from tests.conftest import FROM_SCRATCH
 
 RAW_SPEC = {
     'text': tf.io.FixedLenFeature([1], tf.string),
@@ -69,7 +70,7 @@ def _analyze_and_transform(rows, config, temp_dir):
 
 def test_preprocessing_fn_on_beam(tmp_path):
   config = dataclasses.asdict(dataclasses.replace(
-      configs.PreprocessingConfig(), max_tokens=6, vocabulary_size=3,
+      FROM_SCRATCH.preprocessing, max_tokens=6, vocabulary_size=3,
       oov_buckets=2, min_token_frequency=1))
   rows = [
       {'text': 'beat beat beat raises', 'label': 'positive'},
@@ -112,7 +113,7 @@ def _analyze_then_transform(train_rows, rows, config, temp_dir):
 
 def test_wordpiece_on_beam_splits_unseen_words_into_learned_pieces(tmp_path):
   config = dataclasses.asdict(dataclasses.replace(
-      configs.PreprocessingConfig(), tokenization='wordpiece',
+      FROM_SCRATCH.preprocessing, tokenization='wordpiece',
       wordpiece_vocabulary_size=200, max_tokens=12, min_token_frequency=1))
   train = [{'text': text, 'label': 'negative'} for text in
            ['Acme downgrade hits shares', 'Downgrade after downgrade',
@@ -139,7 +140,7 @@ def test_wordpiece_on_beam_splits_unseen_words_into_learned_pieces(tmp_path):
 
 def test_unknown_tokenization_is_refused(tmp_path):
   config = dataclasses.asdict(dataclasses.replace(
-      configs.PreprocessingConfig(), tokenization='bpe'))
+      FROM_SCRATCH.preprocessing, tokenization='bpe'))
   with pytest.raises(ValueError, match="tokenization must be one of"):
     _analyze_and_transform([{'text': 'x', 'label': 'neutral'}], config,
                            tmp_path)

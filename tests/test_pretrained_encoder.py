@@ -21,7 +21,9 @@ from finsent.configs import features
 from finsent.models import pretrained_encoder
 from finsent.models import trainer
 from finsent import configs
+from finsent.commands import run as run_command
 from finsent.commands import train_worker
+from finsent.models.trim_padding import TrimPadding
 from tests.conftest import HEADLINES
 from tests.conftest import predict_in_fresh_process
 from tests.conftest import transform_records
@@ -130,11 +132,16 @@ def test_run_fn_fine_tunes_and_the_export_serves_without_keras_hub(
     preset, transformed, tmp_path):
   summary = trainer.run_fn(_fn_args(transformed, tmp_path, preset))
   assert summary['pretrained_encoder'] == preset
+  fine_tuning = configs.FineTuningConfig()
   assert summary['hyperparameters'] == {
-      'dropout': configs.FineTuningConfig().dropout,
-      'head': configs.FineTuningConfig().head}
-  assert summary['base_learning_rate'] == configs.FineTuningConfig(
-  ).learning_rate
+      'dropout': fine_tuning.dropout, 'head': fine_tuning.head,
+      'trim_padding': fine_tuning.trim_padding}
+  # Fine-tuning's own learning rate, schedule and batch, not the
+  # from-scratch models'.
+  assert summary['base_learning_rate'] == fine_tuning.learning_rate
+  assert summary['learning_rate_schedule'] == (
+      fine_tuning.learning_rate_schedule)
+  assert summary['global_batch_size'] == fine_tuning.batch_size
   texts = [text for text, _ in HEADLINES]
   served = predict_in_fresh_process(str(tmp_path / 'serving'), texts)
   # load_saved_model.py fails if keras_hub, or any project module, had to
@@ -166,14 +173,83 @@ def test_the_configs_of_a_fine_tuned_transformer(preset):
           configs.PreprocessingConfig(), pretrained_encoder=preset))
   transformer = config.trainer_custom_config('transformer')
   assert transformer['pretrained_encoder'] == preset
-  assert transformer['hyperparameters'] == {'dropout': 0.1,
-                                            'head': 'mean_pooling'}
-  assert transformer['training']['learning_rate'] == 5e-5
+  fine_tuning = configs.FineTuningConfig()
+  assert transformer['hyperparameters'] == {
+      'dropout': fine_tuning.dropout, 'head': fine_tuning.head,
+      'trim_padding': fine_tuning.trim_padding}
+  assert {name: transformer['training'][name] for name in (
+      'learning_rate', 'batch_size', 'group_by_length', 'max_epochs',
+      'learning_rate_schedule', 'warmup_epochs', 'word_vectors')} == {
+          'learning_rate': fine_tuning.learning_rate,
+          'batch_size': fine_tuning.batch_size,
+          'group_by_length': fine_tuning.group_by_length,
+          'max_epochs': fine_tuning.epochs,
+          'learning_rate_schedule': fine_tuning.learning_rate_schedule,
+          'warmup_epochs': fine_tuning.warmup_epochs, 'word_vectors': None}
   rnn = config.trainer_custom_config('rnn')
   assert rnn['pretrained_encoder'] is None
   assert rnn == {**configs.PipelineConfig().trainer_custom_config('rnn')}
   with pytest.raises(ValueError, match='replaces the transformer, not the rnn'):
     trainer.build_model('rnn', 10, SEQUENCE_LENGTH, {}, preset)
+
+
+def test_the_transformer_is_the_packaged_encoder_unless_none(capsys):
+  assert configs.PipelineConfig().preprocessing.pretrained_encoder == (
+      configs.DEFAULT_ENCODER)
+  for value in ('none', 'None'):
+    _, _, config = run_command.parse(['run', '--pretrained_encoder', value])
+    assert config.preprocessing.pretrained_encoder is None
+    assert config.trainer_custom_config('transformer')[
+        'hyperparameters'] == dataclasses.asdict(configs.TransformerConfig())
+
+
+def test_trimming_the_padding_changes_no_probability(preset):
+  """The classifier cut to each batch's longest text gives what the
+  whole padded length gives."""
+  texts = tf.constant(['shares fall', 'the company reports higher profit '
+                       'and raises its outlook for the year'])
+  batch = pretrained_encoder.encoder_features(texts, preset, SEQUENCE_LENGTH)
+  assert int(tf.reduce_max(tf.reduce_sum(
+      batch['encoder_padding_mask'], axis=1))) < SEQUENCE_LENGTH
+  probabilities = {}
+  for trim in (True, False):
+    keras.utils.set_random_seed(3)
+    model = pretrained_encoder.build_pretrained_encoder_classifier(
+        preset, SEQUENCE_LENGTH, trim_padding=trim)
+    assert any(isinstance(layer, TrimPadding)
+               for layer in model.layers) == trim
+    probabilities[trim] = keras.ops.convert_to_numpy(model(batch))
+  np.testing.assert_allclose(probabilities[True], probabilities[False],
+                             atol=1e-5)
+  # The longest is at least one piece, even for an all-padding batch.
+  empty = {k: tf.zeros((2, SEQUENCE_LENGTH), tf.int64) for k in batch}
+  assert TrimPadding(mask_key='encoder_padding_mask')(empty)[
+      'encoder_padding_mask'].shape == (2, 1)
+  layer = TrimPadding(mask_key='encoder_padding_mask', name='t')
+  assert TrimPadding.from_config(layer.get_config()).mask_key == (
+      'encoder_padding_mask')
+
+
+def test_batches_grouped_by_length_hold_every_example_once():
+  lengths = np.random.default_rng(0).integers(3, 120, size=500)
+  mask = (np.arange(128)[None, :] < lengths[:, None]).astype(np.int64)
+  examples = tf.data.Dataset.from_tensor_slices(
+      ({pretrained_encoder.PADDING_MASK_KEY: mask,
+        'index': np.arange(500)}, np.zeros(500, np.int64)))
+  seen, spans = [], []
+  for x, _ in trainer.shuffled_batches(
+      examples, 32, seed=1, static_shapes=False,
+      length_mask_key=pretrained_encoder.PADDING_MASK_KEY):
+    assert len(x['index']) <= 32
+    seen += x['index'].numpy().tolist()
+    batch_lengths = lengths[x['index'].numpy()]
+    buckets = np.searchsorted(trainer.LENGTH_BUCKET_BOUNDARIES,
+                              batch_lengths, side='right')
+    assert len(set(buckets)) == 1, batch_lengths
+    spans.append(batch_lengths.max() - batch_lengths.min())
+  assert sorted(seen) == list(range(500))
+  # Grouped: far less padding than random batches of 3..119 pieces.
+  assert np.mean(spans) < 40
 
 
 def test_bad_presets_are_refused(tmp_path, capsys):

@@ -15,6 +15,7 @@ from tfx.utils import proto_utils
 from finsent.models import trainer
 from finsent.models import tuner
 from finsent import configs
+from tests.conftest import FROM_SCRATCH
 from tests.conftest import write_word_vectors
 
 
@@ -36,7 +37,7 @@ def test_tuner_component_searches_with_a_tiny_budget(transformed_sample,
   vectors = write_word_vectors(tmp_path / 'vectors.txt',
                                ['shares', 'fell', 'rose'], width=8)
   config = dataclasses.replace(
-      configs.PipelineConfig(),
+      FROM_SCRATCH,
       training=dataclasses.replace(configs.TrainingConfig(),
                                    early_stopping_monitor=monitor,
                                    word_vectors=vectors),
@@ -93,14 +94,14 @@ def test_tuner_component_searches_with_a_tiny_budget(transformed_sample,
 
 
 def test_tuned_settings_keep_the_config_without_a_tuner():
-  custom_config = configs.PipelineConfig().trainer_custom_config('rnn')
+  custom_config = FROM_SCRATCH.trainer_custom_config('rnn')
   assert trainer.tuned_settings(custom_config, None) == (
       dataclasses.asdict(configs.RnnConfig()),
       configs.TrainingConfig().learning_rate)
 
 
 def test_tuned_values_outside_the_builder_are_refused():
-  custom_config = configs.PipelineConfig().trainer_custom_config('rnn')
+  custom_config = FROM_SCRATCH.trainer_custom_config('rnn')
   with pytest.raises(ValueError, match=r"\['num_layers'\] are not arguments "
                      'of the rnn builder'):
     trainer.tuned_settings(custom_config, {'values': {'num_layers': 2}})
@@ -109,7 +110,7 @@ def test_tuned_values_outside_the_builder_are_refused():
 def test_every_search_space_names_only_builder_arguments():
   import keras_tuner
   for architecture, search_space in tuner.SEARCH_SPACES.items():
-    configured = dataclasses.asdict(getattr(configs.PipelineConfig(),
+    configured = dataclasses.asdict(getattr(FROM_SCRATCH,
                                             architecture))
     for word_vectors_dim in (None, 50):
       searched = search_space(keras_tuner.HyperParameters(), word_vectors_dim)
@@ -118,7 +119,7 @@ def test_every_search_space_names_only_builder_arguments():
 
 def test_the_fine_tuning_search_names_its_builder_arguments_and_preset():
   import keras_tuner
-  config = configs.PipelineConfig()
+  config = FROM_SCRATCH
   fine_tuned = dataclasses.replace(config, preprocessing=dataclasses.replace(
       config.preprocessing, pretrained_encoder='presets/bert'))
   hp = keras_tuner.HyperParameters()
@@ -134,14 +135,15 @@ def test_the_fine_tuning_search_names_its_builder_arguments_and_preset():
 
 
 def test_a_search_for_another_model_is_refused():
-  config = configs.PipelineConfig()
+  config = FROM_SCRATCH
   fine_tuned = dataclasses.replace(config, preprocessing=dataclasses.replace(
       config.preprocessing, pretrained_encoder='presets/bert'))
   found = {'values': {'dropout': 0.2, trainer.LEARNING_RATE: 3e-5,
                       trainer.TUNED_PRESET: 'presets/bert'}}
   assert trainer.tuned_settings(
       fine_tuned.trainer_custom_config('transformer'), found) == (
-          {'dropout': 0.2, 'head': 'mean_pooling'}, 3e-5)
+          {'dropout': 0.2, 'head': 'mean_pooling', 'trim_padding': True},
+          3e-5)
   with pytest.raises(ValueError, match='the Tuner searched for the pretrained '
                      'encoder presets/bert, but this Trainer trains a '
                      'transformer trained from scratch'):

@@ -19,6 +19,7 @@ from finsent.commands import cli
 from finsent import configs
 from finsent.commands import pipeline_flags
 from tests.conftest import word_vector
+from tests.conftest import FROM_SCRATCH
 from tests.conftest import write_word_vectors
 
 
@@ -109,7 +110,7 @@ def test_trainer_builds_each_model_at_the_vectors_width_from_them(
       tft.TFTransformOutput(transformed_sample.transform_graph))
   path = write_word_vectors(tmp_path / 'v.txt', vocabulary[:30] + ['unseen'])
   config = dataclasses.replace(
-      configs.PipelineConfig(), training=dataclasses.replace(
+      FROM_SCRATCH, training=dataclasses.replace(
           configs.TrainingConfig(), word_vectors=path))
   custom_config = config.trainer_custom_config(architecture)
   fn_args = tfx.components.FnArgs(
@@ -141,7 +142,7 @@ def test_trainer_builds_each_model_at_the_vectors_width_from_them(
 def test_the_transformers_heads_must_divide_the_vectors_width(tmp_path):
   path = write_word_vectors(tmp_path / 'v.txt', ['fell'], width=6)
   config = dataclasses.replace(
-      configs.PipelineConfig(), training=dataclasses.replace(
+      FROM_SCRATCH, training=dataclasses.replace(
           configs.TrainingConfig(), word_vectors=path))
   with pytest.raises(word_vectors.WordVectorsError,
                      match="6-dimensional word vectors, which the "
@@ -158,7 +159,7 @@ def test_the_transformers_heads_must_divide_the_vectors_width(tmp_path):
 def test_tuned_width_must_be_the_vectors(tmp_path):
   path = write_word_vectors(tmp_path / 'v.txt', ['fell'])
   config = dataclasses.replace(
-      configs.PipelineConfig(), training=dataclasses.replace(
+      FROM_SCRATCH, training=dataclasses.replace(
           configs.TrainingConfig(), word_vectors=path))
   with pytest.raises(ValueError, match='the Tuner searched embedding_dim '
                      '64, but the word vectors .* are 8-dimensional'):
@@ -179,14 +180,15 @@ def test_flags_refuse_bad_vectors_and_local_files_for_a_cluster(
       (odd, "6-dimensional word vectors, which the Transformer's 4 "
        'attention heads do not divide')):
     with pytest.raises(SystemExit) as exited:
-      cli.main(['run', '--word_vectors', path])
+      cli.main(['run', '--word_vectors', path, '--pretrained_encoder',
+                'none'])
     assert exited.value.code == 2
     assert message in capsys.readouterr().err
   # Not where the Transformer does not use them or the Tuner picks heads.
   for flags in (['--enable_tuning'], ['--pretrained_encoder', 'gs://b/p']):
     parser = argparse.ArgumentParser()
     flags_of_run = pipeline_flags.PipelineFlags(parser,
-                                                configs.PipelineConfig())
+                                                FROM_SCRATCH)
     config = flags_of_run.config(
         parser.parse_args(['--word_vectors', odd, *flags]))
     assert pipeline_flags.word_vectors_heads_problem(config) is None
