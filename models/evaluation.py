@@ -22,13 +22,16 @@ CANDIDATE = 'candidate'
 BASELINE = 'baseline'
 
 
-def _overall_threshold(lower_bound: float, max_drop: Optional[float]
-                       ) -> list:
-  """A threshold checked on the overall slice only (not per class or slice).
+def _overall_threshold(lower_bound: Optional[float],
+                       max_drop: Optional[float]) -> list:
+  """A threshold checked on the overall slice only (not per class or slice);
+  none when `lower_bound` is None.
 
   `max_drop`: how far below the baseline model's value the candidate may
   fall; None when there is no baseline to compare with.
   """
+  if lower_bound is None:
+    return []
   threshold = tfma.MetricThreshold(
       value_threshold=tfma.GenericValueThreshold(
           lower_bound={'value': lower_bound}))
@@ -53,7 +56,8 @@ def _custom_metric(class_name: str, **kwargs) -> tfma.MetricConfig:
                            module='finsent.models.tfma_metrics', **kwargs)
 
 
-def create_eval_config(min_accuracy: float, min_macro_f1: float,
+def create_eval_config(min_accuracy: Optional[float],
+                       min_macro_f1: Optional[float],
                        max_drop: Optional[float] = None) -> tfma.EvalConfig:
   """Accuracy, macro-F1, per-class metrics, calibration; sliced.
 
@@ -61,7 +65,11 @@ def create_eval_config(min_accuracy: float, min_macro_f1: float,
   minimums and, with `max_drop` set, when neither is more than `max_drop`
   below the baseline model's (the latest blessed one, which the Evaluator
   gets as `baseline_model`). Slices: overall, by source, by length bucket.
+  With both minimums None (and no `max_drop`) nothing is checked: TFMA
+  then blesses nothing, for an Evaluator that only measures.
   """
+  if max_drop is not None and (min_accuracy is None or min_macro_f1 is None):
+    raise ValueError('max_drop compares with a baseline: give both minimums')
   compare = max_drop is not None
   model_specs = ([_model_spec(name=CANDIDATE),
                   _model_spec(name=BASELINE, is_baseline=True)]

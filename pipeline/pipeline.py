@@ -115,18 +115,7 @@ def create_unthresholded_eval_config() -> tfma.EvalConfig:
   baseline or any threshold: TFX's Evaluator then validates nothing and its
   blessing never carries `blessed`, so no Pusher or resolver can take it.
   """
-  # The bounds given here are cleared below with every other threshold.
-  eval_config = evaluation.create_eval_config(min_accuracy=0.0,
-                                              min_macro_f1=0.0)
-  for spec in eval_config.metrics_specs:
-    for field in ('thresholds', 'per_slice_thresholds',
-                  'cross_slice_thresholds'):
-      spec.ClearField(field)
-    for metric in spec.metrics:
-      for field in ('threshold', 'per_slice_thresholds',
-                    'cross_slice_thresholds'):
-        metric.ClearField(field)
-  return eval_config
+  return evaluation.create_eval_config(min_accuracy=None, min_macro_f1=None)
 
 
 def create_second_source(config: configs.PipelineConfig,
