@@ -5,6 +5,8 @@ DATA ?=
 # More flags of the target's command, e.g. FLAGS='--strategy mirrored --cpu_replicas 2'
 FLAGS ?=
 PYTEST_ARGS ?=
+# Test files run in this many worker processes (pytest-xdist; 0: in one).
+TEST_WORKERS ?= 2
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.finsent-installed
 PIP_VERSION := 24.3.1
@@ -32,10 +34,12 @@ kubeflow: $(STAMP)
 	$(BIN)/finsent compile-kubeflow $(FLAGS)
 
 # The layer contract (.importlinter) first: seconds, and a broken layer is
-# worth knowing before the half hour of tests.
+# worth knowing before the half hour of tests. Each test file runs whole in
+# one worker (its module fixtures once), in the order tests/conftest.py
+# gives: the end-to-end files first, so the long ones overlap.
 test: $(STAMP) browser
 	$(BIN)/lint-imports --no-cache
-	$(BIN)/python -m pytest $(PYTEST_ARGS) tests
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS) tests
 
 # Chromium and its ChromeDriver for the monitor report's browser test
 # (Debian's packages; Selenium must not download a browser of its own).

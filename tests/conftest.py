@@ -42,6 +42,13 @@ FROM_SCRATCH = dataclasses.replace(
         configs.PreprocessingConfig(), pretrained_encoder=None))
 
 
+def pytest_collection_modifyitems(items):
+  """The end-to-end files first (stable otherwise): `make test` hands files
+  to its two workers in this order, so the long runs start at once and
+  overlap, and the short files fill in beside them."""
+  items.sort(key=lambda item: item.get_closest_marker('e2e') is None)
+
+
 def predict_in_fresh_process(saved_model_dir, texts):
   """Runs tests/load_saved_model.py in a new Python; returns its JSON answer."""
   result = subprocess.run(
