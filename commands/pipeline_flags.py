@@ -15,8 +15,9 @@ from finsent import configs
 from finsent.configs import knobs
 
 # PipelineConfig's own knobs that are `finsent run`'s flags.
-RUN_FLAGS = ('data', 'second_source', 'output_dir', 'pipeline_name',
-             'serving_model_dir', 'enable_cache', 'check_drift')
+RUN_FLAGS = ('data', 'second_source', 'unlabelled', 'output_dir',
+             'pipeline_name', 'serving_model_dir', 'enable_cache',
+             'check_drift')
 
 
 def _word_vectors(value: str) -> str:
@@ -75,6 +76,11 @@ class PipelineFlags:
                 'The Transformer as a pretrained encoder (fine_tuning; '
                 'docs/models.md)'),
             defaults.fine_tuning, prefix='fine_tuning_'),
+        'distillation': knobs.add_flags(
+            parser.add_argument_group(
+                "The fine-tuned encoder's students (distillation; "
+                'docs/models.md)'),
+            defaults.distillation),
     }
     if tuning:
       self._sections['tuning'] = knobs.add_flags(
@@ -98,25 +104,52 @@ def cluster_problem(config: configs.PipelineConfig) -> Optional[str]:
   return (pretrained_encoder.cluster_problem(
       config.preprocessing.pretrained_encoder) or
           word_vectors.cluster_problem(config.training.word_vectors) or
-          second_source_cluster_problem(config.second_source))
+          second_source_cluster_problem(config.second_source) or
+          unlabelled_cluster_problem(config.unlabelled))
 
 
-def second_source_cluster_problem(path: Optional[str]) -> Optional[str]:
-  """Why the pods of a compiled pipeline could not read the second source
-  `path`: a path of this machine, or an object-storage path that is not one
-  data file (pipeline.second_source_layout); None if they could."""
+def _object_storage_file_problem(flag: str, path: Optional[str],
+                                 layout: Callable[[str], object]
+                                 ) -> Optional[str]:
+  """Why the pods of a compiled pipeline could not read the file `path`
+  of `--flag`: a path of this machine, or an object-storage path `layout`
+  refuses (one data file); None if they could."""
   if not path:
     return None
   if not configs.is_uri(path):
-    return (f'--second_source {path}: a path of this machine, which the '
+    return (f'--{flag} {path}: a path of this machine, which the '
             "cluster's pods cannot read; copy the file to object storage "
             '(gs://BUCKET/...) and name it there')
   from finsent.data import loaders
-  from finsent.pipeline import pipeline
   try:
-    pipeline.second_source_layout(path)
+    layout(path)
   except loaders.DataFormatError as e:
-    return f'--second_source {e}'
+    return f'--{flag} {e}'
+  return None
+
+
+def second_source_cluster_problem(path: Optional[str]) -> Optional[str]:
+  """_object_storage_file_problem for --second_source."""
+  from finsent.pipeline import pipeline
+  return _object_storage_file_problem('second_source', path,
+                                      pipeline.second_source_layout)
+
+
+def unlabelled_cluster_problem(path: Optional[str]) -> Optional[str]:
+  """_object_storage_file_problem for --unlabelled."""
+  from finsent.components import unlabelled_example_gen
+  return _object_storage_file_problem(
+      'unlabelled', path, unlabelled_example_gen.unlabelled_layout)
+
+
+def unlabelled_problem(config: configs.PipelineConfig) -> Optional[str]:
+  """Why `--unlabelled` cannot be used with `config`: only students read
+  it."""
+  if config.unlabelled and not config.distilling:
+    return (f'--unlabelled {config.unlabelled}: unlabelled texts train only '
+            "the fine-tuned encoder's students, and this run has none ("
+            + ('--skip_distillation' if config.preprocessing.pretrained_encoder
+               else '--pretrained_encoder none') + ')')
   return None
 
 

@@ -30,8 +30,11 @@ def build_parser(defaults: configs.PipelineConfig = configs.PipelineConfig()
       'run', help='run the TFX pipeline locally (LocalDagRunner + Beam)',
       description='Runs ExampleGen -> StatisticsGen -> schema and drift '
       'checks -> DataGate -> Transform -> Trainer/Evaluator/Pusher per '
-      'architecture -> ModelSelector -> production Evaluator/Pusher '
-      '[-> every architecture scored on --second_source]. '
+      'candidate -> ModelSelector -> production Evaluator/Pusher '
+      '[-> every candidate scored on --second_source]. With a pretrained '
+      "encoder, BulkInferrer writes its probabilities into the training "
+      'examples [and --unlabelled texts] once it is blessed, and students '
+      'learn from them. '
       'Unknown --flags are passed to Beam as pipeline options.')
   knobs.add_config_flag(run)
   parser.pipeline_flags = pipeline_flags.PipelineFlags(run, defaults)
@@ -66,18 +69,20 @@ def parse(argv: Optional[List[str]]):
     parser.error(str(e))
   config = parser.pipeline_flags.config(
       args, beam_pipeline_args=tuple(beam_pipeline_args))
-  problem = pipeline_flags.word_vectors_heads_problem(config)
+  problem = (pipeline_flags.word_vectors_heads_problem(config) or
+             pipeline_flags.unlabelled_problem(config))
   if problem:
     parser.error(problem)
   if configs.is_uri(config.output_dir):
     parser.error(f'--output_dir {config.output_dir}: a local run keeps ML '
                  'Metadata in SQLite there, so it must be a local folder '
                  '(`finsent compile-kubeflow` writes to object storage)')
-  if config.second_source and configs.is_uri(config.second_source):
-    # As --data: the pre-flight check reads local files.
-    parser.error(f'--second_source {config.second_source}: a local run '
-                 'reads a local file or folder (object storage is for '
-                 '`finsent compile-kubeflow`)')
+  for flag in ('second_source', 'unlabelled'):
+    path = getattr(config, flag)
+    if path and configs.is_uri(path):
+      # As --data: the pre-flight check reads local files.
+      parser.error(f'--{flag} {path}: a local run reads a local file or '
+                   'folder (object storage is for `finsent compile-kubeflow`)')
   return parser, args, config
 
 

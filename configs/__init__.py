@@ -7,6 +7,11 @@ nothing that loads TensorFlow. docs/configuration.md lists the sections.
 """
 
 from finsent.configs.features import ARCHITECTURES
+from finsent.configs.features import CANDIDATES
+from finsent.configs.features import candidate_architecture
+from finsent.configs.features import STUDENT_SUFFIX
+from finsent.configs.features import TEACHER_PROBABILITIES_KEY
+from finsent.configs.features import UNLABELLED_SPLIT
 from finsent.configs.features import LABELS
 from finsent.configs.gates import BlessingThresholds
 from finsent.configs.gates import DriftThresholds
@@ -35,6 +40,7 @@ from finsent.configs.serving import BatchingConfig
 from finsent.configs.serving import PRODUCTION_MODEL_NAME
 from finsent.configs.serving import ServingConfig
 from finsent.configs.training import DEFAULT_ENCODER
+from finsent.configs.training import DistillationConfig
 from finsent.configs.training import FineTuningConfig
 from finsent.configs.training import NO_ENCODER
 from finsent.configs.training import PreprocessingConfig

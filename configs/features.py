@@ -17,6 +17,28 @@ TOKEN_VOCABULARY_NAME = 'tokens'
 PADDING_ID = 0
 # The model architectures trained side by side (models.trainer.MODEL_BUILDERS).
 ARCHITECTURES = ('rnn', 'transformer')
+# A student: an architecture trained from scratch on a teacher's
+# probabilities (models.distillation), named `<architecture>_student`.
+STUDENT_SUFFIX = '_student'
+# Every candidate the tournament may weigh: the architectures trained on
+# the labels (the Transformer, with a pretrained encoder, is the teacher)
+# and their students.
+CANDIDATES = ARCHITECTURES + tuple(f'{a}{STUDENT_SUFFIX}'
+                                   for a in ARCHITECTURES)
+# The float feature BulkInferrer adds to each example: the teacher's
+# probabilities, in LABELS order.
+TEACHER_PROBABILITIES_KEY = 'teacher_probabilities'
+# The split of the unlabelled texts (--unlabelled), beside train and eval.
+UNLABELLED_SPLIT = 'unlabelled'
+
+
+def candidate_architecture(candidate: str) -> str:
+  """The architecture a candidate's model is built as: 'rnn_student' ->
+  'rnn'."""
+  if candidate not in CANDIDATES:
+    raise ValueError(f'{candidate!r} is not a candidate; those are '
+                     f'{", ".join(CANDIDATES)}')
+  return candidate.removesuffix(STUDENT_SUFFIX)
 
 # Upper bounds (words) of the text length buckets; longer texts go in the
 # last, open bucket. The schema (data/schema/schema.pbtxt) lists the names.
@@ -44,4 +66,6 @@ def length_bucket(text: str) -> str:
 __all__ = ['LABELS', 'TEXT_KEY', 'LABEL_KEY', 'SOURCE_KEY', 'LENGTH_BUCKET_KEY',
            'TOKEN_IDS_KEY', 'LABEL_ID_KEY',
            'TOKEN_VOCABULARY_NAME', 'PADDING_ID', 'ARCHITECTURES',
+           'STUDENT_SUFFIX', 'CANDIDATES', 'TEACHER_PROBABILITIES_KEY',
+           'UNLABELLED_SPLIT', 'candidate_architecture',
            'LENGTH_BUCKET_BOUNDS', 'length_bucket']

@@ -33,16 +33,19 @@ non_negative_int = int_at_least(0)
 
 
 def float_in(low: float, high: Optional[float] = None, *,
-             low_included: bool = True) -> Callable[[str], float]:
-  """A finite number from `low` (included or not) to below `high` (None: no
-  upper bound)."""
+             low_included: bool = True,
+             high_included: bool = False) -> Callable[[str], float]:
+  """A finite number from `low` to `high` (None: no upper bound), each
+  bound included or not."""
   def parse(value: str) -> float:
     number = _converted(value, float, 'a number')
     # `not >=` / `not >` also catch nan.
     below_low = not (number >= low if low_included else number > low)
-    above_high = high is not None and number >= high
+    above_high = high is not None and (
+        number > high if high_included else number >= high)
     if below_low or above_high:
-      bound = '' if high is None else f' and below {high:g}'
+      bound = ('' if high is None else
+               f' and {"at most" if high_included else "below"} {high:g}')
       raise argparse.ArgumentTypeError(
           f'must be {"at least" if low_included else "above"} {low:g}'
           f'{bound}, got {value}')

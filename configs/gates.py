@@ -36,9 +36,27 @@ class DriftThresholds:
 
 @dataclasses.dataclass(frozen=True)
 class SelectionConfig:
-  """ModelSelector: how the production model is chosen (its module)."""
-  macro_f1_tie_margin: float = knob(
-      0.005, 'macro-F1 differences up to this count as a tie, settled by '
-      'latency')
+  """ModelSelector: how the production model is chosen among a run's
+  candidates, weighing quality (macro-F1 on the eval split) against cost
+  (speed measured by the selector) (components/model_selector.py)."""
+  # The rules and the speeds they may compare (not fields: no annotation).
+  RULES = ('fastest_within_margin', 'best_macro_f1')
+  SPEEDS = ('headlines_per_second', 'p50_latency_ms')
+  rule: str = knob(
+      'fastest_within_margin', "fastest_within_margin: the fastest (by "
+      "`speed`) of the candidates within `macro_f1_margin` of the best "
+      "macro-F1; best_macro_f1: the best macro-F1, exact ties settled by "
+      "`speed`", choices=RULES)
+  macro_f1_margin: float = knob(
+      0.01, 'fastest_within_margin: how far below the best macro-F1 a '
+      'candidate may be and still win by speed')
+  speed: str = knob(
+      'headlines_per_second', 'what "fastest" means: batched throughput '
+      '(headlines_per_second, as the monitoring job scores) or batch-1 '
+      'p50 latency (p50_latency_ms, as one request at a time is served)',
+      choices=SPEEDS)
   latency_requests: int = knob(
       200, 'batch-1 requests per model for the p50 latency (after warm-up)')
+  throughput_batch_size: int = knob(
+      256, 'eval texts per batch for the throughput (headlines/s), the '
+      'median of a few batches after a warm-up one')

@@ -6,6 +6,10 @@ import os
 from typing import Dict, List, Optional, Tuple
 
 from finsent.configs.features import ARCHITECTURES
+from finsent.configs.features import candidate_architecture
+from finsent.configs.features import STUDENT_SUFFIX
+from finsent.configs.features import TEACHER_PROBABILITIES_KEY
+from finsent.configs.features import UNLABELLED_SPLIT
 from finsent.configs.gates import BlessingThresholds
 from finsent.configs.gates import DriftThresholds
 from finsent.configs.gates import SelectionConfig
@@ -16,6 +20,7 @@ from finsent.configs.paths import SAMPLE_DATA
 from finsent.configs.paths import SCHEMA_FILE
 from finsent.configs.serving import PRODUCTION_MODEL_NAME
 from finsent.configs.serving import ServingConfig
+from finsent.configs.training import DistillationConfig
 from finsent.configs.training import FINE_TUNING_TRAINING
 from finsent.configs.training import FineTuningConfig
 from finsent.configs.training import PreprocessingConfig
@@ -69,6 +74,12 @@ class PipelineConfig:
       "reads (or a folder of them, scored as one split): every architecture's "
       'model is scored on it by TFMA beside the eval split, never trained on '
       'and never a gate; for compile-kubeflow a gs:// file', metavar='PATH')
+  # Read for their text only: pipeline.create_distillation.
+  unlabelled: Optional[str] = knob(
+      None, 'texts without labels, in any format --data reads (labels, if '
+      "any, are ignored), or a folder of them: the teacher's probabilities "
+      'on them train the students beside the training split; for '
+      'compile-kubeflow a gs:// file', metavar='PATH')
   output_dir: str = knob(
       '.', 'where tfx_pipeline_output/, tfx_metadata/ and serving_model/ go')
   pipeline_name: str = knob(PIPELINE_NAME, "the pipeline's name in ML "
@@ -95,6 +106,7 @@ class PipelineConfig:
   rnn: RnnConfig = RnnConfig()
   transformer: TransformerConfig = TransformerConfig()
   fine_tuning: FineTuningConfig = FineTuningConfig()
+  distillation: DistillationConfig = DistillationConfig()
   training: TrainingConfig = TrainingConfig()
   tuning: TuningConfig = TuningConfig()
   thresholds: BlessingThresholds = BlessingThresholds()
@@ -123,23 +135,41 @@ class PipelineConfig:
     storage (Kubeflow, Vertex AI), the orchestrator's own store."""
     return not is_uri(self.output_dir)
 
-  def serving_model_name(self, architecture: str) -> str:
-    return f'{PRODUCTION_MODEL_NAME}_{architecture}'
+  def serving_model_name(self, candidate: str) -> str:
+    return f'{PRODUCTION_MODEL_NAME}_{candidate}'
+
+  @property
+  def distilling(self) -> bool:
+    """Whether the Transformer (a pretrained encoder) teaches students."""
+    return bool(self.preprocessing.pretrained_encoder and
+                self.distillation.enabled)
+
+  @property
+  def candidates(self) -> Tuple[str, ...]:
+    """The models trained and weighed by the tournament: the teacher and
+    its students when distilling, else each architecture on the labels."""
+    if self.distilling:
+      return ('transformer',) + tuple(f'{a}{STUDENT_SUFFIX}'
+                                      for a in ARCHITECTURES)
+    return ARCHITECTURES
 
   @property
   def served_model_names(self) -> List[str]:
     """Every name the Pushers push to: the production model first."""
     return [PRODUCTION_MODEL_NAME] + [
-        self.serving_model_name(a) for a in ARCHITECTURES]
+        self.serving_model_name(c) for c in self.candidates]
 
-  def trainer_custom_config(self, architecture: str) -> Dict:
+  def trainer_custom_config(self, candidate: str) -> Dict:
     """What models.trainer.run_fn (and models.tuner.tuner_fn, from the
     Tuner's) reads from the Trainer's custom_config. With a pretrained
     encoder the Transformer's hyperparameters, learning rate, epochs,
     batch size and schedule are `fine_tuning`'s, and it reads no word
-    vectors."""
+    vectors. A student (`<architecture>_student`) is its architecture
+    trained from scratch, with `distillation`'s settings."""
+    architecture = candidate_architecture(candidate)
+    student = candidate != architecture
     pretrained_encoder = (self.preprocessing.pretrained_encoder
-                          if architecture == 'transformer' else None)
+                          if candidate == 'transformer' else None)
     training = dataclasses.asdict(self.training)
     if pretrained_encoder:
       hyperparameters = dataclasses.asdict(self.fine_tuning)
@@ -148,11 +178,21 @@ class PipelineConfig:
       training['word_vectors'] = None
     else:
       hyperparameters = dataclasses.asdict(getattr(self, architecture))
+    distillation = None
+    if student:
+      distillation = {
+          **dataclasses.asdict(self.distillation),
+          'teacher_probabilities_key': TEACHER_PROBABILITIES_KEY,
+          'unlabelled_split': UNLABELLED_SPLIT,
+      }
+      del distillation['enabled']
     return {
         'architecture': architecture,
+        'candidate': candidate,
         'pretrained_encoder': pretrained_encoder,
         'hyperparameters': hyperparameters,
         'training': training,
         'tuning': dataclasses.asdict(self.tuning),
         'oov_buckets': self.preprocessing.oov_buckets,
+        'distillation': distillation,
     }

@@ -41,6 +41,11 @@ FINE_TUNING_TRAINING = {'learning_rate': 'learning_rate',
                         'warmup_epochs': 'warmup_epochs'}
 # A fitted temperature, or the model's own probabilities (models.calibration).
 CALIBRATIONS = ('temperature', 'none')
+# How a student's cross-entropy on the labels is averaged
+# (models.distillation): over the labelled examples of each batch, so that
+# `alpha` means the same whatever the share of unlabelled texts; or over the
+# whole batch (Hinton et al. 2015).
+HARD_TERM_MEANS = ('labelled', 'batch')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -152,6 +157,39 @@ class FineTuningConfig:
       '(models.trim_padding; the same result, at the cost of the pieces '
       'the batch holds); off: the whole encoder_sequence_length, fixed '
       'shapes (a TPU always runs so)', flag='keep_padding', negated=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class DistillationConfig:
+  """Students of the fine-tuned encoder (models.distillation): with a
+  pretrained encoder as the Transformer, TFX's BulkInferrer writes the
+  blessed Transformer's probabilities into the training examples (and into
+  PipelineConfig.unlabelled's texts), and an RNN and a small Transformer,
+  trained from scratch with `training`'s settings, learn from them and from
+  the labels. Each student is a candidate of its own
+  (`<architecture>_student`); the RNN is then trained only as a student.
+
+  Per example, with p the teacher's and q the student's probabilities:
+  alpha * T^2 * KL(p_T || q_T) + (1 - alpha) * CE(label, q), the second
+  term only where there is a label.
+  """
+  enabled: bool = knob(
+      True, 'no students: with a pretrained encoder, train the RNN on the '
+      'labels beside it, as without one', flag='skip_distillation',
+      negated=True)
+  temperature: float = knob(
+      2.0, "softens the teacher's (calibrated) probabilities and the "
+      "student's alike before they are compared (T)",
+      flag='distillation_temperature', parse=flag_types.positive_float)
+  alpha: float = knob(
+      0.5, "weight of the teacher's probabilities in a student's loss; the "
+      'labels have the rest', flag='distillation_alpha',
+      parse=flag_types.float_in(0.0, 1.0, high_included=True))
+  hard_term_mean: str = knob(
+      'labelled', "how a student's cross-entropy on the labels is averaged "
+      'in a batch', choices=HARD_TERM_MEANS, cli=False)
+  max_student_parameters: int = knob(
+      3_000_000, 'a student with more parameters is refused', cli=False)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -13,6 +13,9 @@ Supported formats, detected from the file (see `detect_format`):
   labels `0` Bearish, `1` Bullish, `2` Neutral, UTF-8.
 * `jsonl`: one JSON object per line with the canonical keys, UTF-8.
 * `phrasebank`: Financial PhraseBank, `sentence@label` per line, latin-1.
+
+`read_texts` reads only the texts of a file of any of these formats, for
+texts whose labels, if any, are not sentiment labels.
 """
 
 import collections
@@ -101,8 +104,14 @@ def _check_record(path: str, line: int, text, label, source=None,
                 published_at=published_at or None)
 
 
-def _csv_rows(path: str, content: str):
-  """Yields (line, header, row) for each data row, checking field counts."""
+def _csv_rows(path: str, content: str,
+              required: Tuple[str, ...] = ('text', 'label'),
+              known: Optional[Tuple[str, ...]] = CANONICAL_FIELDS):
+  """Yields (line, header, row) for each data row, checking field counts.
+
+  The header must have the `required` columns, and no column outside
+  `known` (None: any column).
+  """
   reader = csv.reader(io.StringIO(content, newline=''), strict=True)
   header = None
   line = 1
@@ -110,12 +119,13 @@ def _csv_rows(path: str, content: str):
     for row in reader:
       if header is None:
         header = [h.strip() for h in row]
-        missing = [f for f in ('text', 'label') if f not in header]
+        missing = [f for f in required if f not in header]
         if missing:
           raise DataFormatError(
               path, 1, f'header {",".join(header)!r} lacks column(s) '
               f'{", ".join(missing)}')
-        unknown = [h for h in header if h not in CANONICAL_FIELDS]
+        unknown = [h for h in header
+                   if known is not None and h not in known]
         if unknown:
           raise DataFormatError(
               path, 1, f'unknown column(s) {", ".join(unknown)}; expected '
@@ -161,8 +171,8 @@ def _lines(text: str) -> List[str]:
   return [line.rstrip('\r') for line in text.split('\n')]
 
 
-def read_jsonl(path: str) -> Iterator[Record]:
-  """Reads one canonical JSON object per line."""
+def _json_objects(path: str) -> Iterator[Tuple[int, Dict]]:
+  """Yields (line, object) for each non-blank line, one JSON object each."""
   for line, text in enumerate(_lines(_read_text(path)), start=1):
     if not text.strip():
       continue
@@ -172,6 +182,12 @@ def read_jsonl(path: str) -> Iterator[Record]:
       raise DataFormatError(path, line, f'invalid JSON: {e.msg}') from None
     if not isinstance(obj, dict):
       raise DataFormatError(path, line, 'expected a JSON object')
+    yield line, obj
+
+
+def read_jsonl(path: str) -> Iterator[Record]:
+  """Reads one canonical JSON object per line."""
+  for line, obj in _json_objects(path):
     unknown = sorted(set(obj) - set(CANONICAL_FIELDS))
     if unknown:
       raise DataFormatError(path, line, f'unknown field(s) {", ".join(unknown)}')
@@ -182,15 +198,22 @@ def read_jsonl(path: str) -> Iterator[Record]:
                         obj.get('source'), obj.get('published_at'))
 
 
-def read_phrasebank(path: str) -> Iterator[Record]:
-  """Reads Financial PhraseBank (`sentence@label`, latin-1)."""
+def _phrasebank_rows(path: str) -> Iterator[Tuple[int, str, str]]:
+  """Yields (line, sentence, label) for each non-blank line, both stripped;
+  the label is what follows the last `@`."""
   for line, text in enumerate(_lines(_read_text(path, 'latin-1')), start=1):
     if not text.strip():
       continue
     sentence, sep, label = text.rpartition('@')
     if not sep:
       raise DataFormatError(path, line, "expected 'sentence@label'")
-    yield _check_record(path, line, sentence.strip(), label.strip())
+    yield line, sentence.strip(), label.strip()
+
+
+def read_phrasebank(path: str) -> Iterator[Record]:
+  """Reads Financial PhraseBank (`sentence@label`, latin-1)."""
+  for line, sentence, label in _phrasebank_rows(path):
+    yield _check_record(path, line, sentence, label)
 
 
 READERS: Dict[str, Callable[[str], Iterator[Record]]] = {
@@ -202,8 +225,8 @@ READERS: Dict[str, Callable[[str], Iterator[Record]]] = {
 EXTENSIONS = ('.csv', '.jsonl', '.json', '.txt')
 
 
-def detect_format(path: str) -> str:
-  """Names the format of `path` from its extension and, for CSV, its header."""
+def _file_type(path: str) -> str:
+  """`csv`, `jsonl` or `phrasebank`, from the extension of `path`."""
   ext = os.path.splitext(path)[1].lower()
   if ext in ('.jsonl', '.json'):
     return 'jsonl'
@@ -213,6 +236,14 @@ def detect_format(path: str) -> str:
     raise DataFormatError(
         path, None, f'unsupported file type {ext or "(none)"!r}; expected one '
         f'of {", ".join(EXTENSIONS)}')
+  return 'csv'
+
+
+def detect_format(path: str) -> str:
+  """Names the format of `path` from its extension and, for CSV, its header."""
+  file_type = _file_type(path)
+  if file_type != 'csv':
+    return file_type
   rows = _csv_rows(path, _read_text(path))
   first = next(rows, None)
   if first is None:
@@ -237,6 +268,55 @@ def read_records(path: str, data_format: Optional[str] = None
     yield record
   if empty:
     raise DataFormatError(path, None, 'no records')
+
+
+def _check_text(path: str, line: int, text) -> str:
+  """Validates one row's text (as _check_record does) and returns it."""
+  if not isinstance(text, str):
+    raise DataFormatError(path, line, f'text must be a string, got '
+                          f'{type(text).__name__}')
+  if not text.strip():
+    raise DataFormatError(path, line, 'text is empty')
+  return text
+
+
+def _texts(path: str) -> Iterator[Tuple[int, object]]:
+  """(line, text) of each record of `path`, whatever else it holds."""
+  file_type = _file_type(path)
+  if file_type == 'csv':
+    # Any other column is allowed and ignored: a Twitter-FNS *topic* file
+    # (`text,label`, labels 0..19) must not be read as sentiment.
+    for line, header, row in _csv_rows(path, _read_text(path),
+                                       required=('text',), known=None):
+      yield line, row[header.index('text')]
+  elif file_type == 'jsonl':
+    for line, obj in _json_objects(path):
+      if 'text' not in obj:
+        raise DataFormatError(path, line, "missing field 'text'")
+      yield line, obj['text']
+  else:
+    for line, sentence, _ in _phrasebank_rows(path):
+      yield line, sentence
+
+
+def read_texts(path: str) -> Iterator[str]:
+  """Reads the text of every record of one file of any supported format,
+  never its labels.
+
+  For texts whose labels, if any, are not sentiment labels (topics, or
+  none): a CSV needs only a `text` column, any other column is ignored
+  (the format is never detected: a Twitter-FNS topic file's labels 0..19
+  are not read as sentiment); a JSON line needs only `text`; a PhraseBank
+  line is `sentence@anything`. Otherwise as strict as `read_records`: a
+  row without text, or a file without any, raises DataFormatError naming
+  the file and line.
+  """
+  empty = True
+  for line, text in _texts(path):
+    empty = False
+    yield _check_text(path, line, text)
+  if empty:
+    raise DataFormatError(path, None, 'no texts')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -305,3 +385,30 @@ def resolve_input(path: str) -> InputLayout:
         path, None, f'expected data files of one type ({", ".join(EXTENSIONS)})'
         f', found {names or "none"}')
   return InputLayout(path, {'all': '*' + exts.pop()})
+
+
+def single_split_layout(path: str, split: str, what: str) -> InputLayout:
+  """Where an ExampleGen reads `path` as the one split `split`, whole
+  (never hash-split); `what` names the input in errors.
+
+  A local file, or a folder of files of one type (resolve_input). A folder
+  laid out as a train file and an eval file is refused: which of them to
+  read is for the user to say. In object storage (a compiled pipeline's
+  gs:// path) it must name one file, since nothing lists the bucket before
+  the run. Raises DataFormatError.
+  """
+  if configs.is_uri(path):
+    name = path.rstrip('/').rsplit('/', 1)[-1]
+    if os.path.splitext(name)[1].lower() not in EXTENSIONS:
+      raise DataFormatError(
+          path, None, f'{what} in object storage must be one file '
+          f'({", ".join(EXTENSIONS)})')
+    return InputLayout(path[:-len(name) - 1], {split: name})
+  layout = resolve_input(path)
+  if list(layout.splits) != ['all']:
+    raise DataFormatError(
+        layout.input_base, None, f'{what} is read as one split, but this '
+        'folder is laid out as ' + ' and '.join(
+            f'{name} ({pattern})' for name, pattern in layout.splits.items())
+        + ': name the one file to read')
+  return InputLayout(layout.input_base, {split: layout.splits['all']})

@@ -25,6 +25,11 @@ These metrics use the argmax (ties go to the lowest class id):
 
 * `MacroF1Score` ('macro_f1'): unweighted mean over classes of
   F1_c = 2 TP_c / (2 TP_c + FP_c + FN_c).
+* `ArgmaxAccuracy` ('sparse_categorical_accuracy', the name of Keras's
+  metric it replaces): the share of examples whose argmax is their label.
+  Keras's, wrapped by TFMA, costs each evaluation about 5.6 s of autograph
+  conversion on this machine, a third of an Evaluator on the sample's 225
+  rows; this one is read off the same confusion matrix as the others.
 * `PerClassRecall` ('class_recall'), `PerClassPrecision` ('class_precision'),
   `PerClassF1` ('class_f1'): one value per class, each under a MetricKey with
   `sub_key=SubKey(class_id=c)`.
@@ -56,6 +61,7 @@ from finsent.models import calibration
 BRIER_SCORE_NAME = 'brier_score'
 EXPECTED_CALIBRATION_ERROR_NAME = 'expected_calibration_error'
 MACRO_F1_NAME = 'macro_f1'
+ACCURACY_NAME = 'sparse_categorical_accuracy'
 CLASS_RECALL_NAME = 'class_recall'
 CLASS_PRECISION_NAME = 'class_precision'
 CLASS_F1_NAME = 'class_f1'
@@ -140,6 +146,28 @@ class MacroF1Score(metric_types.Metric):
 
 
 metric_types.register_metric(MacroF1Score)
+
+
+class ArgmaxAccuracy(metric_types.Metric):
+  """Accuracy of the argmax prediction.
+
+  The example-weighted share of examples whose argmax (ties: the lowest
+  class id, as Keras's SparseCategoricalAccuracy) is their label: the
+  float trace(M) / sum(M) in [0, 1] of the confusion matrix M; NaN without
+  examples (or with total weight 0).
+  """
+
+  def __init__(self, name: str = ACCURACY_NAME):
+    """Initializes the argmax accuracy.
+
+    Args:
+      name: Metric name.
+    """
+    super().__init__(
+        metric_util.merge_per_key_computations(_accuracy), name=name)
+
+
+metric_types.register_metric(ArgmaxAccuracy)
 
 
 class PerClassRecall(metric_types.Metric):
@@ -455,6 +483,29 @@ def _macro_f1_value(
   if matrix is None or not np.sum(matrix):
     return {key: float('nan')}
   return {key: float(np.mean(_class_f1(matrix)))}
+
+
+def _accuracy(
+    name: str = ACCURACY_NAME,
+    eval_config: Optional[config_pb2.EvalConfig] = None,
+    model_name: str = '',
+    output_name: str = '',
+    example_weighted: bool = False) -> metric_types.MetricComputations:
+  """Returns metric computations for the argmax accuracy."""
+  return _derive(
+      _metric_key(name, model_name, output_name, example_weighted),
+      _argmax_confusion_matrix(eval_config, model_name, output_name,
+                               example_weighted),
+      _accuracy_value)
+
+
+def _accuracy_value(
+    key: metric_types.MetricKey, matrix: Optional[np.ndarray]
+) -> Dict[metric_types.MetricKey, float]:
+  """{key: trace / sum}; NaN without examples or with weight 0."""
+  if matrix is None or not np.sum(matrix):
+    return {key: float('nan')}
+  return {key: float(np.trace(matrix) / np.sum(matrix))}
 
 
 def _class_recall(matrix: np.ndarray) -> np.ndarray:

@@ -3,7 +3,9 @@
 The Trainer's `custom_config` names the architecture and carries its
 hyperparameters and the training settings (finsent.configs,
 docs/training.md), so the RNN and the Transformer Trainers run this same
-function.
+function. So do the students: with `custom_config['distillation']` the
+architecture learns from a teacher's probabilities (models.distillation)
+in BulkInferrer's raw examples, through the teacher's Transform graph.
 """
 
 import dataclasses
@@ -21,6 +23,7 @@ import tensorflow_transform as tft
 from tfx import v1 as tfx
 
 from finsent.models import calibration
+from finsent.models import distillation as distillation_lib
 from finsent.models import epoch_progress
 from finsent.models import export
 from finsent.configs import features
@@ -305,14 +308,76 @@ class TrainingInputs:
   epochs: int
   steps_per_epoch: Optional[int]  # set when TrainArgs.num_steps is
   batches_per_epoch: int
+  # A student's settings (custom_config['distillation']), or None. Then
+  # fit_data and held_out_data hold packed targets (models.distillation)
+  # and held_out their labelled examples, as calibrate reads them.
+  distillation: Optional[Dict[str, Any]] = None
+  # A student's examples: labelled and unlabelled fit rows, held-out rows.
+  student_rows: Optional[Dict[str, int]] = None
+
+
+def student_examples(fn_args: tfx.components.FnArgs,
+                     tft_output: tft.TFTransformOutput,
+                     training: Dict[str, Any], settings: Dict[str, Any]
+                     ) -> Tuple[tf.data.Dataset, tf.data.Dataset,
+                                Dict[str, int]]:
+  """A student's fit and held-out examples, unbatched with packed targets
+  (models.distillation.distillation_examples), and their counts.
+
+  The held-out share is of the labelled train examples, chosen as for any
+  model (split_for_early_stopping); the unlabelled texts are fit data only,
+  mixed in at random in proportion to their number.
+  """
+  if training['class_weighting'] != 'none':
+    # Keras's class_weight cannot weigh packed targets, and the teacher's
+    # probabilities already carry its view of the classes.
+    raise ValueError(
+        f'class weighting {training["class_weighting"]!r} does not apply to '
+        "a student, which learns from the teacher's probabilities: use "
+        'class weighting none')
+  for name in ('label_smoothing', 'focal_gamma'):
+    if training[name]:
+      logging.warning('A student ignores %s (%s): its loss is the '
+                      'distillation loss', name, training[name])
+  train = distillation_lib.distillation_examples(
+      fn_args.train_files, tft_output, settings['teacher_probabilities_key'],
+      settings['unlabelled_split'])
+  fit_labelled, held_out = split_for_early_stopping(
+      train.filter(distillation_lib.has_label),
+      training['validation_fraction'])
+  unlabelled = train.filter(
+      lambda x, y: tf.logical_not(distillation_lib.has_label(x, y)))
+  # The first pass runs the Transform graph and fills the cache; the
+  # others read it.
+  rows = {name: int(examples.reduce(0, lambda n, _: n + 1)) for name, examples
+          in (('fit_labelled', fit_labelled), ('fit_unlabelled', unlabelled),
+              ('held_out', held_out))}
+  logging.info('Student examples: %s', rows)
+  # Refuses a fit share missing a class, as for any model.
+  class_weights(distillation_lib.labelled_only(fit_labelled), 'none')
+  fit = fit_labelled
+  if rows['fit_unlabelled']:
+    # Concatenated, the unlabelled texts would come after every labelled
+    # one, past what the shuffle buffer mixes.
+    fit = tf.data.Dataset.sample_from_datasets(
+        [fit_labelled, unlabelled],
+        weights=[float(rows['fit_labelled']), float(rows['fit_unlabelled'])],
+        seed=training['seed'])
+  return fit, held_out, rows
 
 
 def prepare_training(fn_args: tfx.components.FnArgs,
                      strategy: tf.distribute.Strategy) -> TrainingInputs:
   """Reads Transform's output and batches the train split for `strategy`:
-  the fit share and the held-out share that early stopping watches."""
+  the fit share and the held-out share that early stopping watches.
+
+  For a student (custom_config['distillation']) the train split is
+  BulkInferrer's raw examples (with an unlabelled split, maybe), read
+  through the teacher's Transform graph (student_examples).
+  """
   config = fn_args.custom_config
   training = config['training']
+  settings = config.get('distillation')
   tft_output = tft.TFTransformOutput(fn_args.transform_graph_path)
   feature_spec = tft_output.transformed_feature_spec()
   replicas = strategy.num_replicas_in_sync
@@ -323,12 +388,22 @@ def prepare_training(fn_args: tfx.components.FnArgs,
   if pretrained_encoder:
     pretrained_encoder_lib.check_transform_tokenization(
         tft_output, pretrained_encoder, sequence_length)
-  fit_examples, held_out = (
-      model_inputs(examples, input_keys) for examples in
-      split_for_early_stopping(
-          transformed_examples(fn_args.train_files, feature_spec, input_keys),
-          training['validation_fraction']))
-  weights = class_weights(fit_examples, training['class_weighting'])
+  student_rows = None
+  if settings:
+    if pretrained_encoder:
+      raise ValueError(f'a student is trained from scratch, not from the '
+                       f'pretrained encoder {pretrained_encoder}')
+    fit_examples, held_out, student_rows = student_examples(
+        fn_args, tft_output, training, settings)
+    weights = None
+  else:
+    fit_examples, held_out = (
+        model_inputs(examples, input_keys) for examples in
+        split_for_early_stopping(
+            transformed_examples(fn_args.train_files, feature_spec,
+                                 input_keys),
+            training['validation_fraction']))
+    weights = class_weights(fit_examples, training['class_weighting'])
   tpu = isinstance(strategy, tf.distribute.TPUStrategy)
   # Grouping pays only where the model trims padding, which it cannot on
   # a TPU (run_fn).
@@ -346,8 +421,10 @@ def prepare_training(fn_args: tfx.components.FnArgs,
     batches_per_epoch = steps_per_epoch
   else:
     epochs, steps_per_epoch = training['max_epochs'], None
-    batches_per_epoch = math.ceil(
-        int(fit_examples.reduce(0, lambda n, _: n + 1)) / batch_size)
+    count = (student_rows['fit_labelled'] + student_rows['fit_unlabelled']
+             if student_rows else
+             int(fit_examples.reduce(0, lambda n, _: n + 1)))
+    batches_per_epoch = math.ceil(count / batch_size)
   held_out_data, validation_steps = held_out.batch(batch_size), None
   word_vector_rows = None
   if training['word_vectors']:
@@ -360,7 +437,8 @@ def prepare_training(fn_args: tfx.components.FnArgs,
     # batch over the replicas, which fails when a partial batch splits
     # unevenly; so every batch is full, the last one completed from the
     # start of the held-out examples.
-    count = int(held_out.reduce(0, lambda n, _: n + 1))
+    count = (student_rows['held_out'] if student_rows else
+             int(held_out.reduce(0, lambda n, _: n + 1)))
     validation_steps = max(1, math.ceil(count / batch_size))
     held_out_data = held_out.repeat().batch(batch_size)
   return TrainingInputs(
@@ -375,13 +453,16 @@ def prepare_training(fn_args: tfx.components.FnArgs,
       input_keys=input_keys,
       batch_size=batch_size,
       fit_data=fit_data.prefetch(tf.data.AUTOTUNE),
-      held_out=held_out,
+      held_out=(distillation_lib.labelled_only(held_out) if settings
+                else held_out),
       held_out_data=held_out_data.prefetch(tf.data.AUTOTUNE),
       validation_steps=validation_steps,
       class_weight=weights,
       epochs=epochs,
       steps_per_epoch=steps_per_epoch,
-      batches_per_epoch=batches_per_epoch)
+      batches_per_epoch=batches_per_epoch,
+      distillation=settings,
+      student_rows=student_rows)
 
 
 def learning_rate_schedule(training: Dict[str, Any], learning_rate: float,
@@ -413,23 +494,45 @@ def compile_model(architecture: str, inputs: TrainingInputs,
                   training: Dict[str, Any]) -> keras.Model:
   """The architecture's model, compiled for training with the peak
   `learning_rate` and `training`'s schedule, label smoothing and focal
-  weighting; call it in the strategy's scope."""
+  weighting; call it in the strategy's scope.
+
+  A student (inputs.distillation) is compiled with the distillation loss
+  and the masked metrics of packed targets, under the same names, and is
+  refused when it has more than `max_student_parameters` parameters.
+  """
   model = build_model(architecture, inputs.vocabulary_size,
                       inputs.sequence_length, hyperparameters,
                       inputs.pretrained_encoder)
+  settings = inputs.distillation
+  if settings:
+    parameters, limit = (model.count_params(),
+                         settings['max_student_parameters'])
+    if parameters > limit:
+      raise ValueError(
+          f'the {architecture} student has {parameters:,} parameters, more '
+          f'than max_student_parameters {limit:,}: a student must be small; '
+          'shrink its hyperparameters')
   if inputs.word_vector_rows:
     scale = word_vectors_lib.initialize_embedding(
         TOKEN_EMBEDDINGS[architecture](model), inputs.word_vector_rows)
     logging.info('Token embedding: %d rows from word vectors, scaled by '
                  '%.3g', len(inputs.word_vector_rows), scale)
+  if settings:
+    loss = distillation_lib.DistillationLoss(
+        settings['temperature'], settings['alpha'],
+        settings['hard_term_mean'])
+    metrics = [distillation_lib.MaskedSparseCategoricalAccuracy(),
+               distillation_lib.MaskedSparseMacroF1Score(len(features.LABELS))]
+  else:
+    loss = sparse_focal_crossentropy.SparseFocalCrossentropy(
+        len(features.LABELS), training['label_smoothing'],
+        training['focal_gamma'])
+    metrics = ['sparse_categorical_accuracy',
+               macro_f1.SparseMacroF1Score(len(features.LABELS))]
   model.compile(
       optimizer=keras.optimizers.Adam(
           learning_rate_schedule(training, learning_rate, inputs)),
-      loss=sparse_focal_crossentropy.SparseFocalCrossentropy(
-          len(features.LABELS), training['label_smoothing'],
-          training['focal_gamma']),
-      metrics=['sparse_categorical_accuracy',
-               macro_f1.SparseMacroF1Score(len(features.LABELS))])
+      loss=loss, metrics=metrics)
   return model
 
 
@@ -506,13 +609,33 @@ def tuned_settings(config: Dict[str, Any],
   return hyperparameters, learning_rate
 
 
+def student_summary(model: keras.Model, settings: Dict[str, Any],
+                    rows: Dict[str, int],
+                    eval_examples: tf.data.Dataset) -> Dict[str, Any]:
+  """The training summary's `distillation` entry: the student's settings,
+  its fit and held-out rows, and how often its argmax is the teacher's on
+  the eval split."""
+  agreement = distillation_lib.teacher_agreement(model, eval_examples)
+  return {
+      'temperature': settings['temperature'],
+      'alpha': settings['alpha'],
+      'hard_term_mean': settings['hard_term_mean'],
+      **rows,
+      'eval_examples': agreement['examples'],
+      'eval_teacher_agreement': agreement['argmax_agreement'],
+  }
+
+
 def run_fn(fn_args: tfx.components.FnArgs) -> Dict[str, Any]:
   """Trains the architecture named in `custom_config` and exports it.
 
   With a Tuner upstream, its best hyperparameters replace the configured
-  ones. Under a multi-worker strategy every worker runs this; only the
-  chief's model and logs land in the Trainer's output dirs. Returns the
-  training summary, which is also written to the model_run dir.
+  ones. A student (custom_config['distillation']) is trained so from
+  BulkInferrer's examples (prepare_training) and summarised with its
+  agreement with the teacher (student_summary). Under a multi-worker
+  strategy every worker runs this; only the chief's model and logs land in
+  the Trainer's output dirs. Returns the training summary, which is also
+  written to the model_run dir.
   """
   config = fn_args.custom_config
   training = config['training']
@@ -553,7 +676,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> Dict[str, Any]:
     progress = epoch_progress.enabled()
     if progress and strategy_lib.is_chief(strategy):
       callbacks.append(epoch_progress.EpochProgress(
-          config['architecture'], inputs.epochs,
+          config.get('candidate') or config['architecture'], inputs.epochs,
           training['early_stopping_monitor']))
     started = time.monotonic()
     history = model.fit(
@@ -569,19 +692,26 @@ def run_fn(fn_args: tfx.components.FnArgs) -> Dict[str, Any]:
         verbose=0 if progress else 2,
         callbacks=callbacks)
     train_seconds = time.monotonic() - started
-    calibration_summary = calibrate(
-        model, inputs.held_out,
-        model_inputs(transformed_examples(fn_args.eval_files,
-                                          inputs.feature_spec,
-                                          inputs.input_keys),
-                     inputs.input_keys),
-        training['calibration'])
+    settings = inputs.distillation
+    if settings:
+      student_eval = distillation_lib.distillation_examples(
+          fn_args.eval_files, inputs.tft_output,
+          settings['teacher_probabilities_key'], settings['unlabelled_split'])
+      eval_examples = distillation_lib.labelled_only(student_eval)
+    else:
+      student_eval = None
+      eval_examples = model_inputs(
+          transformed_examples(fn_args.eval_files, inputs.feature_spec,
+                               inputs.input_keys), inputs.input_keys)
+    calibration_summary = calibrate(model, inputs.held_out, eval_examples,
+                                    training['calibration'])
     logging.info('Calibration: %s', calibration_summary)
     export.export_serving_model(model, inputs.tft_output, serving_model_dir,
                                 temperature=calibration_summary['temperature'])
     task_type, task_id = strategy_lib.task_of(strategy)
     training_summary = {
         'architecture': config['architecture'],
+        'candidate': config.get('candidate', config['architecture']),
         'parameters': model.count_params(),
         'epochs': len(history.epoch),
         'train_seconds': round(train_seconds, 1),
@@ -592,8 +722,9 @@ def run_fn(fn_args: tfx.components.FnArgs) -> Dict[str, Any]:
         'learning_rate': learning_rate,
         'base_learning_rate': base_learning_rate,
         'learning_rate_schedule': training['learning_rate_schedule'],
-        'label_smoothing': training['label_smoothing'],
-        'focal_gamma': training['focal_gamma'],
+        # A student's loss has neither (student_examples).
+        'label_smoothing': None if settings else training['label_smoothing'],
+        'focal_gamma': None if settings else training['focal_gamma'],
         'hyperparameters': hyperparameters,
         'pretrained_encoder': inputs.pretrained_encoder,
         'word_vectors': training['word_vectors'],
@@ -603,6 +734,9 @@ def run_fn(fn_args: tfx.components.FnArgs) -> Dict[str, Any]:
         'tuned': bool(fn_args.hyperparameters),
         'weights_sha256': weights_digest(model),
         'calibration': calibration_summary,
+        'distillation': (student_summary(model, settings,
+                                         inputs.student_rows, student_eval)
+                         if settings else None),
     }
     model_run_lib.write_training_summary(model_run_dir, training_summary)
   logging.info('Trained %s; exported to %s', training_summary,

@@ -8,6 +8,7 @@ PipelineConfig holds every knob; this checks what would fail late
 
 import contextlib
 import dataclasses
+import glob
 import json
 import logging as pylogging
 import os
@@ -20,6 +21,7 @@ from tfx import v1 as tfx
 from finsent import configs
 from finsent.configs import knobs
 # Beam's shared models released at exit, here too (the in_memory runner).
+from finsent.components import unlabelled_example_gen
 from finsent.data import beam_worker  # noqa: F401  pylint: disable=unused-import
 from finsent.data import loaders
 from finsent.models import epoch_progress
@@ -81,6 +83,33 @@ def check_second_source(config: configs.PipelineConfig,
       f'{n} {label}' for label, n in counts.items()))
 
 
+def check_unlabelled(config: configs.PipelineConfig,
+                     data: loaders.InputLayout) -> None:
+  """Reads the unlabelled texts once before the pipeline and prints how
+  many there are: a missing path, an unreadable file or one without a text
+  stop the run here. A file of --data is refused: its eval texts would
+  reach the students' training through the teacher."""
+  input_base, input_config, _ = unlabelled_example_gen.unlabelled_layout(
+      config.unlabelled)
+  data_files = {os.path.realpath(path): split
+                for split, paths in data.files.items() for path in paths}
+  files = sorted(path for split in input_config.splits
+                 for path in glob.glob(os.path.join(input_base,
+                                                    split.pattern)))
+  texts = 0
+  for path in files:
+    split = data_files.get(os.path.realpath(path))
+    if split:
+      raise loaders.DataFormatError(
+          path, None, f'is also a file of --data (its {split} split): '
+          'unlabelled texts must be texts the pipeline does not read '
+          'already')
+    texts += sum(1 for _ in loaders.read_texts(path))
+  print(f'Unlabelled texts (the students learn the teacher\'s '
+        f'probabilities on them): {config.unlabelled}')
+  print(f'  {texts} texts in {len(files)} file{"s" if len(files) > 1 else ""}')
+
+
 def prepare_strategy(training: configs.TrainingConfig) -> None:
   """Checks the Trainers' strategy can run in this process, and splits the
   CPU for a mirrored one before TensorFlow starts."""
@@ -115,6 +144,8 @@ def run(config: configs.PipelineConfig) -> summary_lib.RunSummary:
   data = check_data(config)
   if config.second_source:
     check_second_source(config, data)
+  if config.unlabelled:
+    check_unlabelled(config, data)
   started = time.monotonic()
   with _argv_without_flags():
     tfx.orchestration.LocalDagRunner().run(

@@ -3,10 +3,16 @@
   TextExampleGen -> StatisticsGen -> ExampleValidator (curated schema from
   ImportSchemaGen) + DistributionValidator (drift from the last accepted
   data) -> DataGate -> Transform
-  -> per architecture (RNN, Transformer): Trainer -> Evaluator ->
+  -> per candidate (RNN, Transformer): Trainer -> Evaluator ->
      ServingValidator -> Pusher
   -> ModelSelector -> Evaluator.production -> ServingValidator.production
      -> Pusher.production (`sentiment`).
+With a pretrained encoder as the Transformer (distilling), the RNN is not
+trained on the labels; once Evaluator.transformer blesses the teacher:
+  [TextExampleGen.unlabelled -> MergeExamples ->] BulkInferrer (the
+  teacher's probabilities in each training example) -> per student
+  (rnn_student, transformer_student): Trainer -> Evaluator ->
+  ServingValidator -> Pusher; and the students join the tournament.
 Each Evaluator compares its model with the latest one it blessed before;
 each ServingValidator serves the blessed candidate before its Pusher may
 push it (TFX's InfraValidator instead, on Kubernetes).
@@ -19,7 +25,6 @@ thresholds, and nothing reads its outputs but the run summary.
 
 import dataclasses
 import os
-import posixpath
 from typing import Dict, List, Optional, Tuple
 
 import tensorflow_model_analysis as tfma
@@ -27,15 +32,19 @@ from tfx import v1 as tfx
 from tfx.components.distribution_validator.component import (
     DistributionValidator)
 from tfx.dsl.components.base import base_node
+from tfx.proto import bulk_inferrer_pb2
 from tfx.proto import distribution_validator_pb2
 
 from finsent.components.atomic_pusher import AtomicPusher
 from finsent.components.data_gate import DataGate
+from finsent.components.merge_examples import MergeExamples
 from finsent.components.model_selector import ModelSelector
 from finsent.components.serving_validator import ServingValidator
 from finsent.components.text_example_gen import TextExampleGen
+from finsent.components import unlabelled_example_gen
 from finsent.data import loaders
 from finsent.models import evaluation
+from finsent.models.export import CLASSIFICATION_SIGNATURE
 from finsent.models.export import EXAMPLES_SIGNATURE
 from finsent import configs
 
@@ -51,6 +60,10 @@ PRODUCTION_PUSHER = f'Pusher.{PRODUCTION}'
 SECOND_SOURCE = 'second_source'
 SECOND_SOURCE_EXAMPLE_GEN = f'TextExampleGen.{SECOND_SOURCE}'
 SECOND_SOURCE_EVALUATOR = f'Evaluator.{SECOND_SOURCE}'
+# Distillation: the teacher, and the nodes that feed its students.
+TEACHER = 'transformer'
+UNLABELLED_EXAMPLE_GEN = f'TextExampleGen.{configs.UNLABELLED_SPLIT}'
+BULK_INFERRER = 'BulkInferrer'
 
 
 def create_input_configs(config: configs.PipelineConfig):
@@ -84,30 +97,10 @@ def create_example_gen(
 
 def second_source_layout(path: str) -> loaders.InputLayout:
   """Where TextExampleGen.second_source reads `path`: one split, named
-  SECOND_SOURCE, scored whole (never hash-split).
-
-  A local file, or a folder of files of one type (loaders.resolve_input). A
-  folder laid out as a train file and an eval file is refused: which of
-  them is data the models never saw is for the user to say. In object
-  storage (a compiled pipeline's gs:// path) it must name one file, since
-  nothing lists the bucket before the run. Raises loaders.DataFormatError.
-  """
-  if configs.is_uri(path):
-    name = posixpath.basename(path)
-    if os.path.splitext(name)[1].lower() not in loaders.EXTENSIONS:
-      raise loaders.DataFormatError(
-          path, None, 'a second source in object storage must be one file '
-          f'({", ".join(loaders.EXTENSIONS)})')
-    return loaders.InputLayout(posixpath.dirname(path), {SECOND_SOURCE: name})
-  layout = loaders.resolve_input(path)
-  if list(layout.splits) != ['all']:
-    raise loaders.DataFormatError(
-        layout.input_base, None, 'a second source is scored as one split, '
-        'but this folder is laid out as ' + ' and '.join(
-            f'{split} ({pattern})' for split, pattern in layout.splits.items())
-        + ': name the one file to score')
-  return loaders.InputLayout(layout.input_base,
-                             {SECOND_SOURCE: layout.splits['all']})
+  SECOND_SOURCE, scored whole (loaders.single_split_layout: which file of
+  a train/eval folder is data the models never saw is for the user to
+  say). Raises loaders.DataFormatError."""
+  return loaders.single_split_layout(path, SECOND_SOURCE, 'a second source')
 
 
 def create_unthresholded_eval_config() -> tfma.EvalConfig:
@@ -211,13 +204,32 @@ def create_drift_config(
   return config
 
 
+def create_baseline_resolver(name: str, producer_id: str
+                             ) -> base_node.BaseNode:
+  """The latest model of the node `producer_id` that Evaluator.<name>
+  blessed: the baseline each served name is compared with, its own past.
+  A resolver reads ML Metadata only, so it needs no condition (the
+  Kubeflow V2 compiler gives a resolver none)."""
+  return tfx.dsl.Resolver(
+      strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+      model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model,
+                            producer_component_id=producer_id,
+                            output_key='model'),
+      model_blessing=tfx.dsl.Channel(
+          type=tfx.types.standard_artifacts.ModelBlessing,
+          producer_component_id=f'Evaluator.{name}', output_key='blessing'),
+  ).with_id(f'{BLESSED_MODEL_RESOLVER}.{name}')
+
+
 def create_model_gate(name: str, examples: tfx.types.BaseChannel,
                       producer: base_node.BaseNode,
                       eval_config: tfma.EvalConfig, push_base_directory: str,
-                      serving: configs.ServingConfig
+                      serving: configs.ServingConfig,
+                      baseline: Optional[base_node.BaseNode] = None
                       ) -> List[base_node.BaseNode]:
   """Resolver, Evaluator, servability gate and Pusher for one served model,
-  ids `<kind>.<name>`.
+  ids `<kind>.<name>` (`baseline`: the resolver, made beforehand, else
+  made here).
 
   The baseline is the latest model of `producer` that this same Evaluator
   blessed, so each served name is compared only with its own past; the
@@ -225,15 +237,7 @@ def create_model_gate(name: str, examples: tfx.types.BaseChannel,
   Pusher takes only a model both blessed and shown servable.
   """
   evaluator_id = f'Evaluator.{name}'
-  baseline = tfx.dsl.Resolver(
-      strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
-      model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model,
-                            producer_component_id=producer.id,
-                            output_key='model'),
-      model_blessing=tfx.dsl.Channel(
-          type=tfx.types.standard_artifacts.ModelBlessing,
-          producer_component_id=evaluator_id, output_key='blessing'),
-  ).with_id(f'{BLESSED_MODEL_RESOLVER}.{name}')
+  baseline = baseline or create_baseline_resolver(name, producer.id)
   evaluator = tfx.components.Evaluator(
       examples=examples,
       model=producer.outputs['model'],
@@ -283,6 +287,117 @@ def create_servability_gate(serving: configs.ServingConfig,
           num_examples=serving.validation_requests))
 
 
+def create_candidate_gate(config: configs.PipelineConfig, candidate: str,
+                          trainer: base_node.BaseNode,
+                          examples: tfx.types.BaseChannel,
+                          eval_config: tfma.EvalConfig,
+                          baseline: Optional[base_node.BaseNode] = None
+                          ) -> List[base_node.BaseNode]:
+  """create_model_gate for a candidate's Trainer, pushing to its own
+  served name."""
+  return create_model_gate(
+      candidate, examples, trainer, eval_config,
+      os.path.join(config.serving_root, config.serving_model_name(candidate)),
+      config.serving, baseline)
+
+
+def _candidate_channels(trainer: base_node.BaseNode,
+                        gate: List[base_node.BaseNode]
+                        ) -> Dict[str, tfx.types.BaseChannel]:
+  """What the ModelSelector weighs of a candidate (gate: create_model_gate's
+  nodes, its Evaluator second)."""
+  evaluator = gate[1]
+  return {'model': trainer.outputs['model'],
+          'evaluation': evaluator.outputs['evaluation'],
+          'blessing': evaluator.outputs['blessing']}
+
+
+def create_bulk_inferrer(examples: tfx.types.BaseChannel,
+                         teacher: Dict[str, tfx.types.BaseChannel],
+                         splits: List[str]) -> base_node.BaseNode:
+  """TFX's BulkInferrer: the blessed teacher's probabilities, in LABELS
+  order, as the float feature TEACHER_PROBABILITIES_KEY of every example
+  of `splits`.
+
+  Through the export's `classification` signature (serialized examples in,
+  classes and scores out): tfx_bsl 1.16's Predict handler fails on a
+  signature with a string output (serving_examples' `label`), and a
+  raw-text signature would be fed serialized examples as its text.
+  """
+  return tfx.components.BulkInferrer(
+      examples=examples, model=teacher['model'],
+      model_blessing=teacher['blessing'],
+      data_spec=tfx.proto.DataSpec(example_splits=splits),
+      model_spec=bulk_inferrer_pb2.ModelSpec(
+          model_signature_name=[CLASSIFICATION_SIGNATURE]),
+      output_example_spec=bulk_inferrer_pb2.OutputExampleSpec(
+          output_columns_spec=[bulk_inferrer_pb2.OutputColumnsSpec(
+              classify_output=bulk_inferrer_pb2.ClassifyOutput(
+                  score_column=configs.TEACHER_PROBABILITIES_KEY))]),
+  ).with_id(BULK_INFERRER)
+
+
+def create_distillation(
+    config: configs.PipelineConfig, examples: tfx.types.BaseChannel,
+    transform: base_node.BaseNode, schema: tfx.types.BaseChannel,
+    teacher: Dict[str, tfx.types.BaseChannel], eval_config: tfma.EvalConfig
+) -> Tuple[List[base_node.BaseNode],
+           Dict[str, Tuple[base_node.BaseNode, List[base_node.BaseNode]]]]:
+  """The teacher's students: BulkInferrer over the labelled splits (and
+  `config.unlabelled`'s texts), then a Trainer and gate per student.
+
+  The students read the raw examples with the teacher's probabilities and
+  apply the teacher's Transform graph themselves (models.distillation):
+  unlabelled texts have no label for a second Transform, and the
+  students' exports then take raw text like every other model's.
+  Returns the nodes and, per student, (its Trainer, its gate's nodes).
+  """
+  nodes, labelled = [], examples
+  splits = ['train', 'eval']
+  if config.unlabelled:
+    input_base, input_config, output_config = (
+        unlabelled_example_gen.unlabelled_layout(config.unlabelled))
+    unlabelled = unlabelled_example_gen.UnlabelledTextExampleGen(
+        input_base=input_base, input_config=input_config,
+        output_config=output_config).with_id(UNLABELLED_EXAMPLE_GEN)
+    # One Examples artifact: the Kubeflow V2 compiler refuses a union of
+    # channels as an input.
+    merge = MergeExamples(examples=examples,
+                          other_examples=unlabelled.outputs['examples'])
+    nodes += [unlabelled, merge]
+    examples = merge.outputs['merged_examples']
+    splits.append(configs.UNLABELLED_SPLIT)
+  students = {}
+  names = [c for c in config.candidates if c not in configs.ARCHITECTURES]
+  baselines = {name: create_baseline_resolver(name, f'Trainer.{name}')
+               for name in names}
+  nodes += baselines.values()
+  # BulkInferrer on an unblessed teacher writes an artifact without splits
+  # and succeeds, and the students would then fail: they wait for the
+  # blessing instead (a triggerPolicy condition on Kubeflow).
+  with tfx.dsl.Cond(teacher['blessing'].future()[0]
+                    .custom_property('blessed') == 1):
+    bulk_inferrer = create_bulk_inferrer(examples, teacher, splits)
+    nodes.append(bulk_inferrer)
+    for student in names:
+      trainer = tfx.components.Trainer(
+          run_fn=configs.RUN_FN,
+          examples=bulk_inferrer.outputs['output_examples'],
+          transform_graph=transform.outputs['transform_graph'],
+          schema=schema,
+          train_args=tfx.proto.TrainArgs(
+              splits=[s for s in splits if s != 'eval'],
+              num_steps=config.training.train_steps or 0),
+          eval_args=tfx.proto.EvalArgs(splits=['eval']),
+          custom_config=config.trainer_custom_config(student),
+      ).with_id(f'Trainer.{student}')
+      gate = create_candidate_gate(config, student, trainer, labelled,
+                                   eval_config, baselines[student])
+      nodes += [trainer, *gate[1:]]
+      students[student] = (trainer, gate)
+  return nodes, students
+
+
 def create_pipeline(
     config: configs.PipelineConfig,
     data_root: Optional[tfx.dsl.experimental.RuntimeParameter] = None
@@ -304,7 +419,9 @@ def create_pipeline(
       config.thresholds.min_accuracy, config.thresholds.min_macro_f1,
       max_drop=config.thresholds.max_drop_from_baseline)
   candidates, pushers = {}, []
-  for architecture in configs.ARCHITECTURES:
+  trained_on_labels = [c for c in config.candidates
+                       if c in configs.ARCHITECTURES]
+  for candidate in trained_on_labels:
     # The Tuner fits on what the Trainer fits on, with the same settings.
     training_inputs = dict(
         examples=transform.outputs['transformed_examples'],
@@ -312,29 +429,32 @@ def create_pipeline(
         schema=schema,
         train_args=tfx.proto.TrainArgs(
             num_steps=config.training.train_steps or 0),
-        custom_config=config.trainer_custom_config(architecture))
+        custom_config=config.trainer_custom_config(candidate))
     best_hyperparameters = None
     if config.tuning.enabled:
       tuner = tfx.components.Tuner(
           tuner_fn=configs.TUNER_FN,
           eval_args=tfx.proto.EvalArgs(num_steps=0),
-          **training_inputs).with_id(f'Tuner.{architecture}')
+          **training_inputs).with_id(f'Tuner.{candidate}')
       components.append(tuner)
       best_hyperparameters = tuner.outputs['best_hyperparameters']
     trainer = tfx.components.Trainer(
         run_fn=configs.RUN_FN, hyperparameters=best_hyperparameters,
-        **training_inputs).with_id(f'Trainer.{architecture}')
-    gate = create_model_gate(
-        architecture, example_gen.outputs['examples'], trainer,
-        eval_config, os.path.join(config.serving_root,
-                                  config.serving_model_name(architecture)),
-        config.serving)
+        **training_inputs).with_id(f'Trainer.{candidate}')
+    gate = create_candidate_gate(config, candidate, trainer,
+                                 example_gen.outputs['examples'], eval_config)
     components += [trainer, *gate]
     pushers.append(gate[-1])
-    evaluator = gate[1]
-    candidates[architecture] = {'model': trainer.outputs['model'],
-                                'evaluation': evaluator.outputs['evaluation'],
-                                'blessing': evaluator.outputs['blessing']}
+    candidates[candidate] = _candidate_channels(trainer, gate)
+
+  if config.distilling:
+    nodes, students = create_distillation(
+        config, example_gen.outputs['examples'], transform, schema,
+        teacher=candidates[TEACHER], eval_config=eval_config)
+    components += nodes
+    for student, (trainer, gate) in students.items():
+      pushers.append(gate[-1])
+      candidates[student] = _candidate_channels(trainer, gate)
 
   model_selector = ModelSelector(
       examples=example_gen.outputs['examples'], candidates=candidates,

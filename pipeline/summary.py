@@ -41,8 +41,9 @@ class ComponentRun:
 
 @dataclasses.dataclass
 class ModelSummary:
-  """One architecture's model: TFMA metrics, training, latency, push."""
-  architecture: str
+  """One candidate's model: TFMA metrics, training, cost, push."""
+  candidate: str  # configs.CANDIDATES
+  architecture: str  # what it is built as (configs.candidate_architecture)
   metrics: Dict[str, float]
   blessed: bool
   # The servability gate's verdict; None when it did not run.
@@ -56,6 +57,8 @@ class ModelSummary:
   epochs: Optional[int]
   p50_latency_ms: Optional[float]
   tensorboard_logdir: Optional[str]
+  # Batched serving_default throughput, measured by the ModelSelector.
+  headlines_per_second: Optional[float] = None
   # How it was trained: the tf.distribute strategy and its replicas.
   strategy: Optional[str] = None
   replicas: Optional[int] = None
@@ -77,9 +80,12 @@ class ModelSummary:
   profile: Optional[training_profile.ProfileReport] = None
   profile_problem: Optional[str] = None
   # TFMA's overall metrics of the same model on the second source
-  # (Evaluator.second_source.<architecture>), keys as `metrics`; None when
+  # (Evaluator.second_source.<candidate>), keys as `metrics`; None when
   # the run scored none.
   second_source: Optional[Dict[str, float]] = None
+  # A student's: how it learned from the teacher (models.distillation);
+  # None for a model trained on the labels alone.
+  distillation: Optional[Dict[str, Any]] = None
 
 
 @dataclasses.dataclass
@@ -199,13 +205,13 @@ def _servability(components: Dict[str, ComponentRun], name: str
       problems.string_value else [])
 
 
-def _model_summary(architecture: str, components: Dict[str, ComponentRun],
+def _model_summary(candidate: str, components: Dict[str, ComponentRun],
                    selection: Dict[str, metadata_store_pb2.Value]
                    ) -> ModelSummary:
-  evaluation_artifact = _output(components, f'Evaluator.{architecture}',
+  evaluation_artifact = _output(components, f'Evaluator.{candidate}',
                                 'evaluation')
-  model_run = _output(components, f'Trainer.{architecture}', 'model_run')
-  pushed = _output(components, f'Pusher.{architecture}', 'pushed_model')
+  model_run = _output(components, f'Trainer.{candidate}', 'model_run')
+  pushed = _output(components, f'Pusher.{candidate}', 'pushed_model')
   training = (model_run_lib.read_training_summary(model_run.uri)
               if model_run else {})
   profile, profile_problem = None, None
@@ -214,24 +220,27 @@ def _model_summary(architecture: str, components: Dict[str, ComponentRun],
       profile = training_profile.read_profile(model_run.uri)
     except training_profile.ProfileError as e:
       profile_problem = str(e)
-  latency = selection.get(
-      f'{architecture}_{model_selector.P50_LATENCY_MS}')
+  def measured(name: str) -> Optional[float]:
+    value = selection.get(f'{candidate}_{name}')
+    return value.double_value if value else None
   second_source = _output(
-      components, f'{pipeline_lib.SECOND_SOURCE_EVALUATOR}.{architecture}',
+      components, f'{pipeline_lib.SECOND_SOURCE_EVALUATOR}.{candidate}',
       'evaluation')
   return ModelSummary(
-      architecture=architecture,
+      candidate=candidate,
+      architecture=configs.candidate_architecture(candidate),
       metrics=(evaluation.overall_metrics(evaluation_artifact.uri)
                if evaluation_artifact else {}),
-      blessed=_blessed(_output(components, f'Evaluator.{architecture}',
+      blessed=_blessed(_output(components, f'Evaluator.{candidate}',
                                'blessing')),
-      servable=_servability(components, architecture)[0],
+      servable=_servability(components, candidate)[0],
       pushed_to=_pushed_to(pushed),
       already_pushed=_already_pushed(pushed),
       parameters=training.get('parameters'),
       train_seconds=training.get('train_seconds'),
       epochs=training.get('epochs'),
-      p50_latency_ms=latency.double_value if latency else None,
+      p50_latency_ms=measured(model_selector.P50_LATENCY_MS),
+      headlines_per_second=measured(model_selector.HEADLINES_PER_SECOND),
       tensorboard_logdir=model_run.uri if model_run else None,
       strategy=training.get('strategy'),
       replicas=training.get('replicas'),
@@ -245,7 +254,8 @@ def _model_summary(architecture: str, components: Dict[str, ComponentRun],
       profile=profile,
       profile_problem=profile_problem,
       second_source=(evaluation.overall_metrics(second_source.uri)
-                     if second_source else None))
+                     if second_source else None),
+      distillation=training.get('distillation'))
 
 
 def _second_source_path(components: Dict[str, ComponentRun]
@@ -332,8 +342,10 @@ def summarize_latest_run(config: configs.PipelineConfig) -> RunSummary:
   return RunSummary(
       pipeline_name=config.pipeline_name, run_id=run_id,
       components=components,
-      models=[_model_summary(a, by_node, selection)
-              for a in configs.ARCHITECTURES],
+      # The run's candidates, and any other whose Trainer ran in it.
+      models=[_model_summary(c, by_node, selection)
+              for c in configs.CANDIDATES
+              if c in config.candidates or f'Trainer.{c}' in by_node],
       production=_production_summary(by_node),
       second_source=_second_source_path(by_node))
 
@@ -368,25 +380,27 @@ def format_summary(summary: RunSummary) -> str:
   # The second source's columns sit beside the eval split's accuracy and
   # macro-F1, only in a run that had one.
   second = summary.second_source is not None
-  lines.append(f'  {"model":<12} {"accuracy":>8} {"macro-F1":>8} '
+  width = max([len('model')] + [len(m.candidate) for m in summary.models])
+  lines.append(f'  {"model":<{width}} {"accuracy":>8} {"macro-F1":>8} '
                + (f'{"2nd acc":>8} {"2nd F1":>8} ' if second else '') +
-               f'{"neg.rec":>7} {"Brier":>6} {"ECE":>6} {"params":>9} '
-               f'{"train s":>7} {"epochs":>6} {"p50 ms":>6}  '
+               f'{"neg.rec":>7} {"Brier":>6} {"ECE":>6} {"params":>10} '
+               f'{"train s":>7} {"epochs":>6} {"p50 ms":>6} {"texts/s":>7}  '
                'blessed  servable  pushed to')
   for m in summary.models:
     metric = m.metrics.get
     scored = (m.second_source or {}).get
     lines.append(
-        f'  {m.architecture:<12} {_fmt(metric("accuracy"), ".4f"):>8} '
+        f'  {m.candidate:<{width}} {_fmt(metric("accuracy"), ".4f"):>8} '
         f'{_fmt(metric("macro_f1"), ".4f"):>8} '
         + (f'{_fmt(scored("accuracy"), ".4f"):>8} '
            f'{_fmt(scored("macro_f1"), ".4f"):>8} ' if second else '') +
         f'{_fmt(metric("recall_negative"), ".4f"):>7} '
         f'{_fmt(metric(evaluation.BRIER), ".3f"):>6} '
         f'{_fmt(metric(evaluation.ECE), ".3f"):>6} '
-        f'{_fmt(m.parameters, ","):>9} '
+        f'{_fmt(m.parameters, ","):>10} '
         f'{_fmt(m.train_seconds, ".0f"):>7} {_fmt(m.epochs, "d"):>6} '
-        f'{_fmt(m.p50_latency_ms, ".2f"):>6}  '
+        f'{_fmt(m.p50_latency_ms, ".2f"):>6} '
+        f'{_fmt(m.headlines_per_second, ".0f"):>7}  '
         f'{"yes" if m.blessed else "NO":<7}  '
         f'{_SERVABLE[m.servable]:<8}  '
         f'{m.pushed_to or _NOT_PUSHED[m.already_pushed]}')
@@ -395,7 +409,8 @@ def format_summary(summary: RunSummary) -> str:
       '  (TFMA on the eval split, '
       f'{"/".join(_fmt(n, ".0f") for n in eval_examples)} examples; neg.rec: '
       'recall of negative; ECE: top-label expected calibration error; '
-      'p50 ms: batch-1 serving_default latency here; servable: the local '
+      'p50 ms: batch-1 serving_default latency here; texts/s: its '
+      'throughput in batches here; servable: the local '
       'model server loaded it and answered with it)')
   if second:
     second_examples = {(m.second_source or {}).get('example_count')
@@ -415,20 +430,33 @@ def format_summary(summary: RunSummary) -> str:
   if calibrated:
     lines.append('  calibration (eval split ECE before -> after the '
                  'temperature T): ' + ', '.join(
-                     f'{m.architecture} T={m.calibration["temperature"]:.2f} '
+                     f'{m.candidate} T={m.calibration["temperature"]:.2f} '
                      f'{m.calibration["eval"]["ece_before"]:.3f} -> '
                      f'{m.calibration["eval"]["ece_after"]:.3f}'
                      for m in calibrated))
   lines.extend(
-      f'  {m.architecture}: the pretrained encoder {m.pretrained_encoder}, '
+      f'  {m.candidate}: the pretrained encoder {m.pretrained_encoder}, '
       f'fine-tuned at learning rate {_fmt(m.learning_rate, ".2g")}'
       for m in summary.models if m.pretrained_encoder)
+  # A student's Trainer waits for its teacher's blessing.
+  lines.extend(f'  {m.candidate}: not trained in this run'
+               + (f' ({pipeline_lib.TEACHER} was not blessed)'
+                  if m.candidate.endswith(configs.STUDENT_SUFFIX) else '')
+               for m in summary.models if m.tensorboard_logdir is None)
   lines.extend(
-      f'  {m.architecture}: token embedding from the word vectors '
+      f'  {m.candidate}: learned from {pipeline_lib.TEACHER} (T='
+      f'{m.distillation["temperature"]:g}, alpha {m.distillation["alpha"]:g})'
+      f' on {m.distillation["fit_labelled"]} labelled + '
+      f'{m.distillation["fit_unlabelled"]} unlabelled texts; its top class '
+      f'is the teacher\'s on {m.distillation["eval_teacher_agreement"]:.1%} '
+      'of the eval split'
+      for m in summary.models if m.distillation)
+  lines.extend(
+      f'  {m.candidate}: token embedding from the word vectors '
       f'{m.word_vectors} ({m.word_vectors_covered} tokens of its vocabulary)'
       for m in summary.models if m.word_vectors)
   lines.extend(
-      f'  tuned {m.architecture} (Tuner.{m.architecture}): ' + ', '.join(
+      f'  tuned {m.candidate} (Tuner.{m.candidate}): ' + ', '.join(
           f'{name}={value}' for name, value in m.hyperparameters.items())
       + f', learning_rate={_fmt(m.learning_rate, ".2g")}'
       for m in summary.models if m.tuned)
@@ -437,7 +465,7 @@ def format_summary(summary: RunSummary) -> str:
     lines.append('  training profile: ' + training_profile.summary_line(profiles))
     lines.append('    details and chart: finsent profile-report ' + ' '.join(
         p.model_run for p in profiles) + ' --chart profile.png')
-  lines.extend(f'  no training profile for {m.architecture}: '
+  lines.extend(f'  no training profile for {m.candidate}: '
                f'{m.profile_problem}'
                for m in summary.models if m.profile_problem)
 
@@ -465,7 +493,7 @@ def format_summary(summary: RunSummary) -> str:
       lines.append(f'    NOT blessed ({compared}), not pushed:')
       lines.extend(f'      {failure}' for failure in production.failures)
 
-  logdirs = [f'{m.architecture}:{m.tensorboard_logdir}'
+  logdirs = [f'{m.candidate}:{m.tensorboard_logdir}'
              for m in summary.models if m.tensorboard_logdir]
   if logdirs:
     lines.append('')

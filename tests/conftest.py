@@ -15,6 +15,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 from tensorflow.core.protobuf import saved_model_pb2
 import tensorflow_transform.beam as tft_beam
+from tfx.types import standard_artifacts
 from tensorflow_transform.tf_metadata import dataset_metadata
 from tensorflow_transform.tf_metadata import metadata_io
 from tensorflow_transform.tf_metadata import schema_utils
@@ -56,6 +57,32 @@ def predict_in_fresh_process(saved_model_dir, texts):
       capture_output=True, text=True, timeout=300, check=False)
   assert result.returncode == 0, result.stderr[-3000:]
   return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def artifact(kind, uri, **int_properties):
+  """A TFX artifact of `kind` at `uri` (made), with int custom properties."""
+  made = kind()
+  made.uri = str(uri)
+  os.makedirs(made.uri, exist_ok=True)
+  for name, value in int_properties.items():
+    made.set_int_custom_property(name, value)
+  return made
+
+
+def eval_examples_artifact(uri):
+  """ExampleGen-style Examples at `uri`: HEADLINES' texts, gzipped
+  tf.Examples in Split-eval."""
+  examples = artifact(standard_artifacts.Examples, uri)
+  examples.split_names = '["train", "eval"]'
+  os.makedirs(os.path.join(examples.uri, 'Split-eval'))
+  with tf.io.TFRecordWriter(os.path.join(examples.uri, 'Split-eval',
+                                         'data.gz'),
+                            options='GZIP') as writer:
+    for text, _ in HEADLINES:
+      writer.write(tf.train.Example(features=tf.train.Features(feature={
+          'text': tf.train.Feature(bytes_list=tf.train.BytesList(
+              value=[text.encode()]))})).SerializeToString())
+  return examples
 
 
 def break_serving_signature(saved_model_dir: str) -> None:

@@ -36,8 +36,11 @@ DOCKERFILE = os.path.join(ROOT, 'Dockerfile')
 # What every task runs: TFX's Kubeflow v2 executor entrypoint.
 TFX_EXECUTOR = ('tfx.orchestration.kubeflow.v2.container.'
                 'kubeflow_v2_run_executor')
-BEAM_NODES = ('TextExampleGen', 'StatisticsGen', 'Transform',
-              'Evaluator.rnn', 'Evaluator.transformer', 'Evaluator.production')
+# The default run's candidates: the fine-tuned encoder and its students.
+CANDIDATES = configs.PipelineConfig().candidates
+STUDENT = 'rnn_student'
+BEAM_NODES = ('TextExampleGen', 'StatisticsGen', 'Transform', 'BulkInferrer',
+              *(f'Evaluator.{c}' for c in CANDIDATES), 'Evaluator.production')
 # `finsent train-worker` flags for render-tfjob.
 WORKER_FLAGS = [
     '--architecture', 'transformer',
@@ -151,7 +154,7 @@ def test_outputs_pushes_and_schema_are_where_the_cluster_reads(spec):
       f'{OUTPUT_DIR}/tfx_pipeline_output/{configs.PIPELINE_NAME}')
   config = configs.PipelineConfig()
   pushers = {f'Pusher.{a}': config.serving_model_name(a)
-             for a in configs.ARCHITECTURES}
+             for a in CANDIDATES}
   pushers[pipeline_lib.PRODUCTION_PUSHER] = configs.PRODUCTION_MODEL_NAME
   for task, name in pushers.items():
     destination = json.loads(_parameter(spec, task,
@@ -164,8 +167,8 @@ def test_outputs_pushes_and_schema_are_where_the_cluster_reads(spec):
 
 
 def test_trainers_get_their_resources_and_flags(spec):
-  for architecture in configs.ARCHITECTURES:
-    task = f'Trainer.{architecture}'
+  for candidate in CANDIDATES:
+    task = f'Trainer.{candidate}'
     resources = _executor(spec, task)['resources']
     assert resources['cpuLimit'] == 6 and resources['resourceCpuLimit'] == '6'
     assert resources['memoryLimit'] == 24
@@ -175,18 +178,20 @@ def test_trainers_get_their_resources_and_flags(spec):
         'resourceType': 'NVIDIA_TESLA_T4', 'resourceCount': '1'}
     assert _parameter(spec, task, 'run_fn') == configs.RUN_FN
     custom = json.loads(_parameter(spec, task, 'custom_config'))
-    assert custom['architecture'] == architecture
+    assert custom['candidate'] == candidate
+    assert custom['architecture'] == configs.candidate_architecture(candidate)
     # The Transformer is the packaged encoder: its epochs are fine-tuning's.
     assert custom['training']['max_epochs'] == (
-        2 if architecture == 'transformer' else 7)
+        2 if candidate == 'transformer' else 7)
   assert json.loads(_parameter(spec, 'Transform', 'custom_config'))[
       'pretrained_encoder'] == configs.DEFAULT_ENCODER
   assert 'resources' not in _executor(spec, 'Transform')
 
 
 def test_tuners_feed_the_trainers_and_get_their_resources(tmp_path):
+  # Without students, each architecture is trained (and tuned) on labels.
   spec = _compile(tmp_path, '--enable_tuning', '--tuner_max_trials', '3',
-                  '--trainer_cpu_limit', '6')
+                  '--trainer_cpu_limit', '6', '--skip_distillation')
   for architecture in configs.ARCHITECTURES:
     tuner, trainer = f'Tuner.{architecture}', f'Trainer.{architecture}'
     assert _parameter(spec, tuner, 'tuner_fn') == configs.TUNER_FN
@@ -210,8 +215,9 @@ def test_a_pretrained_encoder_reaches_transform_and_the_transformer(
   assert transformer['pretrained_encoder'] == preset
   assert transformer['training']['learning_rate'] == (
       configs.FineTuningConfig().learning_rate)
-  rnn = json.loads(_parameter(spec, 'Trainer.rnn', 'custom_config'))
-  assert rnn['pretrained_encoder'] is None
+  student = json.loads(_parameter(spec, f'Trainer.{STUDENT}',
+                                  'custom_config'))
+  assert student['pretrained_encoder'] is None
   # A preset directory of this machine is not on the cluster.
   local = tmp_path / 'preset'
   local.mkdir()
@@ -375,7 +381,7 @@ def test_what_the_spec_names_resolves_in_the_image_layout(spec, tmp_path):
     if '--executor_class_path' in args:
       names.add(args[args.index('--executor_class_path') + 1])
   names |= {_parameter(spec, 'Transform', 'preprocessing_fn'),
-            _parameter(spec, 'Trainer.rnn', 'run_fn')}
+            _parameter(spec, f'Trainer.{STUDENT}', 'run_fn')}
   assert 'finsent.components.text_example_gen.Executor' in names
   # The commands a pod runs (a TFJob's `finsent train-worker`), and
   # `finsent bench` from the installed package.

@@ -12,6 +12,10 @@ from finsent.models import evaluation
 from finsent.pipeline import pipeline as pipeline_lib
 
 
+# The default run's candidates: the fine-tuned encoder and its students.
+CANDIDATES = configs.PipelineConfig().candidates
+
+
 def _compiled(tmp_path, **overrides):
   config = configs.PipelineConfig(output_dir=str(tmp_path), **overrides)
   ir = compiler.Compiler().compile(pipeline_lib.create_pipeline(config))
@@ -55,7 +59,7 @@ def test_drift_baseline_is_the_last_accepted_statistics(tmp_path):
 
 
 @pytest.mark.parametrize('name,producer', [
-    ('rnn', 'Trainer.rnn'), ('transformer', 'Trainer.transformer'),
+    *((c, f'Trainer.{c}') for c in CANDIDATES),
     (pipeline_lib.PRODUCTION, 'ModelSelector')])
 def test_each_gate_compares_with_what_it_blessed_itself(tmp_path, name,
                                                         producer):
@@ -79,7 +83,7 @@ def test_only_the_production_gate_feeds_the_production_push(tmp_path):
 
 
 @pytest.mark.parametrize('name,producer', [
-    ('rnn', 'Trainer.rnn'), ('transformer', 'Trainer.transformer'),
+    *((c, f'Trainer.{c}') for c in CANDIDATES),
     (pipeline_lib.PRODUCTION, 'ModelSelector')])
 def test_each_push_needs_the_model_shown_servable(tmp_path, name, producer):
   nodes = _compiled(tmp_path)
@@ -108,7 +112,7 @@ def test_kubeflow_servability_gate_is_infra_validator_on_tf_serving(tmp_path):
 SECOND_SOURCE_NODES = sorted(
     [pipeline_lib.SECOND_SOURCE_EXAMPLE_GEN] +
     [f'{pipeline_lib.SECOND_SOURCE_EVALUATOR}.{a}'
-     for a in configs.ARCHITECTURES])
+     for a in CANDIDATES])
 
 
 def _parameter(node, name):
@@ -149,8 +153,8 @@ def test_a_second_source_adds_its_example_gen_and_an_evaluator_per_trainer(
   # It starts after every push, so it can neither delay nor stop one.
   assert set(example_gen.upstream_nodes) == {
       f'Pusher.{name}'
-      for name in configs.ARCHITECTURES + (pipeline_lib.PRODUCTION,)}
-  for architecture in configs.ARCHITECTURES:
+      for name in CANDIDATES + (pipeline_lib.PRODUCTION,)}
+  for architecture in CANDIDATES:
     evaluator = nodes[f'{pipeline_lib.SECOND_SOURCE_EVALUATOR}.'
                       f'{architecture}']
     assert _input_producers(evaluator, 'model') == [
@@ -167,7 +171,7 @@ def test_a_second_source_adds_its_example_gen_and_an_evaluator_per_trainer(
 def test_the_second_source_is_measured_like_the_gates_but_never_validated(
     second_source_dag):
   nodes, _, _ = second_source_dag
-  for architecture in configs.ARCHITECTURES:
+  for architecture in CANDIDATES:
     eval_config = json_format.Parse(
         _parameter(nodes[f'{pipeline_lib.SECOND_SOURCE_EVALUATOR}.'
                          f'{architecture}'], 'eval_config'),
@@ -185,7 +189,109 @@ def test_the_second_source_is_measured_like_the_gates_but_never_validated(
 
 def test_a_second_source_changes_no_gates_baseline(second_source_dag):
   nodes, _, _ = second_source_dag
-  for name in configs.ARCHITECTURES + (pipeline_lib.PRODUCTION,):
+  for name in CANDIDATES + (pipeline_lib.PRODUCTION,):
     resolver = nodes[f'{pipeline_lib.BLESSED_MODEL_RESOLVER}.{name}']
     assert _queried_nodes(resolver)['blessing'] == [
         f'{configs.PIPELINE_NAME}.Evaluator.{name}'], name
+
+
+STUDENTS = ('rnn_student', 'transformer_student')
+
+
+def test_the_default_run_distils_the_encoder_into_two_students(tmp_path):
+  assert CANDIDATES == ('transformer',) + STUDENTS
+  nodes = _compiled(tmp_path)
+  assert 'Trainer.rnn' not in nodes  # the RNN learns from the teacher only
+  inferrer = nodes[pipeline_lib.BULK_INFERRER]
+  assert _input_producers(inferrer, 'model') == [
+      ('Trainer.transformer', 'model')]
+  assert _input_producers(inferrer, 'model_blessing') == [
+      ('Evaluator.transformer', 'blessing')]
+  assert _input_producers(inferrer, 'examples') == [
+      ('TextExampleGen', 'examples')]
+  assert json.loads(_parameter(inferrer, 'data_spec')) == {
+      'example_splits': ['train', 'eval']}
+  # classification: tfx_bsl's Predict handler fails on a string output.
+  assert json.loads(_parameter(inferrer, 'model_spec')) == {
+      'model_signature_name': ['classification']}
+  assert json.loads(_parameter(inferrer, 'output_example_spec')) == {
+      'output_columns_spec': [{'classify_output': {
+          'score_column': configs.TEACHER_PROBABILITIES_KEY}}]}
+  for student in STUDENTS:
+    trainer = nodes[f'Trainer.{student}']
+    assert _input_producers(trainer, 'examples') == [
+        (pipeline_lib.BULK_INFERRER, 'output_examples')]
+    assert _input_producers(trainer, 'transform_graph') == [
+        ('Transform', 'transform_graph')]
+    custom_config = json.loads(_parameter(trainer, 'custom_config'))
+    assert custom_config['candidate'] == student
+    assert custom_config['pretrained_encoder'] is None
+    assert custom_config['distillation']['teacher_probabilities_key'] == (
+        configs.TEACHER_PROBABILITIES_KEY)
+    assert json.loads(_parameter(trainer, 'train_args')) == {
+        'splits': ['train']}
+    assert json.loads(_parameter(trainer, 'eval_args')) == {
+        'splits': ['eval']}
+    # Gated like the teacher, on the labelled examples.
+    assert _input_producers(nodes[f'Evaluator.{student}'], 'examples') == [
+        ('TextExampleGen', 'examples')]
+  selector = nodes['ModelSelector']
+  for candidate in CANDIDATES:
+    assert _input_producers(selector, f'{candidate}_model') == [
+        (f'Trainer.{candidate}', 'model')]
+
+
+def test_the_students_wait_for_the_teachers_blessing(tmp_path):
+  """BulkInferrer on an unblessed model succeeds with an empty output, on
+  which the students would fail: a Cond skips them instead."""
+  nodes = _compiled(tmp_path)
+  guarded = [pipeline_lib.BULK_INFERRER] + [
+      f'{kind}.{student}' for student in STUDENTS
+      for kind in ('Trainer', 'Evaluator', 'Pusher')]
+  for node_id in guarded:
+    conditionals = nodes[node_id].inputs.conditionals
+    assert len(conditionals) == 1, node_id
+    predicate = json_format.MessageToDict(
+        next(iter(conditionals.values())).placeholder_expression)
+    assert 'blessed' in json.dumps(predicate), node_id
+  for node_id in ('Trainer.transformer', 'Evaluator.transformer',
+                  'ModelSelector'):
+    assert not nodes[node_id].inputs.conditionals, node_id
+
+
+def test_unlabelled_texts_reach_the_students_through_bulk_inferrer(tmp_path):
+  texts = tmp_path / 'headlines.csv'
+  texts.write_text('text\nOrders jump to a record\n')
+  nodes = _compiled(tmp_path, unlabelled=str(texts))
+  example_gen = nodes[pipeline_lib.UNLABELLED_EXAMPLE_GEN]
+  assert json.loads(_parameter(example_gen, 'input_config')) == {'splits': [
+      {'name': configs.UNLABELLED_SPLIT, 'pattern': 'headlines.csv'}]}
+  merge = nodes['MergeExamples']
+  assert _input_producers(merge, 'examples') == [
+      ('TextExampleGen', 'examples')]
+  assert _input_producers(merge, 'other_examples') == [
+      (pipeline_lib.UNLABELLED_EXAMPLE_GEN, 'examples')]
+  inferrer = nodes[pipeline_lib.BULK_INFERRER]
+  assert _input_producers(inferrer, 'examples') == [
+      ('MergeExamples', 'merged_examples')]
+  assert json.loads(_parameter(inferrer, 'data_spec')) == {
+      'example_splits': ['train', 'eval', configs.UNLABELLED_SPLIT]}
+  for student in STUDENTS:
+    assert json.loads(_parameter(nodes[f'Trainer.{student}'],
+                                 'train_args')) == {
+        'splits': ['train', configs.UNLABELLED_SPLIT]}
+
+
+@pytest.mark.parametrize('overrides', [
+    {'distillation': configs.DistillationConfig(enabled=False)},
+    {'preprocessing': configs.PreprocessingConfig(pretrained_encoder=None)}])
+def test_without_students_each_architecture_learns_from_the_labels(
+    tmp_path, overrides):
+  config = configs.PipelineConfig(**overrides)
+  assert config.candidates == configs.ARCHITECTURES
+  nodes = _compiled(tmp_path, **overrides)
+  assert pipeline_lib.BULK_INFERRER not in nodes
+  assert not [n for n in nodes if 'student' in n]
+  for architecture in configs.ARCHITECTURES:
+    assert _input_producers(nodes[f'Trainer.{architecture}'], 'examples') == [
+        ('Transform', 'transformed_examples')]

@@ -410,8 +410,8 @@ def test_selector_decision_is_readable_from_metadata(runs):
         assert f'{architecture}_{metric}' in props, (architecture, metric)
     f1 = {a: props[f'{a}_macro_f1'].double_value
           for a in configs.ARCHITECTURES}
-    tie = configs.SelectionConfig().macro_f1_tie_margin
-    assert f1[winner] >= max(f1.values()) - tie
+    margin = configs.SelectionConfig().macro_f1_margin
+    assert f1[winner] >= max(f1.values()) - margin
 
 
 def test_drifted_data_is_stopped_by_the_gate(runs):

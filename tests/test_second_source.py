@@ -9,6 +9,7 @@ tests/test_pipeline_e2e.py.
 """
 
 import copy
+import dataclasses
 import json
 import os
 import shutil
@@ -24,6 +25,7 @@ from finsent.data import loaders
 from finsent.pipeline import local_runner
 from finsent.pipeline import pipeline as pipeline_lib
 from finsent.pipeline import summary as summary_lib
+from tests.conftest import FROM_SCRATCH
 from tests.conftest import ROOT
 
 # 851 Reuters passages, labelled positive/negative/neutral (its SOURCE.txt).
@@ -102,9 +104,9 @@ BAD_SECOND_SOURCES = {
     'train_and_eval_folder': (
         {'other/sent_train.csv': OTHER_SOURCE['other.csv'],
          'other/sent_valid.csv': OTHER_SOURCE['other.csv']}, 'other',
-        'a second source is scored as one split, but this folder is laid '
+        'a second source is read as one split, but this folder is laid '
         'out as train (sent_train.csv) and eval (sent_valid.csv): name the '
-        'one file to score'),
+        'one file to read'),
 }
 
 
@@ -166,8 +168,8 @@ def scored_run(exported_model, tmp_path_factory, module_monkeypatch):
   # A Model artifact's layout: the SavedModel under Format-Serving.
   model_dir = root / 'model'
   shutil.copytree(exported_model[0], model_dir / 'Format-Serving')
-  config = configs.PipelineConfig(output_dir=str(root / 'out'),
-                                  second_source=str(other))
+  config = dataclasses.replace(FROM_SCRATCH, output_dir=str(root / 'out'),
+                               second_source=str(other))
   model = tfx.dsl.Importer(
       source_uri=str(model_dir),
       artifact_type=tfx.types.standard_artifacts.Model).with_id('Model')
@@ -197,7 +199,7 @@ def module_monkeypatch():
 def test_every_row_is_scored_through_the_serving_signature(scored_run):
   config, other, summary = scored_run
   assert summary.second_source == other
-  rnn, transformer = (next(m for m in summary.models if m.architecture == a)
+  rnn, transformer = (next(m for m in summary.models if m.candidate == a)
                       for a in configs.ARCHITECTURES)
   scored = rnn.second_source
   # All six rows, in the one split: nothing hash-split away.
@@ -289,10 +291,11 @@ def test_kubeflow_reads_a_bucket_file_after_the_pushes(tmp_path):
   assert json.loads(parameters['input_config']['runtimeValue']['constant'])[
       'splits'] == [{'name': pipeline_lib.SECOND_SOURCE,
                      'pattern': 'finentity_sentences.csv'}]
+  candidates = configs.PipelineConfig().candidates
   assert set(example_gen['dependentTasks']) == {
-      'Pusher.rnn', 'Pusher.transformer', pipeline_lib.PRODUCTION_PUSHER}
+      *(f'Pusher.{c}' for c in candidates), pipeline_lib.PRODUCTION_PUSHER}
   executors = spec['deploymentSpec']['executors']
-  for architecture in configs.ARCHITECTURES:
+  for architecture in candidates:
     task = f'{pipeline_lib.SECOND_SOURCE_EVALUATOR}.{architecture}'
     assert set(tasks[task]['dependentTasks']) == {
         f'Trainer.{architecture}', pipeline_lib.SECOND_SOURCE_EXAMPLE_GEN}

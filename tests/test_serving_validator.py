@@ -15,32 +15,14 @@ from finsent.components import atomic_pusher
 from finsent.components import serving_validator
 from finsent.models import export
 from tests.conftest import break_serving_signature
+from tests.conftest import artifact as _artifact
+from tests.conftest import eval_examples_artifact
 from tests.conftest import HEADLINES
-
-
-def _artifact(kind, uri, **int_properties):
-  artifact = kind()
-  artifact.uri = str(uri)
-  os.makedirs(artifact.uri, exist_ok=True)
-  for name, value in int_properties.items():
-    artifact.set_int_custom_property(name, value)
-  return artifact
 
 
 @pytest.fixture(scope='module')
 def examples(tmp_path_factory):
-  """ExampleGen-style output: gzipped tf.Examples in Split-eval."""
-  uri = tmp_path_factory.mktemp('examples')
-  artifact = _artifact(standard_artifacts.Examples, uri)
-  artifact.split_names = '["train", "eval"]'
-  os.makedirs(uri / 'Split-eval')
-  with tf.io.TFRecordWriter(str(uri / 'Split-eval' / 'data.gz'),
-                            options='GZIP') as writer:
-    for text, _ in HEADLINES:
-      writer.write(tf.train.Example(features=tf.train.Features(feature={
-          'text': tf.train.Feature(bytes_list=tf.train.BytesList(
-              value=[text.encode()]))})).SerializeToString())
-  return artifact
+  return eval_examples_artifact(tmp_path_factory.mktemp('examples'))
 
 
 def _model(exported_model, tmp_path, breakage):

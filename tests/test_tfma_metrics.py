@@ -340,3 +340,23 @@ def test_analyze_raw_data_argmax_metrics_and_threshold(tmp_path):
   assert failure.metric_value.double_value.value == pytest.approx(macro_f1)
   assert (failure.metric_threshold.value_threshold.lower_bound.value ==
           pytest.approx(macro_f1 + 0.05))
+
+
+@pytest.mark.parametrize('weighted', [False, True])
+def test_argmax_accuracy_is_keras_sparse_categorical_accuracy(weighted):
+  """The metric the gates' accuracy threshold reads, as Keras's (which it
+  replaces in the EvalConfig) computes it, ties included."""
+  import keras  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(7)
+  labels = rng.integers(0, 3, size=50)
+  probabilities = rng.dirichlet([1.0, 1.0, 1.0], size=50)
+  probabilities[:5] = [0.4, 0.4, 0.2]  # ties go to the lowest class id
+  weights = rng.uniform(0.5, 2.0, size=50) if weighted else None
+  keras_accuracy = keras.metrics.SparseCategoricalAccuracy()
+  keras_accuracy.update_state(labels, probabilities, sample_weight=weights)
+  values = _compute(tfma_metrics.ArgmaxAccuracy(), labels, probabilities,
+                    None if weights is None else list(weights))
+  assert values == {'sparse_categorical_accuracy': pytest.approx(
+      float(keras_accuracy.result()), abs=1e-6)}
+  assert np.isnan(_compute(tfma_metrics.ArgmaxAccuracy(), [], [])[
+      'sparse_categorical_accuracy'])

@@ -200,15 +200,15 @@ def write_charts(models: List[ModelErrors], output_dir: str) -> None:
 
 
 def latest_pushed_models(serving_model_dir: str) -> Dict[str, str]:
-  """Architecture -> its newest pushed version (the highest number)."""
+  """Candidate -> its newest pushed version (the highest number)."""
   models = {}
-  for architecture in features.ARCHITECTURES:
+  for candidate in features.CANDIDATES:
     base = os.path.join(serving_model_dir,
-                        configs.PipelineConfig().serving_model_name(architecture))
+                        configs.PipelineConfig().serving_model_name(candidate))
     versions = [int(v) for v in (os.listdir(base) if os.path.isdir(base)
                                  else []) if v.isdigit()]
     if versions:
-      models[architecture] = os.path.join(base, str(max(versions)))
+      models[candidate] = os.path.join(base, str(max(versions)))
   if not models:
     raise ErrorReportError(
         f'no pushed model under {serving_model_dir}: run the pipeline first, '
