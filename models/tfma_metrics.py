@@ -242,20 +242,6 @@ class PerClassF1(metric_types.Metric):
 metric_types.register_metric(PerClassF1)
 
 
-def _brier_score(
-    name: str = BRIER_SCORE_NAME,
-    eval_config: Optional[config_pb2.EvalConfig] = None,
-    model_name: str = '',
-    output_name: str = '',
-    example_weighted: bool = False) -> metric_types.MetricComputations:
-  """Returns metric computations for the multi-class Brier score."""
-  return _derive(
-      _metric_key(name, model_name, output_name, example_weighted),
-      _calibration_histogram(DEFAULT_NUM_BINS, eval_config, model_name,
-                             output_name, example_weighted),
-      _brier_score_value)
-
-
 def _brier_score_value(
     key: metric_types.MetricKey, histogram: '_CalibrationHistogram'
 ) -> Dict[metric_types.MetricKey, float]:
@@ -273,11 +259,10 @@ def _expected_calibration_error(
     output_name: str = '',
     example_weighted: bool = False) -> metric_types.MetricComputations:
   """Returns metric computations for the top-label ECE."""
-  return _derive(
-      _metric_key(name, model_name, output_name, example_weighted),
-      _calibration_histogram(num_bins, eval_config, model_name, output_name,
-                             example_weighted),
-      _expected_calibration_error_value)
+  return _derived_metric(
+      functools.partial(_calibration_histogram, num_bins),
+      _expected_calibration_error_value)(
+          name, eval_config, model_name, output_name, example_weighted)
 
 
 def _expected_calibration_error_value(
@@ -462,18 +447,32 @@ def _prediction_one_hot_weight(
   return prediction, one_hot, float(example_weight.item())
 
 
-def _macro_f1(
-    name: str = MACRO_F1_NAME,
-    eval_config: Optional[config_pb2.EvalConfig] = None,
-    model_name: str = '',
-    output_name: str = '',
-    example_weighted: bool = False) -> metric_types.MetricComputations:
-  """Returns metric computations for the argmax macro-F1."""
-  return _derive(
-      _metric_key(name, model_name, output_name, example_weighted),
-      _argmax_confusion_matrix(eval_config, model_name, output_name,
-                               example_weighted),
-      _macro_f1_value)
+def _derived_metric(
+    source: Callable[..., metric_types.MetricComputations],
+    value_fn: Callable[..., Dict[metric_types.MetricKey, float]]
+) -> Callable[..., metric_types.MetricComputations]:
+  """The computations function of a metric that `value_fn(key, value)`
+  derives from the shared computation `source(eval_config, model_name,
+  output_name, example_weighted)` (a histogram, a confusion matrix)."""
+
+  def computations(
+      name: str,
+      eval_config: Optional[config_pb2.EvalConfig] = None,
+      model_name: str = '',
+      output_name: str = '',
+      example_weighted: bool = False) -> metric_types.MetricComputations:
+    return _derive(
+        _metric_key(name, model_name, output_name, example_weighted),
+        source(eval_config, model_name, output_name, example_weighted),
+        value_fn)
+
+  return computations
+
+
+def _argmax_metric(value_fn: Callable[..., Dict[metric_types.MetricKey, float]]
+                   ) -> Callable[..., metric_types.MetricComputations]:
+  """A metric derived from the shared argmax confusion matrix."""
+  return _derived_metric(_argmax_confusion_matrix, value_fn)
 
 
 def _macro_f1_value(
@@ -483,20 +482,6 @@ def _macro_f1_value(
   if matrix is None or not np.sum(matrix):
     return {key: float('nan')}
   return {key: float(np.mean(_class_f1(matrix)))}
-
-
-def _accuracy(
-    name: str = ACCURACY_NAME,
-    eval_config: Optional[config_pb2.EvalConfig] = None,
-    model_name: str = '',
-    output_name: str = '',
-    example_weighted: bool = False) -> metric_types.MetricComputations:
-  """Returns metric computations for the argmax accuracy."""
-  return _derive(
-      _metric_key(name, model_name, output_name, example_weighted),
-      _argmax_confusion_matrix(eval_config, model_name, output_name,
-                               example_weighted),
-      _accuracy_value)
 
 
 def _accuracy_value(
@@ -543,22 +528,11 @@ def _per_class_computations_fn(
   value per class [num_classes].
   """
 
-  def computations_fn(
-      name: str,
-      eval_config: Optional[config_pb2.EvalConfig] = None,
-      model_name: str = '',
-      output_name: str = '',
-      example_weighted: bool = False) -> metric_types.MetricComputations:
-    # Declared without a sub_key: the class ids are known only from the data.
-    # The key also tells this derived computation apart from the other
-    # per-class metrics' (TFMA de-duplicates by keys and result type).
-    return _derive(
-        _metric_key(name, model_name, output_name, example_weighted),
-        _argmax_confusion_matrix(eval_config, model_name, output_name,
-                                 example_weighted),
-        functools.partial(_per_class_values, statistic))
+  # Declared without a sub_key: the class ids are known only from the data.
+  # The key also tells this derived computation apart from the other
+  # per-class metrics' (TFMA de-duplicates by keys and result type).
+  return _argmax_metric(functools.partial(_per_class_values, statistic))
 
-  return computations_fn
 
 
 def _per_class_values(
@@ -665,3 +639,11 @@ class _ArgmaxConfusionMatrixCombiner(beam.CombineFn):
       self, accumulator: _ArgmaxConfusionMatrix
   ) -> Dict[metric_types.MetricKey, Optional[np.ndarray]]:
     return {self._key: accumulator.matrix}
+
+
+# The metrics' computations functions, once their parts are defined.
+_brier_score = _derived_metric(
+    functools.partial(_calibration_histogram, DEFAULT_NUM_BINS),
+    _brier_score_value)
+_macro_f1 = _argmax_metric(_macro_f1_value)
+_accuracy = _argmax_metric(_accuracy_value)

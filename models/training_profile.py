@@ -54,7 +54,9 @@ class TopOp:
 class ProfileReport:
   """One model run's profile, summarised."""
   model_run: str
-  architecture: str
+  # The candidate it trained (`rnn_student`); runs from before candidates
+  # name their architecture.
+  name: str
   strategy: Optional[str]
   replicas: Optional[int]
   device_type: str  # CPU, GPU or TPU
@@ -248,8 +250,8 @@ def read_profile(model_run: str) -> ProfileReport:
   input_share = min(1.0 - compute_share, input_ms / step_ms)
   return ProfileReport(
       model_run=model_run,
-      architecture=training.get('architecture',
-                                os.path.basename(os.path.normpath(model_run))),
+      name=(training.get('candidate') or training.get('architecture') or
+            os.path.basename(os.path.normpath(model_run))),
       strategy=training.get('strategy'),
       replicas=training.get('replicas'),
       device_type=device_type,
@@ -270,7 +272,7 @@ def read_profile(model_run: str) -> ProfileReport:
 def summary_line(reports: Sequence[ProfileReport]) -> str:
   """One line comparing the runs, for the pipeline's end-of-run summary."""
   return ' | '.join(
-      f'{r.architecture} {r.step_ms:.1f} ms/step (compute '
+      f'{r.name} {r.step_ms:.1f} ms/step (compute '
       f'{r.compute_share:.0%}, input {r.input_share:.0%}, other '
       f'{r.other_share:.0%}; utilisation {r.utilisation:.0%})'
       for r in reports)

@@ -17,24 +17,26 @@ from tensorflow_serving.config import model_server_config_pb2
 import yaml
 
 from finsent.configs import PRODUCTION_MODEL_NAME
-from finsent.configs import PipelineConfig
 from finsent.serving import config_files as files
 from finsent.serving.deploy import manifests as k8s
 from finsent.serving.deploy import tf_serving_config as tfs
 from finsent.serving.deploy import writer
+from tests.conftest import FROM_SCRATCH
 
 
 @pytest.fixture
 def config(tmp_path):
   """Three versions of `sentiment`, one of `sentiment_rnn`, none of
-  `sentiment_transformer`; staging dirs and stray files beside them."""
+  `sentiment_transformer`; staging dirs and stray files beside them. The
+  models trained from scratch: their candidates are `rnn` and
+  `transformer`."""
   root = tmp_path / 'serving_model'
   for version in ('1', '2', '3', '.9.incomplete'):
     (root / 'sentiment' / version).mkdir(parents=True)
   (root / 'sentiment' / '7').write_text('not a version directory')
   for version in ('5', '.9.incomplete'):
     (root / 'sentiment_rnn' / version).mkdir(parents=True)
-  return PipelineConfig(serving_model_dir=str(root))
+  return dataclasses.replace(FROM_SCRATCH, serving_model_dir=str(root))
 
 
 def _with_serving(config, **changes):

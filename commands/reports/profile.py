@@ -24,13 +24,13 @@ def format_reports(reports: Sequence[ProfileReport]) -> str:
        f'{r.op_kernel_share:.0%}'),
       ('input-bound', lambda r: r.input_bound),
   ]
-  table = [('', [r.architecture for r in reports])] + [
+  table = [('', [r.name for r in reports])] + [
       (label, [value(r) for r in reports]) for label, value in rows]
   width = 2 + max(len(cell) for _, cells in table for cell in cells)
   lines = [f'{label:<24}' + ''.join(f'{cell:>{width}}' for cell in cells)
            for label, cells in table]
   for r in reports:
-    lines += ['', f'{r.architecture}: {r.model_run}',
+    lines += ['', f'{r.name}: {r.model_run}',
               f'  utilisation: {r.utilisation_of}', f'  {r.input_statement}',
               '  self time by op type: ' + ', '.join(
                   f'{op_type} {share:.0%}' for op_type, share in r.top_op_types),
@@ -46,7 +46,7 @@ def write_chart(reports: Sequence[ProfileReport], path: str) -> None:
   matplotlib.use('Agg')
   from matplotlib import pyplot  # pylint: disable=g-import-not-at-top
   figure, axes = pyplot.subplots(figsize=(7, 1.6 + 0.7 * len(reports)))
-  names = [r.architecture for r in reports]
+  names = [r.name for r in reports]
   left = [0.0] * len(reports)
   for label, share, colour in (('compute', 'compute_share', '#4c72b0'),
                                ('input', 'input_share', '#dd8452'),
