@@ -75,6 +75,18 @@ def test_flags_reach_the_config():
     (['--runner=DataflowRunner'], '--runner=DataflowRunner needs --project'),
     (['--output_dir', 'gs://bucket/finsent'],
      '--output_dir gs://bucket/finsent: a local run keeps ML Metadata'),
+    (['--distillation_temperature', '0'],
+     'argument --distillation_temperature: must be above 0, got 0'),
+    (['--distillation_alpha', '1.5'],
+     'argument --distillation_alpha: must be at least 0 and at most 1, got '
+     '1.5'),
+    (['--unlabelled', 'gs://bucket/headlines.csv'],
+     '--unlabelled gs://bucket/headlines.csv: a local run reads a local file'),
+    (['--unlabelled', 'headlines.csv', '--pretrained_encoder', 'none'],
+     '--unlabelled headlines.csv: unlabelled texts train only the fine-tuned '
+     "encoder's students, and this run has none (--pretrained_encoder none)"),
+    (['--unlabelled', 'headlines.csv', '--skip_distillation'],
+     'and this run has none (--skip_distillation)'),
 ])
 def test_bad_flags_are_rejected(capsys, flags, message):
   with pytest.raises(SystemExit) as exited:

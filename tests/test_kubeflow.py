@@ -271,6 +271,12 @@ _COMPILE, _TFJOB = 'compile-kubeflow', 'render-tfjob'
      '--runner=FlinkRunner needs --flink_master'),
     (_COMPILE, ['--max_epochs', '0'],
      'argument --max_epochs: must be at least 1'),
+    (_COMPILE, ['--image', IMAGE, '--unlabelled', '/data/headlines.csv'],
+     "--unlabelled /data/headlines.csv: a path of this machine, which the "
+     "cluster's pods cannot read"),
+    (_COMPILE, ['--image', IMAGE, '--unlabelled', 'gs://acme-ml/headlines'],
+     '--unlabelled gs://acme-ml/headlines: unlabelled texts in object storage '
+     'must be one file'),
     (_COMPILE, ['--strategy', 'multi_worker_mirrored'],
      '--strategy multi_worker_mirrored: each Trainer of the compiled '
      'pipeline is one pod'),
@@ -459,3 +465,21 @@ def test_tfjob_runs_train_worker_on_every_pod(tmp_path):
   assert worker.max_epochs == 4 and worker.strategy == 'auto'
   limits = {'cpu': '4', 'memory': '16G', 'nvidia.com/gpu': '1'}
   assert container['resources'] == {'requests': limits, 'limits': limits}
+
+
+def test_unlabelled_texts_in_a_bucket_reach_bulk_inferrer(tmp_path):
+  spec = _compile(tmp_path, '--unlabelled', 'gs://acme-ml/data/topic.csv')
+  tasks = _tasks(spec)
+  example_gen = tasks[pipeline_lib.UNLABELLED_EXAMPLE_GEN]
+  assert _parameter(spec, pipeline_lib.UNLABELLED_EXAMPLE_GEN,
+                    'input_base') == 'gs://acme-ml/data'
+  assert json.loads(_parameter(spec, pipeline_lib.UNLABELLED_EXAMPLE_GEN,
+                               'input_config'))['splits'] == [
+      {'name': configs.UNLABELLED_SPLIT, 'pattern': 'topic.csv'}]
+  assert not example_gen.get('dependentTasks')
+  assert set(tasks['MergeExamples']['dependentTasks']) == {
+      'TextExampleGen', pipeline_lib.UNLABELLED_EXAMPLE_GEN}
+  inferrer = tasks[pipeline_lib.BULK_INFERRER]
+  assert 'MergeExamples' in inferrer['dependentTasks']
+  # The students wait for the teacher's blessing.
+  assert "metadata['blessed'] == 1.0" in inferrer['triggerPolicy']['condition']
