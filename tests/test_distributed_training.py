@@ -131,7 +131,7 @@ def test_profile_report_side_by_side(mirrored_runs, tmp_path):
   header = result.stdout.splitlines()[0].split()
   assert header == list(configs.ARCHITECTURES)
   assert chart.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
-  reports = {r['architecture']: r for r in json.loads(report_json.read_text())}
+  reports = {r['name']: r for r in json.loads(report_json.read_text())}
   for architecture, report in reports.items():
     assert report['steps'] == PROFILED_STEPS
     assert report['step_ms'] > 0
