@@ -316,6 +316,11 @@ class TrainingInputs:
   student_rows: Optional[Dict[str, int]] = None
 
 
+def count_examples(examples: tf.data.Dataset) -> int:
+  """How many elements an unbatched dataset holds (one pass over it)."""
+  return int(examples.reduce(0, lambda n, _: n + 1))
+
+
 def student_examples(fn_args: tfx.components.FnArgs,
                      tft_output: tft.TFTransformOutput,
                      training: Dict[str, Any], settings: Dict[str, Any]
@@ -349,7 +354,7 @@ def student_examples(fn_args: tfx.components.FnArgs,
       lambda x, y: tf.logical_not(distillation_lib.has_label(x, y)))
   # The first pass runs the Transform graph and fills the cache; the
   # others read it.
-  rows = {name: int(examples.reduce(0, lambda n, _: n + 1)) for name, examples
+  rows = {name: count_examples(examples) for name, examples
           in (('fit_labelled', fit_labelled), ('fit_unlabelled', unlabelled),
               ('held_out', held_out))}
   logging.info('Student examples: %s', rows)
@@ -423,7 +428,7 @@ def prepare_training(fn_args: tfx.components.FnArgs,
     epochs, steps_per_epoch = training['max_epochs'], None
     count = (student_rows['fit_labelled'] + student_rows['fit_unlabelled']
              if student_rows else
-             int(fit_examples.reduce(0, lambda n, _: n + 1)))
+             count_examples(fit_examples))
     batches_per_epoch = math.ceil(count / batch_size)
   held_out_data, validation_steps = held_out.batch(batch_size), None
   word_vector_rows = None
@@ -438,7 +443,7 @@ def prepare_training(fn_args: tfx.components.FnArgs,
     # unevenly; so every batch is full, the last one completed from the
     # start of the held-out examples.
     count = (student_rows['held_out'] if student_rows else
-             int(held_out.reduce(0, lambda n, _: n + 1)))
+             count_examples(held_out))
     validation_steps = max(1, math.ceil(count / batch_size))
     held_out_data = held_out.repeat().batch(batch_size)
   return TrainingInputs(
