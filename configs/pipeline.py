@@ -165,7 +165,8 @@ class PipelineConfig:
     encoder the Transformer's hyperparameters, learning rate, epochs,
     batch size and schedule are `fine_tuning`'s, and it reads no word
     vectors. A student (`<architecture>_student`) is its architecture
-    trained from scratch, with `distillation`'s settings."""
+    trained from scratch, with `distillation`'s settings (and no word
+    vectors where it reads the teacher's pieces)."""
     architecture = candidate_architecture(candidate)
     student = candidate != architecture
     pretrained_encoder = (self.preprocessing.pretrained_encoder
@@ -180,10 +181,16 @@ class PipelineConfig:
       hyperparameters = dataclasses.asdict(getattr(self, architecture))
     distillation = None
     if student:
+      if self.distillation.tokens == 'teacher_pieces':
+        # Word vectors index Transform's words, which it does not read.
+        training['word_vectors'] = None
       distillation = {
           **dataclasses.asdict(self.distillation),
           'teacher_probabilities_key': TEACHER_PROBABILITIES_KEY,
           'unlabelled_split': UNLABELLED_SPLIT,
+          # The preset whose pieces and embeddings a teacher_pieces student
+          # reads.
+          'teacher_encoder': self.preprocessing.pretrained_encoder,
       }
       del distillation['enabled']
     return {

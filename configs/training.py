@@ -46,6 +46,8 @@ CALIBRATIONS = ('temperature', 'none')
 # `alpha` means the same whatever the share of unlabelled texts; or over the
 # whole batch (Hinton et al. 2015).
 HARD_TERM_MEANS = ('labelled', 'batch')
+# What a student reads (models.trainer.prepare_training).
+STUDENT_TOKENS = ('teacher_pieces', 'words')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -190,6 +192,14 @@ class DistillationConfig:
       'in a batch', choices=HARD_TERM_MEANS, cli=False)
   max_student_parameters: int = knob(
       3_000_000, 'a student with more parameters is refused', cli=False)
+  # Measured: docs/results/model_quality.md, "What a student reads".
+  tokens: str = knob(
+      'teacher_pieces', "what a student reads: teacher_pieces, the "
+      "teacher's WordPiece ids (a word no training text had is still pieces "
+      "the student knows), its embedding started from the teacher's token "
+      "embeddings projected to the student's width; words, Transform's "
+      'vocabulary of the training words', choices=STUDENT_TOKENS,
+      flag='student_tokens')
 
 
 @dataclasses.dataclass(frozen=True)

@@ -170,10 +170,14 @@ def distillation_examples(file_patterns: List[str],
                           tft_output: tft.TFTransformOutput,
                           teacher_probabilities_key: str = (
                               features.TEACHER_PROBABILITIES_KEY),
-                          unlabelled_split: str = features.UNLABELLED_SPLIT
+                          unlabelled_split: str = features.UNLABELLED_SPLIT,
+                          input_key: str = features.TOKEN_IDS_KEY
                           ) -> tf.data.Dataset:
-  """Unbatched ({'token_ids': int64 [L]}, y float32 [1 + K]) of raw
-  examples with the teacher's probabilities (BulkInferrer's output).
+  """Unbatched (x, y float32 [1 + K]) of raw examples with the teacher's
+  probabilities (BulkInferrer's output). x holds `input_key`, the
+  transformed feature the student reads (Transform's `token_ids` or the
+  teacher's `encoder_token_ids`), and `token_ids`, which the held-out split
+  hashes (models.trainer.split_for_early_stopping), each int64 [length].
 
   Each batch of records is parsed and put through the teacher's Transform
   graph (`transform_features_layer`), so the student learns from the very
@@ -214,7 +218,8 @@ def distillation_examples(file_patterns: List[str],
     transformed = transform(raw)
     y = tf.concat([tf.cast(transformed[features.LABEL_ID_KEY],
                            tf.float32)[:, None], teacher], axis=1)
-    return {features.TOKEN_IDS_KEY: transformed[features.TOKEN_IDS_KEY]}, y
+    return {key: transformed[key]
+            for key in {features.TOKEN_IDS_KEY, input_key}}, y
 
   parts = [
       tf.data.TFRecordDataset(paths, compression_type='GZIP').batch(256).map(

