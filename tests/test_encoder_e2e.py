@@ -152,6 +152,8 @@ def test_the_students_learn_from_the_teacher_and_serve_raw_text(default_run):
     learned = model['distillation']
     assert learned['temperature'] == distillation.temperature
     assert learned['alpha'] == distillation.alpha
+    # By default a student reads the teacher's pieces.
+    assert learned['tokens'] == distillation.tokens == 'teacher_pieces'
     assert learned['fit_unlabelled'] == UNLABELLED_TEXTS
     assert learned['fit_labelled'] > 0
     assert 0.0 <= learned['eval_teacher_agreement'] <= 1.0
