@@ -206,7 +206,7 @@ def build_model(architecture: str, vocabulary_size: int, sequence_length: int,
   """The architecture's model; with `pretrained_encoder` (a keras-hub
   preset) the Transformer is that encoder under a classification head.
   A model trained from scratch reads `input_key`: Transform's `token_ids`,
-  or a student's the teacher's pieces, trimmed to each batch's longest."""
+  or a student's the teacher's pieces."""
   if architecture not in MODEL_BUILDERS:
     raise ValueError(f'architecture must be one of {sorted(MODEL_BUILDERS)}, '
                      f'got {architecture!r}')
@@ -216,10 +216,9 @@ def build_model(architecture: str, vocabulary_size: int, sequence_length: int,
                        f'the {architecture}')
     return pretrained_encoder_lib.build_pretrained_encoder_classifier(
         pretrained_encoder, sequence_length, **hyperparameters)
-  pieces = input_key == pretrained_encoder_lib.TOKEN_IDS_KEY
   return MODEL_BUILDERS[architecture](
       vocabulary_size=vocabulary_size, sequence_length=sequence_length,
-      input_key=input_key, trim_padding=pieces, **hyperparameters)
+      input_key=input_key, **hyperparameters)
 
 
 def predict_probabilities(model: keras.Model, examples: tf.data.Dataset
@@ -687,11 +686,15 @@ def run_fn(fn_args: tfx.components.FnArgs) -> Dict[str, Any]:
   inputs = prepare_training(fn_args, strategy)
   hyperparameters, base_learning_rate = tuned_settings(
       config, fn_args.hyperparameters)
+  if inputs.teacher_embeddings is not None:
+    # A student of the teacher's pieces: 128 of them padded, a headline's
+    # median 26; cut as the encoder's are.
+    hyperparameters['trim_padding'] = True
   if (isinstance(strategy, tf.distribute.TPUStrategy) and
       hyperparameters.get('trim_padding')):
     # XLA compiles a step per shape: the whole padded length, once.
-    logging.info('On a TPU the pretrained encoder reads its whole padded '
-                 'length (trim_padding off)')
+    logging.info('On a TPU the model reads its whole padded length '
+                 '(trim_padding off)')
     hyperparameters['trim_padding'] = False
   replicas = strategy.num_replicas_in_sync
   learning_rate = strategy_lib.scaled_learning_rate(

@@ -454,7 +454,8 @@ def test_student_run_fn_trains_exports_and_summarises(inferred, tmp_path):
                                                         'model_run'))
   assert (summary['architecture'], summary['candidate']) == (
       'rnn', 'rnn_student')
-  assert summary['distillation']['tokens'] == 'teacher_pieces' 
+  assert summary['distillation']['tokens'] == 'teacher_pieces'
+  assert summary['hyperparameters']['trim_padding'] is True
   assert summary['parameters'] <= configs.DistillationConfig(
   ).max_student_parameters
   student = summary['distillation']
@@ -491,7 +492,8 @@ def test_a_student_reads_the_teachers_pieces_from_its_embeddings(
   x, _ = next(iter(inputs.fit_data))
   assert list(x) == [pretrained_encoder.TOKEN_IDS_KEY]
   model = trainer.compile_model(
-      'rnn', inputs, dataclasses.asdict(configs.RnnConfig()), 1e-3,
+      'rnn', inputs, {**dataclasses.asdict(configs.RnnConfig()),
+                      'trim_padding': True}, 1e-3,
       configs.PipelineConfig().trainer_custom_config('rnn_student')[
           'training'])
   assert model.count_params() <= configs.DistillationConfig(
