@@ -423,6 +423,13 @@ def prepare_training(fn_args: tfx.components.FnArgs,
       sequence_length = feature_spec[input_keys[0]].shape[0]
       pretrained_encoder_lib.check_transform_tokenization(
           tft_output, teacher, sequence_length)
+      if training['word_vectors']:
+        # Word vectors' rows are Transform's word ids, not the teacher's.
+        raise ValueError(
+            f"a student reading the teacher's pieces starts from the "
+            f"teacher's embeddings, not from the word vectors "
+            f"{training['word_vectors']}: use student tokens words with "
+            'word vectors')
       teacher_embeddings = pretrained_encoder_lib.token_embeddings(teacher)
       vocabulary_size = len(teacher_embeddings)
     fit_examples, held_out, student_rows = student_examples(

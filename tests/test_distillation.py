@@ -538,6 +538,20 @@ def test_project_embeddings_keeps_the_principal_directions():
     pretrained_encoder.project_embeddings(table, 11)
 
 
+def test_a_pieces_student_refuses_word_vectors(inferred, tmp_path):
+  # The pipeline's config never sends them (trainer_custom_config).
+  assert configs.PipelineConfig(training=dataclasses.replace(
+      configs.TrainingConfig(), word_vectors='glove.txt')
+  ).trainer_custom_config('rnn_student')['training']['word_vectors'] is None
+  with pytest.raises(ValueError, match="a student reading the teacher's "
+                     'pieces starts from the teacher.s embeddings, not from '
+                     'the word vectors glove.txt'):
+    trainer.prepare_training(
+        _student_fn_args(inferred, tmp_path,
+                         training={'word_vectors': 'glove.txt'}),
+        tf.distribute.get_strategy())
+
+
 def test_a_student_of_transforms_words(inferred, tmp_path):
   inputs = trainer.prepare_training(
       _student_fn_args(inferred, tmp_path, tokens='words'),
