@@ -13,6 +13,7 @@ from finsent.configs.features import STUDENT_SUFFIX
 from finsent.configs.features import TEACHER_PROBABILITIES_KEY
 from finsent.configs.features import UNLABELLED_SPLIT
 from finsent.configs.features import LABELS
+from finsent.configs.features import TOPICS
 from finsent.configs.gates import BlessingThresholds
 from finsent.configs.gates import DriftThresholds
 from finsent.configs.gates import SelectionConfig

@@ -4,8 +4,18 @@ readers, Transform, Trainer, export, serving and monitoring."""
 # The canonical labels, in the order of the models' outputs.
 LABELS = ('negative', 'neutral', 'positive')
 
+# The topics of the Twitter Financial News Topic set, in the order of its
+# ids (0 Analyst Update ... 19 Stock Movement; its SOURCE.txt).
+TOPICS = ('Analyst Update', 'Fed | Central Banks', 'Company | Product News',
+          'Treasuries | Corporate Debt', 'Dividend', 'Earnings',
+          'Energy | Oil', 'Financials', 'Currencies', 'General News | Opinion',
+          'Gold | Metals | Materials', 'IPO', 'Legal | Regulation',
+          'M&A | Investments', 'Macro', 'Markets', 'Politics',
+          'Personnel Change', 'Stock Commentary', 'Stock Movement')
+
 TEXT_KEY = 'text'
 LABEL_KEY = 'label'
+TOPIC_KEY = 'topic'
 SOURCE_KEY = 'source'
 # Derived by TextExampleGen: the text's word count, bucketed.
 LENGTH_BUCKET_KEY = 'length_bucket'
@@ -63,7 +73,7 @@ def length_bucket(text: str) -> str:
   return f'{lower}+'
 
 
-__all__ = ['LABELS', 'TEXT_KEY', 'LABEL_KEY', 'SOURCE_KEY', 'LENGTH_BUCKET_KEY',
+__all__ = ['LABELS', 'TOPICS', 'TEXT_KEY', 'LABEL_KEY', 'TOPIC_KEY', 'SOURCE_KEY', 'LENGTH_BUCKET_KEY',
            'TOKEN_IDS_KEY', 'LABEL_ID_KEY',
            'TOKEN_VOCABULARY_NAME', 'PADDING_ID', 'ARCHITECTURES',
            'STUDENT_SUFFIX', 'CANDIDATES', 'TEACHER_PROBABILITIES_KEY',

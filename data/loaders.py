@@ -1,16 +1,21 @@
 """Readers that turn the text formats users have into canonical records.
 
-A canonical record is `text`, `label` (one of `LABELS`) and the optional
-`source` and `published_at`. Every reader is strict: a row it cannot read
-raises `DataFormatError` naming the file and line, and no row is ever
-skipped, so a run trains on exactly what the files hold or not at all.
+A canonical record is `text` with a sentiment `label` (one of `LABELS`),
+a `topic` (one of `TOPICS`) or both, and the optional `source` and
+`published_at`. Every reader is strict: a row it cannot read raises
+`DataFormatError` naming the file and line, and no row is ever skipped, so
+a run trains on exactly what the files hold or not at all.
 
 Supported formats, detected from the file (see `detect_format`):
 
-* `csv`: the canonical CSV, header `text,label[,source][,published_at]`,
-  labels spelled `negative`/`neutral`/`positive`, UTF-8.
+* `csv`: the canonical CSV, header `text` and `label` or `topic` or both,
+  then `[,source][,published_at]` in any order; labels spelled
+  `negative`/`neutral`/`positive`, topics by name; UTF-8. A row may leave
+  one of `label` and `topic` empty, not both.
 * `twitter_fns`: Twitter Financial News Sentiment, header `text,label`,
   labels `0` Bearish, `1` Bullish, `2` Neutral, UTF-8.
+* `twitter_fn_topic`: Twitter Financial News Topic, header `text,label`,
+  labels `0` Analyst Update to `19` Stock Movement (`TOPICS`), UTF-8.
 * `jsonl`: one JSON object per line with the canonical keys, UTF-8.
 * `phrasebank`: Financial PhraseBank, `sentence@label` per line, latin-1.
 
@@ -30,10 +35,14 @@ from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
 from finsent import configs
 from finsent.configs.features import LABELS
+from finsent.configs.features import TOPICS
 
+# What a record is labelled with: at least one of the two.
+LABEL_FIELDS = ('label', 'topic')
 OPTIONAL_FIELDS = ('source', 'published_at')
-CANONICAL_FIELDS = ('text', 'label') + OPTIONAL_FIELDS
+CANONICAL_FIELDS = ('text',) + LABEL_FIELDS + OPTIONAL_FIELDS
 TWITTER_FNS_LABELS = {'0': 'negative', '1': 'positive', '2': 'neutral'}
+TWITTER_FN_TOPICS = {str(i): topic for i, topic in enumerate(TOPICS)}
 
 
 class DataFormatError(ValueError):
@@ -48,11 +57,12 @@ class DataFormatError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class Record:
-  """One labelled text in the canonical form."""
+  """One text in the canonical form: a sentiment label, a topic or both."""
   text: str
-  label: str
+  label: Optional[str] = None
   source: Optional[str] = None
   published_at: Optional[str] = None
+  topic: Optional[str] = None
 
 
 def _decode(path: str, raw: bytes, encoding: str) -> str:
@@ -80,19 +90,28 @@ def _read_text(path: str, encoding: str = 'utf-8') -> str:
   return _decode(path, raw, encoding)
 
 
-def _check_record(path: str, line: int, text, label, source=None,
-                  published_at=None) -> Record:
-  """Validates one row's values and returns it as a Record."""
-  for name, value in (('text', text), ('source', source),
-                      ('published_at', published_at)):
+def _check_record(path: str, line: int, text, label=None, source=None,
+                  published_at=None, topic=None) -> Record:
+  """Validates one row's values and returns it as a Record; an empty
+  label or topic counts as absent."""
+  for name, value in (('text', text), ('label', label), ('topic', topic),
+                      ('source', source), ('published_at', published_at)):
     if not isinstance(value, str) and (name == 'text' or value is not None):
       raise DataFormatError(path, line, f'{name} must be a string, got '
                             f'{type(value).__name__}')
   if not text.strip():
     raise DataFormatError(path, line, 'text is empty')
-  if label not in LABELS:
+  label, topic = label or None, topic or None
+  if label is None and topic is None:
+    raise DataFormatError(path, line, 'the row has neither a label nor a '
+                          'topic')
+  if label is not None and label not in LABELS:
     raise DataFormatError(
         path, line, f'label {label!r} is not one of {", ".join(LABELS)}')
+  if topic is not None and topic not in TOPICS:
+    raise DataFormatError(
+        path, line, f'topic {topic!r} is not one of the {len(TOPICS)} '
+        f'topics: {"; ".join(TOPICS)}')
   if published_at:
     try:
       datetime.datetime.fromisoformat(published_at.replace('Z', '+00:00'))
@@ -100,17 +119,18 @@ def _check_record(path: str, line: int, text, label, source=None,
       raise DataFormatError(
           path, line, f'published_at {published_at!r} is not an ISO-8601 '
           'timestamp') from None
-  return Record(text=text, label=label, source=source or None,
-                published_at=published_at or None)
+  return Record(text=text, label=label, topic=topic,
+                source=source or None, published_at=published_at or None)
 
 
 def _csv_rows(path: str, content: str,
               required: Tuple[str, ...] = ('text', 'label'),
-              known: Optional[Tuple[str, ...]] = CANONICAL_FIELDS):
+              known: Optional[Tuple[str, ...]] = CANONICAL_FIELDS,
+              one_of: Tuple[str, ...] = ()):
   """Yields (line, header, row) for each data row, checking field counts.
 
-  The header must have the `required` columns, and no column outside
-  `known` (None: any column).
+  The header must have the `required` columns, at least one of `one_of`
+  (if any), and no column outside `known` (None: any column).
   """
   reader = csv.reader(io.StringIO(content, newline=''), strict=True)
   header = None
@@ -120,6 +140,8 @@ def _csv_rows(path: str, content: str,
       if header is None:
         header = [h.strip() for h in row]
         missing = [f for f in required if f not in header]
+        if one_of and not set(one_of) & set(header):
+          missing.append(' or '.join(one_of))
         if missing:
           raise DataFormatError(
               path, 1, f'header {",".join(header)!r} lacks column(s) '
@@ -146,22 +168,39 @@ def _csv_rows(path: str, content: str,
 
 def read_csv(path: str) -> Iterator[Record]:
   """Reads the canonical CSV format."""
+  for line, header, row in _csv_rows(path, _read_text(path),
+                                     required=('text',),
+                                     one_of=LABEL_FIELDS):
+    values = dict(zip(header, row))
+    yield _check_record(path, line, values['text'], values.get('label'),
+                        values.get('source'), values.get('published_at'),
+                        values.get('topic'))
+
+
+def _read_twitter(path: str, codes: Dict[str, str], field: str,
+                  described: str) -> Iterator[Record]:
+  """Reads a Twitter Financial News CSV (`text,label`, integer labels):
+  each label's code looked up in `codes`, the value put in `field`."""
   for line, header, row in _csv_rows(path, _read_text(path)):
     values = dict(zip(header, row))
-    yield _check_record(path, line, values['text'], values['label'],
-                        values.get('source'), values.get('published_at'))
+    code = values['label'].strip()
+    if code not in codes:
+      raise DataFormatError(path, line, f'label {code!r} is not {described}')
+    yield _check_record(path, line, values['text'], **{field: codes[code]})
 
 
 def read_twitter_fns(path: str) -> Iterator[Record]:
   """Reads Twitter Financial News Sentiment (0 Bearish, 1 Bullish, 2 Neutral)."""
-  for line, header, row in _csv_rows(path, _read_text(path)):
-    values = dict(zip(header, row))
-    label = values['label'].strip()
-    if label not in TWITTER_FNS_LABELS:
-      raise DataFormatError(
-          path, line, f'label {label!r} is not a Twitter-FNS label '
-          '(0 Bearish, 1 Bullish, 2 Neutral)')
-    yield _check_record(path, line, values['text'], TWITTER_FNS_LABELS[label])
+  return _read_twitter(path, TWITTER_FNS_LABELS, 'label',
+                       'a Twitter-FNS label (0 Bearish, 1 Bullish, 2 Neutral)')
+
+
+def read_twitter_fn_topic(path: str) -> Iterator[Record]:
+  """Reads Twitter Financial News Topic (0 Analyst Update ... 19 Stock
+  Movement): each record has a topic and no sentiment label."""
+  return _read_twitter(path, TWITTER_FN_TOPICS, 'topic',
+                       'a Twitter Financial News Topic id (0 Analyst Update '
+                       f'to {len(TOPICS) - 1} {TOPICS[-1]})')
 
 
 def _lines(text: str) -> List[str]:
@@ -191,11 +230,13 @@ def read_jsonl(path: str) -> Iterator[Record]:
     unknown = sorted(set(obj) - set(CANONICAL_FIELDS))
     if unknown:
       raise DataFormatError(path, line, f'unknown field(s) {", ".join(unknown)}')
-    for field in ('text', 'label'):
-      if field not in obj:
-        raise DataFormatError(path, line, f'missing field {field!r}')
-    yield _check_record(path, line, obj['text'], obj['label'],
-                        obj.get('source'), obj.get('published_at'))
+    if 'text' not in obj:
+      raise DataFormatError(path, line, "missing field 'text'")
+    if not set(LABEL_FIELDS) & set(obj):
+      raise DataFormatError(path, line, "missing field 'label' or 'topic'")
+    yield _check_record(path, line, obj['text'], obj.get('label'),
+                        obj.get('source'), obj.get('published_at'),
+                        obj.get('topic'))
 
 
 def _phrasebank_rows(path: str) -> Iterator[Tuple[int, str, str]]:
@@ -219,6 +260,7 @@ def read_phrasebank(path: str) -> Iterator[Record]:
 READERS: Dict[str, Callable[[str], Iterator[Record]]] = {
     'csv': read_csv,
     'twitter_fns': read_twitter_fns,
+    'twitter_fn_topic': read_twitter_fn_topic,
     'jsonl': read_jsonl,
     'phrasebank': read_phrasebank,
 }
@@ -240,19 +282,30 @@ def _file_type(path: str) -> str:
 
 
 def detect_format(path: str) -> str:
-  """Names the format of `path` from its extension and, for CSV, its header."""
+  """Names the format of `path` from its extension and, for CSV, its header
+  and labels.
+
+  A `text,label` CSV whose first label is an integer is one of the Twitter
+  Financial News sets: the topic set when any of its labels is a topic id
+  above the sentiment set's 0..2 (the topic set's 20 classes all occur in
+  each of its splits), else the sentiment set, whose reader then names any
+  label it does not know.
+  """
   file_type = _file_type(path)
   if file_type != 'csv':
     return file_type
-  rows = _csv_rows(path, _read_text(path))
+  rows = _csv_rows(path, _read_text(path), required=('text',),
+                   one_of=LABEL_FIELDS)
   first = next(rows, None)
   if first is None:
     raise DataFormatError(path, None, 'no records')
   _, header, row = first
-  label = dict(zip(header, row))['label'].strip()
-  if header == ['text', 'label'] and label in TWITTER_FNS_LABELS:
-    return 'twitter_fns'
-  return 'csv'
+  if header != ['text', 'label'] or row[1].strip() not in TWITTER_FNS_LABELS:
+    return 'csv'
+  codes = {row[1].strip()} | {row[1].strip() for _, _, row in rows}
+  if codes & (set(TWITTER_FN_TOPICS) - set(TWITTER_FNS_LABELS)):
+    return 'twitter_fn_topic'
+  return 'twitter_fns'
 
 
 def read_records(path: str, data_format: Optional[str] = None
@@ -320,6 +373,21 @@ def read_texts(path: str) -> Iterator[str]:
 
 
 @dataclasses.dataclass(frozen=True)
+class SplitCounts:
+  """What one split's records carry: how many there are, how many of them
+  have each sentiment label (every label, 0 included) and each topic (the
+  topics present)."""
+  records: int
+  labels: Dict[str, int]
+  topics: Dict[str, int]
+
+  @property
+  def without_label(self) -> int:
+    """Records with a topic and no sentiment label."""
+    return self.records - sum(self.labels.values())
+
+
+@dataclasses.dataclass(frozen=True)
 class InputLayout:
   """Where ExampleGen reads: a base folder and a file pattern per split.
 
@@ -337,16 +405,20 @@ class InputLayout:
     return {name: sorted(glob.glob(os.path.join(self.input_base, pattern)))
             for name, pattern in self.splits.items()}
 
-  def label_counts(self) -> Dict[str, Dict[str, int]]:
-    """Reads every record once: label counts per split. Raises on bad data."""
+  def counts(self) -> Dict[str, SplitCounts]:
+    """Reads every record once: what each split holds. Raises on bad data."""
     counts = {}
     for split, paths in self.files.items():
       if not paths:
         raise DataFormatError(os.path.join(self.input_base, self.splits[split]),
                               None, 'no files match')
-      counter = collections.Counter(
-          r.label for path in paths for r in read_records(path))
-      counts[split] = {label: counter[label] for label in LABELS}
+      records = [r for path in paths for r in read_records(path)]
+      labels = collections.Counter(r.label for r in records)
+      topics = collections.Counter(r.topic for r in records)
+      counts[split] = SplitCounts(
+          records=len(records),
+          labels={label: labels[label] for label in LABELS},
+          topics={topic: topics[topic] for topic in TOPICS if topics[topic]})
     return counts
 
 

@@ -34,25 +34,50 @@ SUMMARY_FILE = 'run_summary.json'
 CONFIG_FILE = 'run_config.yaml'
 
 
+def _describe(counts: loaders.SplitCounts) -> str:
+  """'9543 records, 1442 negative, ...[, 12 with a topic (3 topics)]'."""
+  text = f'{counts.records} records, ' + ', '.join(
+      f'{n} {label}' for label, n in counts.labels.items())
+  if counts.topics:
+    text += (f', {sum(counts.topics.values())} with a topic '
+             f'({len(counts.topics)} topics)')
+  return text
+
+
+def _refuse_without_label(layout: loaders.InputLayout, split: str,
+                          counts: loaders.SplitCounts) -> None:
+  """Raises when records of `split` have a topic but no sentiment label:
+  the models learn and are judged on sentiment from every record."""
+  if counts.without_label:
+    raise loaders.DataFormatError(
+        os.path.join(layout.input_base, layout.splits[split]), None,
+        f'{counts.without_label} of {counts.records} records have a topic '
+        'but no sentiment label; the models learn sentiment from every '
+        'record, so each needs a label (negative, neutral or positive)')
+
+
 def check_data(config: configs.PipelineConfig) -> loaders.InputLayout:
   """Reads all the data once before the pipeline and prints its counts.
 
-  Bad rows, or a class missing from the training data, stop the run here.
+  Bad rows, records without a sentiment label, or a class missing from the
+  training data stop the run here.
   Returns the data's layout.
   """
   layout = loaders.resolve_input(config.data)
-  counts = layout.label_counts()
+  counts = layout.counts()
   print(f'Data: {config.data}')
-  for split, by_label in counts.items():
+  for split, split_counts in counts.items():
     name = (f'all (hash-split {config.split_hash_buckets[0]}:'
             f'{config.split_hash_buckets[1]} into train/eval)'
             if split == 'all' else split)
-    print(f'  {name}: {sum(by_label.values())} records, ' + ', '.join(
-        f'{n} {label}' for label, n in by_label.items()))
+    print(f'  {name}: {_describe(split_counts)}')
   if layout.ignored:
     print(f'  not read (in neither split): {", ".join(layout.ignored)}')
+  for split, split_counts in counts.items():
+    _refuse_without_label(layout, split, split_counts)
   training_split = 'all' if 'all' in counts else 'train'
-  missing = [label for label, n in counts[training_split].items() if not n]
+  missing = [label for label, n in counts[training_split].labels.items()
+             if not n]
   if missing:
     raise loaders.DataFormatError(
         os.path.join(layout.input_base, layout.splits[training_split]), None,
@@ -77,10 +102,10 @@ def check_second_source(config: configs.PipelineConfig,
       raise loaders.DataFormatError(
           path, None, f'is also a file of --data (its {split} split): a '
           'second source must be data the pipeline does not read already')
-  counts = layout.label_counts()[pipeline_lib.SECOND_SOURCE]
+  counts = layout.counts()[pipeline_lib.SECOND_SOURCE]
   print(f'Second source (scored, never trained on): {config.second_source}')
-  print(f'  {sum(counts.values())} records, ' + ', '.join(
-      f'{n} {label}' for label, n in counts.items()))
+  print(f'  {_describe(counts)}')
+  _refuse_without_label(layout, pipeline_lib.SECOND_SOURCE, counts)
 
 
 def check_unlabelled(config: configs.PipelineConfig,

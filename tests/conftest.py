@@ -32,6 +32,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # copied into it).
 TWITTER_FNS_DIR = os.path.join(ROOT, '..', 'shared', 'data',
                                'twitter_financial_news_sentiment')
+# The Twitter Financial News Topic set, likewise.
+TWITTER_FN_TOPIC_DIR = os.path.join(ROOT, '..', 'shared', 'data',
+                                    'twitter_financial_news_topic')
 LOAD_SAVED_MODEL = os.path.join(ROOT, 'tests', 'load_saved_model.py')
 # Padded length of the `exported_model` fixture's Transform.
 EXPORT_SEQUENCE_LENGTH = 12

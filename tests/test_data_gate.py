@@ -77,6 +77,17 @@ BAD_DATASETS = {
         'negative\n'.encode('latin-1'),
         "data.csv:3: bytes b'\\xe9' at offset 35 are not valid utf-8"),
     'zero_rows': ('data.csv', 'text,label\n', 'data.csv: no records'),
+    'topic_outside_domain': (
+        'data.csv', 'text,label,topic\nShares jump,positive,Markets\n'
+        'Derby won,neutral,Sports\n',
+        "data.csv:3: topic 'Sports' is not one of the 20 topics"),
+    # Until a model learns the topic (issue 24), sentiment needs a label on
+    # every record.
+    'topics_without_labels': (
+        'data.csv', 'text,label,topic\nShares jump,positive,Markets\n'
+        'Fed holds,,Fed | Central Banks\nOil slides,,Energy | Oil\n',
+        'data.csv: 2 of 3 records have a topic but no sentiment label; the '
+        'models learn sentiment from every record'),
 }
 
 
@@ -112,11 +123,12 @@ def test_bad_dataset_stops_the_run_and_touches_nothing(
   assert not output_dir.exists(), 'a component ran on bad data'
 
 
-def _statistics(tmp_path, name, rows):
+def _statistics(tmp_path, name, rows, topic=None):
   """Real TFDV statistics of `rows` as TextExampleGen writes them.
 
   `rows` are (text, label) written straight to tf.Examples, bypassing the
-  readers, as another producer of examples could.
+  readers, as another producer of examples could; each with `topic`, if
+  given.
   """
   examples = tmp_path / f'{name}.tfrecord'
   with tf.io.TFRecordWriter(str(examples)) as writer:
@@ -124,6 +136,9 @@ def _statistics(tmp_path, name, rows):
       example = text_example_gen.record_to_example(
           loaders.Record(text=text, label='neutral'))
       example.features.feature['label'].bytes_list.value[0] = label.encode()
+      if topic is not None:
+        example.features.feature['topic'].bytes_list.value.append(
+            topic.encode())
       writer.write(example.SerializeToString())
   artifact = standard_artifacts.ExampleStatistics()
   artifact.uri = str(tmp_path / name)
@@ -181,15 +196,30 @@ def test_accepted_data_passes_the_gate_and_becomes_the_baseline(tmp_path):
   assert validated.split_names == statistics.split_names
 
 
-def test_label_outside_the_schema_domain_is_named(tmp_path):
+def _gate_on_schema(tmp_path, statistics):
+  """DataGate on the schema check alone (no drift baseline)."""
+  validated = standard_artifacts.ExampleStatistics()
+  validated.uri = str(tmp_path / 'validated')
+  data_gate.DataGate.test_call(
+      schema_anomalies=_schema_anomalies(tmp_path, statistics),
+      statistics=statistics, validated_statistics=validated)
+
+
+@pytest.mark.parametrize('extra,topic,message', [
+    ([('Up!', 'bullish')], None, r'schema: train: label: .*bullish'),
+    ([], 'Sports', r'schema: train: topic: .*Sports'),
+])
+def test_label_or_topic_outside_the_schema_domain_is_named(
+    tmp_path, extra, topic, message):
   statistics = _statistics(tmp_path, 'stats', _rows(
-      {'negative': 5, 'neutral': 5, 'positive': 5}) + [('Up!', 'bullish')])
-  with pytest.raises(data_gate.DataValidationError,
-                     match=r'schema: train: label: .*bullish'):
-    data_gate.DataGate.test_call(
-        schema_anomalies=_schema_anomalies(tmp_path, statistics),
-        statistics=statistics,
-        validated_statistics=standard_artifacts.ExampleStatistics())
+      {'negative': 5, 'neutral': 5, 'positive': 5}) + extra, topic=topic)
+  with pytest.raises(data_gate.DataValidationError, match=message):
+    _gate_on_schema(tmp_path, statistics)
+
+
+def test_a_topic_of_the_schema_passes(tmp_path):
+  _gate_on_schema(tmp_path, _statistics(tmp_path, 'stats', _rows(
+      {'negative': 5, 'neutral': 5, 'positive': 5}), topic='M&A | Investments'))
 
 
 def test_label_drift_beyond_the_threshold_is_named(tmp_path):
@@ -225,16 +255,18 @@ def test_serving_data_needs_no_label_but_training_data_does(tmp_path):
   assert {'label', 'length_bucket'} <= set(training.anomaly_info)
 
 
+def test_the_curated_schema_lists_exactly_the_topics():
+  schema = tfdv.load_schema_text(configs.SCHEMA_FILE)
+  assert tuple(tfdv.get_domain(schema, 'topic').value) == configs.TOPICS
+
+
 def test_empty_text_from_another_producer_is_named(tmp_path):
   statistics = _statistics(tmp_path, 'stats', _rows(
       {'negative': 5, 'neutral': 5, 'positive': 5}) + [('  ', 'neutral')])
   with pytest.raises(data_gate.DataValidationError,
                      match=r'schema: train: length_bucket: Examples contain '
                      r'values missing from the schema: 0 '):
-    data_gate.DataGate.test_call(
-        schema_anomalies=_schema_anomalies(tmp_path, statistics),
-        statistics=statistics,
-        validated_statistics=standard_artifacts.ExampleStatistics())
+    _gate_on_schema(tmp_path, statistics)
 
 
 def test_anomalies_without_a_verdict_fail_closed(tmp_path):

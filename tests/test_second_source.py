@@ -74,15 +74,18 @@ def test_a_folder_of_one_type_is_one_split(write, tmp_path):
   write('other/b.jsonl', OTHER_SOURCE['other.jsonl'])
   layout = pipeline_lib.second_source_layout(str(tmp_path / 'other'))
   assert layout.splits == {pipeline_lib.SECOND_SOURCE: '*.jsonl'}
-  assert layout.label_counts() == {
-      pipeline_lib.SECOND_SOURCE: {label: 2 for label in ONE_EACH}}
+  counts = layout.counts()
+  assert list(counts) == [pipeline_lib.SECOND_SOURCE]
+  assert counts[pipeline_lib.SECOND_SOURCE].labels == {
+      label: 2 for label in ONE_EACH}
 
 
 def test_finentity_reads_as_a_canonical_csv():
   assert loaders.detect_format(FINENTITY) == 'csv'
-  assert pipeline_lib.second_source_layout(FINENTITY).label_counts() == {
-      pipeline_lib.SECOND_SOURCE: {'negative': 180, 'neutral': 490,
-                                   'positive': 181}}
+  counts = pipeline_lib.second_source_layout(FINENTITY).counts()
+  assert counts[pipeline_lib.SECOND_SOURCE] == loaders.SplitCounts(
+      records=851, labels={'negative': 180, 'neutral': 490, 'positive': 181},
+      topics={})
 
 
 # (files to write, the --second_source under tmp_path, what the error says)
@@ -94,6 +97,9 @@ BAD_SECOND_SOURCES = {
                   'other.csv', "other.csv:2: label 'bullish' is not one of"),
     'bad_json': ({'other.jsonl': '{"text": "Orders jump",\n'}, 'other.jsonl',
                  'other.jsonl:1: invalid JSON'),
+    'topics_only': ({'other.csv': 'text,topic\nOrders jump,Earnings\n'},
+                    'other.csv', 'other.csv: 1 of 1 records have a topic but '
+                    'no sentiment label'),
     'empty_csv': ({'other.csv': ''}, 'other.csv', 'other.csv: no records'),
     'header_only': ({'other.csv': 'text,label\n'}, 'other.csv',
                     'other.csv: no records'),

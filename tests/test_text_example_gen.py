@@ -34,6 +34,17 @@ def test_reads_every_file_of_a_split(write, tmp_path):
     ]))
 
 
+def test_a_topic_is_written_beside_or_instead_of_the_label():
+  assert _features(text_example_gen.record_to_example(loaders.Record(
+      'Fed holds rates', 'neutral', topic='Fed | Central Banks'))) == {
+          'text': 'Fed holds rates', 'label': 'neutral',
+          'topic': 'Fed | Central Banks', 'length_bucket': '1-8'}
+  assert _features(text_example_gen.record_to_example(loaders.Record(
+      'Oil slides', topic='Energy | Oil'))) == {
+          'text': 'Oil slides', 'topic': 'Energy | Oil',
+          'length_bucket': '1-8'}
+
+
 def test_reads_object_storage_through_tensorflows_file_systems():
   # On a cluster the data is at gs:// or s3://; TensorFlow's in-memory
   # file system (ram://) takes the same code path here.
