@@ -119,6 +119,22 @@ def test_bad_flags_exit_2(flags, message, tmp_path, capsys):
   assert message in capsys.readouterr().err
 
 
+def test_records_without_a_sentiment_label_are_refused(tmp_path, capsys):
+  topics = tmp_path / 'topics.csv'
+  topics.write_text('text,label,topic\nFed holds,neutral,Fed | Central Banks\n'
+                    'Oil slides,,Energy | Oil\n')
+  # The data is read before any model is loaded.
+  model = tmp_path / 'model'
+  model.mkdir()
+  (model / 'saved_model.pb').write_bytes(b'never loaded')
+  output = tmp_path / 'report'
+  assert errors_command.main(['--data', str(topics), '--output', str(output),
+                              '--saved_model', f'a={model}']) == 2
+  assert (f'{topics}: 1 of 2 records have a topic but no sentiment label'
+          in capsys.readouterr().err)
+  assert not output.exists()
+
+
 def test_bad_data_and_missing_models_are_named(exported_model, tmp_path,
                                                capsys):
   export_dir, _, _ = exported_model
