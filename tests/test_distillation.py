@@ -180,10 +180,9 @@ def test_read_texts_reads_the_twitter_topic_file_as_texts(tmp_path):
     csv.writer(f).writerows([header] + rows)
   assert max(int(label) for _, label in rows) > 2
   assert list(loaders.read_texts(path)) == [text for text, _ in rows]
-  # What TextExampleGen's readers make of it: Twitter-FNS sentiment.
-  with pytest.raises(loaders.DataFormatError,
-                     match='is not a Twitter-FNS label'):
-    list(loaders.read_records(path))
+  # What TextExampleGen's readers make of it: topics, no sentiment label.
+  assert [(r.label, r.topic) for r in loaders.read_records(path)] == [
+      (None, configs.TOPICS[int(label)]) for _, label in rows]
 
 
 @pytest.mark.parametrize('name,content,error', [
