@@ -73,7 +73,8 @@ def length_bucket(text: str) -> str:
   return f'{lower}+'
 
 
-__all__ = ['LABELS', 'TOPICS', 'TEXT_KEY', 'LABEL_KEY', 'TOPIC_KEY', 'SOURCE_KEY', 'LENGTH_BUCKET_KEY',
+__all__ = ['LABELS', 'TOPICS', 'TEXT_KEY', 'LABEL_KEY', 'TOPIC_KEY',
+           'SOURCE_KEY', 'LENGTH_BUCKET_KEY',
            'TOKEN_IDS_KEY', 'LABEL_ID_KEY',
            'TOKEN_VOCABULARY_NAME', 'PADDING_ID', 'ARCHITECTURES',
            'STUDENT_SUFFIX', 'CANDIDATES', 'TEACHER_PROBABILITIES_KEY',

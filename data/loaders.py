@@ -387,6 +387,18 @@ class SplitCounts:
     return self.records - sum(self.labels.values())
 
 
+def require_sentiment_labels(where: str, records: int,
+                             without_label: int) -> None:
+  """Raises DataFormatError, naming `where`, when `without_label` of the
+  `records` read there have a topic but no sentiment label: sentiment is
+  learned and judged on every record."""
+  if without_label:
+    raise DataFormatError(
+        where, None, f'{without_label} of {records} records have a topic '
+        'but no sentiment label; the models learn sentiment from every '
+        'record, so each needs a label (negative, neutral or positive)')
+
+
 @dataclasses.dataclass(frozen=True)
 class InputLayout:
   """Where ExampleGen reads: a base folder and a file pattern per split.

@@ -44,18 +44,6 @@ def _describe(counts: loaders.SplitCounts) -> str:
   return text
 
 
-def _refuse_without_label(layout: loaders.InputLayout, split: str,
-                          counts: loaders.SplitCounts) -> None:
-  """Raises when records of `split` have a topic but no sentiment label:
-  the models learn and are judged on sentiment from every record."""
-  if counts.without_label:
-    raise loaders.DataFormatError(
-        os.path.join(layout.input_base, layout.splits[split]), None,
-        f'{counts.without_label} of {counts.records} records have a topic '
-        'but no sentiment label; the models learn sentiment from every '
-        'record, so each needs a label (negative, neutral or positive)')
-
-
 def check_data(config: configs.PipelineConfig) -> loaders.InputLayout:
   """Reads all the data once before the pipeline and prints its counts.
 
@@ -74,7 +62,9 @@ def check_data(config: configs.PipelineConfig) -> loaders.InputLayout:
   if layout.ignored:
     print(f'  not read (in neither split): {", ".join(layout.ignored)}')
   for split, split_counts in counts.items():
-    _refuse_without_label(layout, split, split_counts)
+    loaders.require_sentiment_labels(
+        os.path.join(layout.input_base, layout.splits[split]),
+        split_counts.records, split_counts.without_label)
   training_split = 'all' if 'all' in counts else 'train'
   missing = [label for label, n in counts[training_split].labels.items()
              if not n]
@@ -105,7 +95,10 @@ def check_second_source(config: configs.PipelineConfig,
   counts = layout.counts()[pipeline_lib.SECOND_SOURCE]
   print(f'Second source (scored, never trained on): {config.second_source}')
   print(f'  {_describe(counts)}')
-  _refuse_without_label(layout, pipeline_lib.SECOND_SOURCE, counts)
+  loaders.require_sentiment_labels(
+      os.path.join(layout.input_base,
+                   layout.splits[pipeline_lib.SECOND_SOURCE]),
+      counts.records, counts.without_label)
 
 
 def check_unlabelled(config: configs.PipelineConfig,

@@ -233,11 +233,8 @@ def evaluation_records(path: str
   if not files:
     raise ErrorReportError(f'{path}: no data files')
   records = [record for f in files for record in loaders.read_records(f)]
-  without_label = sum(record.label is None for record in records)
-  if without_label:
-    raise ErrorReportError(
-        f'{path}: {without_label} of {len(records)} records have a topic but '
-        'no sentiment label to compare the models\' answers with')
+  loaders.require_sentiment_labels(
+      path, len(records), sum(record.label is None for record in records))
   return (', '.join(files), records,
           ALL_RECORDS_CAVEAT if split == 'all' else None)
 
