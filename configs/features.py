@@ -21,6 +21,7 @@ SOURCE_KEY = 'source'
 LENGTH_BUCKET_KEY = 'length_bucket'
 TOKEN_IDS_KEY = 'token_ids'
 LABEL_ID_KEY = 'label_id'
+TOPIC_ID_KEY = 'topic_id'
 # Vocabulary file written by Transform; its ids are shifted by one so that 0
 # is padding (Keras `mask_zero`).
 TOKEN_VOCABULARY_NAME = 'tokens'
@@ -75,7 +76,7 @@ def length_bucket(text: str) -> str:
 
 __all__ = ['LABELS', 'TOPICS', 'TEXT_KEY', 'LABEL_KEY', 'TOPIC_KEY',
            'SOURCE_KEY', 'LENGTH_BUCKET_KEY',
-           'TOKEN_IDS_KEY', 'LABEL_ID_KEY',
+           'TOKEN_IDS_KEY', 'LABEL_ID_KEY', 'TOPIC_ID_KEY',
            'TOKEN_VOCABULARY_NAME', 'PADDING_ID', 'ARCHITECTURES',
            'STUDENT_SUFFIX', 'CANDIDATES', 'TEACHER_PROBABILITIES_KEY',
            'UNLABELLED_SPLIT', 'candidate_architecture',

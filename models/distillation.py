@@ -201,7 +201,7 @@ def distillation_examples(file_patterns: List[str],
   spec = {
       features.TEXT_KEY: raw_spec[features.TEXT_KEY],
       # Required by the schema, absent from unlabelled texts: '' is the
-      # label id -1 (preprocessing.label_to_id).
+      # label id -1 (preprocessing.class_ids).
       features.LABEL_KEY: tf.io.FixedLenFeature(
           label_shape, tf.string,
           default_value=[''] * int(np.prod(label_shape))),

@@ -1,4 +1,5 @@
-"""TFX Transform `preprocessing_fn`: raw text to padded token ids, label to id.
+"""TFX Transform `preprocessing_fn`: raw text to padded token ids, the
+sentiment label and the topic to ids.
 
 Runs on Beam inside Transform (analysis: the subword and token
 vocabularies) and again, as a saved graph, inside every exported model, so
@@ -16,7 +17,7 @@ raw text also goes through that preset's own tokenizer, into the
 """
 
 import os
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Sequence
 
 import apache_beam as beam
 import numpy as np
@@ -139,9 +140,11 @@ def _dense_strings(x) -> tf.Tensor:
   return tf.reshape(x, [-1])
 
 
-def label_to_id(label: tf.Tensor) -> tf.Tensor:
-  """[N] label names to [N] int64 ids in `features.LABELS` order, -1 if unknown."""
-  matches = tf.equal(tf.expand_dims(label, 1), tf.constant(features.LABELS))
+def class_ids(names: tf.Tensor, classes: Sequence[str]) -> tf.Tensor:
+  """[N] class names to [N] int64 ids in `classes` order; -1 for a name
+  not among them, and for '', a record without that label: the losses
+  skip -1 (`SparseFocalCrossentropy(ignore_class=-1)`)."""
+  matches = tf.equal(tf.expand_dims(names, 1), tf.constant(classes))
   return tf.where(tf.reduce_any(matches, axis=1),
                   tf.argmax(tf.cast(matches, tf.int64), axis=1),
                   tf.constant(-1, tf.int64))
@@ -155,7 +158,9 @@ def preprocessing_fn(inputs: Dict[str, Any],
   `configs.PreprocessingConfig`. Returns `token_ids`: int64
   [N, max_tokens], vocabulary ids shifted by one (0 is padding; the
   `oov_buckets` ids after the vocabulary are for unseen tokens); and
-  `label_id`: int64 [N] when the input has a label. With WordPiece the
+  `label_id`: int64 [N] when the input has a label, and `topic_id`, int64
+  [N] in `features.TOPICS` order, when it has a topic (-1 where a record
+  lacks one; class_ids). With WordPiece the
   tokens are subwords; the id vocabulary is built over them the same way.
   With `pretrained_encoder` set, also the preset's encoder inputs, int64
   [N, encoder_sequence_length] each (pretrained_encoder.encoder_features).
@@ -184,6 +189,9 @@ def preprocessing_fn(inputs: Dict[str, Any],
         text, custom_config['pretrained_encoder'],
         custom_config['encoder_sequence_length']))
   if features.LABEL_KEY in inputs:
-    outputs[features.LABEL_ID_KEY] = label_to_id(
-        _dense_strings(inputs[features.LABEL_KEY]))
+    outputs[features.LABEL_ID_KEY] = class_ids(
+        _dense_strings(inputs[features.LABEL_KEY]), features.LABELS)
+  if features.TOPIC_KEY in inputs:
+    outputs[features.TOPIC_ID_KEY] = class_ids(
+        _dense_strings(inputs[features.TOPIC_KEY]), features.TOPICS)
   return outputs

@@ -1,6 +1,11 @@
 """Cross-entropy of integer labels, with label smoothing and focal weighting."""
 
+from typing import Optional
+
 import keras
+# Keras's own sparse cross-entropy marks ignored rows this way; the loss's
+# reduction then averages over the marked rows only.
+from keras.src.backend import set_keras_mask
 
 
 @keras.saving.register_keras_serializable(package='finsent')
@@ -23,6 +28,12 @@ class SparseFocalCrossentropy(keras.losses.Loss):
   cross-entropy (alpha 1) on the one-hot labels. With both 0 it is the plain
   sparse cross-entropy.
 
+  Ignored rows: with `ignore_class` set (as in Keras's
+  SparseCategoricalCrossentropy), a row labelled `ignore_class` adds
+  nothing, and the batch's loss is the mean over the other rows (0 when
+  there are none). A model with several heads, each learned from the
+  records that carry its label, gives the others' records -1.
+
   Shapes: `y_true` int [batch] or [batch, 1]; `y_pred` float
   [batch, num_classes], probabilities; the loss per example float [batch].
 
@@ -31,10 +42,13 @@ class SparseFocalCrossentropy(keras.losses.Loss):
     label_smoothing: share of the target spread evenly over all classes,
       in [0, 1).
     focal_gamma: the focusing exponent, at least 0; 0 is the cross-entropy.
+    ignore_class: a label value that is no class (e.g. -1: the record has
+      no label for this head), or None.
   """
 
   def __init__(self, num_classes: int, label_smoothing: float = 0.0,
                focal_gamma: float = 0.0,
+               ignore_class: Optional[int] = None,
                name: str = 'sparse_focal_crossentropy', **kwargs):
     super().__init__(name=name, **kwargs)
     if num_classes < 2:
@@ -46,19 +60,32 @@ class SparseFocalCrossentropy(keras.losses.Loss):
       raise ValueError(f'focal_gamma must be at least 0, got {focal_gamma}')
     self.num_classes = num_classes
     self.label_smoothing = label_smoothing
+    if ignore_class is not None and 0 <= ignore_class < num_classes:
+      raise ValueError(f'ignore_class {ignore_class} is one of the '
+                       f'{num_classes} classes (0..{num_classes - 1})')
     self.focal_gamma = focal_gamma
+    self.ignore_class = ignore_class
 
   def call(self, y_true, y_pred):
     labels = keras.ops.reshape(keras.ops.cast(y_true, 'int32'), [-1])
+    if self.ignore_class is not None:
+      valid = keras.ops.not_equal(labels, self.ignore_class)
+      labels = keras.ops.where(valid, labels, 0)
     one_hot = keras.ops.one_hot(labels, self.num_classes, dtype=y_pred.dtype)
     if self.focal_gamma == 0.0:
-      return keras.losses.categorical_crossentropy(
+      loss = keras.losses.categorical_crossentropy(
           one_hot, y_pred, label_smoothing=self.label_smoothing)
-    return keras.losses.categorical_focal_crossentropy(
-        one_hot, y_pred, alpha=1.0, gamma=self.focal_gamma,
-        label_smoothing=self.label_smoothing)
+    else:
+      loss = keras.losses.categorical_focal_crossentropy(
+          one_hot, y_pred, alpha=1.0, gamma=self.focal_gamma,
+          label_smoothing=self.label_smoothing)
+    if self.ignore_class is not None:
+      loss = keras.ops.where(valid, loss, keras.ops.zeros_like(loss))
+      set_keras_mask(loss, valid)
+    return loss
 
   def get_config(self):
     return {**super().get_config(), 'num_classes': self.num_classes,
             'label_smoothing': self.label_smoothing,
-            'focal_gamma': self.focal_gamma}
+            'focal_gamma': self.focal_gamma,
+            'ignore_class': self.ignore_class}

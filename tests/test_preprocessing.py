@@ -51,10 +51,15 @@ def test_odd_text_tokenizes(text):
     assert tokens == []
 
 
-def test_label_to_id_order_and_unknown():
-  ids = preprocessing.label_to_id(
-      tf.constant(['negative', 'neutral', 'positive', 'bullish']))
-  assert ids.numpy().tolist() == [0, 1, 2, -1]
+def test_class_ids_order_unknown_and_missing():
+  ids = preprocessing.class_ids(
+      tf.constant(['negative', 'neutral', 'positive', 'bullish', '']),
+      features.LABELS)
+  assert ids.numpy().tolist() == [0, 1, 2, -1, -1]
+  topics = preprocessing.class_ids(
+      tf.constant(['Analyst Update', 'Stock Movement', 'Fed | Central Banks',
+                   'fed | central banks']), features.TOPICS)
+  assert topics.numpy().tolist() == [0, 19, 1, -1]
 
 
 def _analyze_and_transform(rows, config, temp_dir):
@@ -95,6 +100,36 @@ def test_preprocessing_fn_on_beam(tmp_path):
              for i in row[features.TOKEN_IDS_KEY])
   empty = [r for r in transformed if not r[features.TOKEN_IDS_KEY].any()]
   assert len(empty) == 1 and empty[0][features.LABEL_ID_KEY] == 1
+
+
+def test_preprocessing_fn_topic_and_label_each_optional(tmp_path):
+  """Records carry a sentiment label, a topic or both, as the canonical
+  schema allows: each id is -1 where its record lacks it."""
+  config = dataclasses.asdict(dataclasses.replace(
+      FROM_SCRATCH.preprocessing, max_tokens=4, vocabulary_size=5,
+      min_token_frequency=1))
+  raw_spec = {'text': tf.io.FixedLenFeature([1], tf.string),
+              'label': tf.io.VarLenFeature(tf.string),
+              'topic': tf.io.VarLenFeature(tf.string)}
+  rows = [
+      {'text': 'fed holds rates', 'topic': ['Fed | Central Banks']},
+      {'text': 'shares jump', 'label': ['positive'],
+       'topic': ['Stock Movement']},
+      {'text': 'guidance cut', 'label': ['negative']},
+  ]
+  rows = [{'label': [], 'topic': [], **row} for row in rows]
+  rows = [{**row, 'text': [row['text']]} for row in rows]
+  metadata = dataset_metadata.DatasetMetadata(
+      schema_utils.schema_from_feature_spec(raw_spec))
+  with tft_beam.Context(temp_dir=str(tmp_path)):
+    (transformed, transformed_metadata), _ = (
+        (rows, metadata) | tft_beam.AnalyzeAndTransformDataset(
+            lambda inputs: preprocessing.preprocessing_fn(inputs, config)))
+  assert {f.name for f in transformed_metadata.schema.feature} == {
+      features.TOKEN_IDS_KEY, features.LABEL_ID_KEY, features.TOPIC_ID_KEY}
+  ids = [(int(r[features.LABEL_ID_KEY]), int(r[features.TOPIC_ID_KEY]))
+         for r in transformed]
+  assert sorted(ids) == sorted([(-1, 1), (2, 19), (0, -1)])
 
 
 def _analyze_then_transform(train_rows, rows, config, temp_dir):

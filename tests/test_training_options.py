@@ -1,5 +1,6 @@
 """Training options of models.trainer: label smoothing and focal weighting
-(the loss against a count by hand) and the warm-up + cosine learning-rate schedule."""
+(the loss against a count by hand), rows without a label (the masked loss
+of a model with two heads) and the warm-up + cosine learning-rate schedule."""
 
 import math
 import types
@@ -59,10 +60,12 @@ def test_no_smoothing_is_the_sparse_cross_entropy():
 
 def test_config_round_trip_and_bad_arguments():
   loss = sparse_focal_crossentropy.SparseFocalCrossentropy(
-      3, label_smoothing=0.1)
+      3, label_smoothing=0.1, ignore_class=-1)
   copy = keras.losses.deserialize(keras.losses.serialize(loss))
-  assert (copy.num_classes, copy.label_smoothing, copy.focal_gamma) == (
-      3, 0.1, 0.0)
+  assert (copy.num_classes, copy.label_smoothing, copy.focal_gamma,
+          copy.ignore_class) == (3, 0.1, 0.0, -1)
+  with pytest.raises(ValueError, match='ignore_class 2 is one of the 3'):
+    sparse_focal_crossentropy.SparseFocalCrossentropy(3, ignore_class=2)
   with pytest.raises(ValueError, match='label_smoothing must be in'):
     sparse_focal_crossentropy.SparseFocalCrossentropy(3, 1.0)
   for gamma in (-1.0, float('nan')):
@@ -70,6 +73,59 @@ def test_config_round_trip_and_bad_arguments():
       sparse_focal_crossentropy.SparseFocalCrossentropy(3, focal_gamma=gamma)
   with pytest.raises(ValueError, match='num_classes must be at least 2'):
     sparse_focal_crossentropy.SparseFocalCrossentropy(1)
+
+
+def test_ignored_rows_add_nothing_and_the_mean_is_over_the_others():
+  probabilities = np.concatenate([PROBABILITIES, [[0.2, 0.5, 0.3]]])
+  labels = np.array([0, -1, 2])
+  loss = sparse_focal_crossentropy.SparseFocalCrossentropy(3, ignore_class=-1)
+  assert float(loss(labels, probabilities)) == pytest.approx(
+      -(math.log(0.7) + math.log(0.3)) / 2, rel=1e-6)
+  # As Keras's own loss with the same argument, for a [batch, 1] label too.
+  plain = keras.losses.SparseCategoricalCrossentropy(ignore_class=-1)
+  assert float(loss(labels[:, None], probabilities)) == pytest.approx(
+      float(plain(labels, probabilities)), rel=1e-6)
+  smoothed = sparse_focal_crossentropy.SparseFocalCrossentropy(
+      3, label_smoothing=0.3, focal_gamma=1.0, ignore_class=-1,
+      reduction=None)
+  per_row = keras.ops.convert_to_numpy(smoothed(labels, probabilities))
+  assert per_row[1] == 0.0 and per_row[0] > 0 and per_row[2] > 0
+  # A batch without a single label for this head: no loss, no NaN.
+  assert float(loss(np.array([-1, -1]), PROBABILITIES)) == 0.0
+
+
+def _two_heads():
+  """A shared layer under a 3-class and a 20-class head, as the encoder
+  with a sentiment and a topic head."""
+  keras.utils.set_random_seed(0)
+  inputs = keras.Input((4,))
+  shared = keras.layers.Dense(8, activation='relu', name='shared')(inputs)
+  model = keras.Model(inputs, {
+      'sentiment': keras.layers.Dense(3, activation='softmax',
+                                      name='sentiment')(shared),
+      'topic': keras.layers.Dense(20, activation='softmax',
+                                  name='topic')(shared)})
+  model.compile(keras.optimizers.SGD(0.5), loss={
+      head: sparse_focal_crossentropy.SparseFocalCrossentropy(
+          classes, ignore_class=-1)
+      for head, classes in (('sentiment', 3), ('topic', 20))})
+  return model
+
+
+@pytest.mark.parametrize('labelled,unlabelled', [('sentiment', 'topic'),
+                                                  ('topic', 'sentiment')])
+def test_a_batch_with_one_kind_of_label_trains_only_that_head(labelled,
+                                                              unlabelled):
+  model = _two_heads()
+  before = {layer: [w.copy() for w in model.get_layer(layer).get_weights()]
+            for layer in ('shared', 'sentiment', 'topic')}
+  x = np.random.default_rng(0).normal(size=(6, 4)).astype(np.float32)
+  y = {labelled: np.array([0, 1, 2, 0, 1, 2]), unlabelled: np.full(6, -1)}
+  model.train_on_batch(x, y)
+  changed = {layer: any(not np.array_equal(a, b) for a, b in zip(
+      weights, model.get_layer(layer).get_weights()))
+             for layer, weights in before.items()}
+  assert changed == {'shared': True, labelled: True, unlabelled: False}
 
 
 def _schedule(name, epochs=4, batches_per_epoch=10, warmup_epochs=1.0):
