@@ -1,4 +1,5 @@
-"""`finsent predict`: the sentiment of headlines, from a served model.
+"""`finsent predict`: the sentiment of headlines, from a served model, and
+their topic where the model has a topic head.
 
   finsent predict "Acme shares plunge after profit warning" ...
   finsent predict --protocol grpc --server HOST:8500 - < headlines.txt
@@ -15,6 +16,10 @@ import sys
 from typing import List, Optional
 
 from finsent.configs.features import LABELS
+from finsent.configs.features import TOPICS
+
+# The longest topic name and its probability.
+TOPIC_COLUMN = max(map(len, TOPICS)) + len(' 0.000')
 from finsent.configs.serving import DEFAULT_PORTS
 from finsent.configs.serving import PRODUCTION_MODEL_NAME
 
@@ -62,9 +67,15 @@ def main(argv: Optional[List[str]] = None,
     return 2
   for p in predictions:
     if args.json:
-      print(json.dumps(dataclasses.asdict(p)))
+      row = dataclasses.asdict(p)
+      if p.topic is None:  # a sentiment-only model
+        del row['topic'], row['topic_probabilities']
+      print(json.dumps(row))
     else:
       scores = '  '.join(f'{label} {p.probabilities[label]:.3f}'
                          for label in LABELS)
-      print(f'{p.label:<8}  {scores}  {p.text}')
+      topic = ('' if p.topic is None else
+               f'{p.topic} {p.topic_probabilities[p.topic]:.3f}'.ljust(
+                   TOPIC_COLUMN) + '  ')
+      print(f'{p.label:<8}  {scores}  {topic}{p.text}')
   return 0

@@ -11,7 +11,8 @@ component does the same job with the TF-Serving-compatible local server:
    warm-up requests (assets.extra/tf_serving_warmup_requests) before it
    lets a version take traffic, so a failing warm-up fails here;
 3. predictions on the eval split's headlines, over REST and over gRPC, must
-   answer one known label and a probability row summing to 1 per headline.
+   answer one known label and a probability row summing to 1 per headline,
+   and so for the topic where the model has a topic head.
 
 Its output is the InfraBlessing InfraValidator writes (an `INFRA_BLESSED` or
 `INFRA_NOT_BLESSED` file, int property `blessed` 1 or 0), so TFX's
@@ -23,7 +24,7 @@ import math
 import os
 import shutil
 import tempfile
-from typing import List, Sequence
+from typing import List, Optional, Sequence
 
 import requests
 import tensorflow as tf
@@ -32,8 +33,10 @@ from tfx.dsl.io import fileio
 from tfx.types import artifact_utils
 from tfx.utils import path_utils
 
-from finsent.data.loaders import LABELS
 from finsent.configs import features
+from finsent.configs.features import LABELS
+from finsent.configs.features import TOPICS
+from finsent.serving.client import Prediction
 from finsent.serving.client import SentimentClient
 from finsent.serving.client import ServingClientError
 from finsent.serving.server.process import ModelServerProcess
@@ -89,13 +92,24 @@ def _answer_problems(server: ModelServerProcess,
     except ServingClientError as e:
       problems.append(f'{protocol} predict failed: {e}')
       continue
-    for p in predictions:
-      if p.label not in LABELS or not math.isclose(
-          sum(p.probabilities.values()), 1.0, abs_tol=1e-3):
-        problems.append(f'{protocol} predict answered {p.label!r} with '
-                        f'probabilities {p.probabilities} for {p.text!r}')
-        break
+    wrong = next(filter(None, map(prediction_problem, predictions)), None)
+    if wrong:
+      problems.append(f'{protocol} predict answered {wrong}')
   return problems
+
+
+def prediction_problem(p: Prediction) -> Optional[str]:
+  """What is wrong with one answer, or None: a label outside LABELS or
+  probabilities not summing to 1; likewise for a topic head's answer."""
+  if p.label not in LABELS or not math.isclose(
+      sum(p.probabilities.values()), 1.0, abs_tol=1e-3):
+    return (f'{p.label!r} with probabilities {p.probabilities} for '
+            f'{p.text!r}')
+  if p.topic is not None and (p.topic not in TOPICS or not math.isclose(
+      sum(p.topic_probabilities.values()), 1.0, abs_tol=1e-3)):
+    return (f'the topic {p.topic!r} with probabilities '
+            f'{p.topic_probabilities} for {p.text!r}')
+  return None
 
 
 @tfx.dsl.components.component

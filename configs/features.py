@@ -13,6 +13,18 @@ TOPICS = ('Analyst Update', 'Fed | Central Banks', 'Company | Product News',
           'M&A | Investments', 'Macro', 'Markets', 'Politics',
           'Personnel Change', 'Stock Commentary', 'Stock Movement')
 
+# A model's outputs when it has a topic head beside the sentiment one
+# (models.heads); a sentiment-only model has one, unnamed.
+SENTIMENT_HEAD = 'sentiment'
+TOPIC_HEAD = 'topic'
+
+# The serving signature's outputs (models.export): the TF Serving contract
+# that the client, `finsent predict` and the monitor read.
+LABEL_OUTPUT = 'label'
+PROBABILITIES_OUTPUT = 'probabilities'
+TOPIC_OUTPUT = 'topic'
+TOPIC_PROBABILITIES_OUTPUT = 'topic_probabilities'
+
 TEXT_KEY = 'text'
 LABEL_KEY = 'label'
 TOPIC_KEY = 'topic'
@@ -74,7 +86,9 @@ def length_bucket(text: str) -> str:
   return f'{lower}+'
 
 
-__all__ = ['LABELS', 'TOPICS', 'TEXT_KEY', 'LABEL_KEY', 'TOPIC_KEY',
+__all__ = ['LABELS', 'TOPICS', 'SENTIMENT_HEAD', 'TOPIC_HEAD',
+           'LABEL_OUTPUT', 'PROBABILITIES_OUTPUT', 'TOPIC_OUTPUT',
+           'TOPIC_PROBABILITIES_OUTPUT', 'TEXT_KEY', 'LABEL_KEY', 'TOPIC_KEY',
            'SOURCE_KEY', 'LENGTH_BUCKET_KEY',
            'TOKEN_IDS_KEY', 'LABEL_ID_KEY', 'TOPIC_ID_KEY',
            'TOKEN_VOCABULARY_NAME', 'PADDING_ID', 'ARCHITECTURES',

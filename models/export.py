@@ -5,16 +5,20 @@ Keras model, so both hang off a plain `tf.Module` whose `tf.function`s are
 the signatures:
 
 * `serving_default`: `text` string [N] (raw UTF-8) -> `probabilities` float32
-  [N, 3] in `LABELS` order and `label` string [N]. The probabilities are
-  the model's at the temperature fitted by the Trainer
-  (`models.calibration`).
+  [N, 3] in `LABELS` order and `label` string [N]; a model with a topic
+  head (models.heads) also gives `topic` string [N] and
+  `topic_probabilities` float32 [N, 20] in `TOPICS` order. The
+  probabilities are the model's at the temperatures fitted by the Trainer
+  (`models.calibration`), one per head.
 * `serving_examples`: `examples` serialized tf.Example [N] -> same outputs;
   what TFMA and TF Serving's Predict on examples call.
 * `classification`: TF Serving's Classify API (method_name
   `tensorflow/serving/classify`): `inputs` serialized tf.Example [N] ->
-  `classes` string [N, 3] (`LABELS`) and `scores` float32 [N, 3].
+  `classes` string [N, 3] (`LABELS`) and `scores` float32 [N, 3]: the
+  sentiment, as Classify answers one set of classes.
 * `transform_features`: `examples` [N] -> transformed features, label
-  included; TFMA's preprocessing function to read the integer label.
+  (and topic) ids included; TFMA's preprocessing function to read the
+  integer labels.
 
 The SavedModel also carries TF Serving warm-up requests
 (`assets.extra/tf_serving_warmup_requests`), replayed by the server before
@@ -56,19 +60,41 @@ WARMUP_TEXTS = (
 )
 
 
+def _scaled(probabilities: tf.Tensor, temperature: float) -> tf.Tensor:
+  """softmax(log p / T), as `models.calibration.scale_probabilities`; T = 1
+  leaves them as they are."""
+  if temperature == 1.0:
+    return probabilities
+  return tf.nn.softmax(tf.math.log(tf.maximum(
+      probabilities, calibration.SMALLEST_PROBABILITY)) / temperature)
+
+
 class SentimentServingModule(tf.Module):
   """A trained classifier and its preprocessing, callable on raw text.
 
-  With `temperature` T != 1 the probabilities are softmax(log p / T), as
-  `models.calibration.scale_probabilities`; 1 leaves them as they are.
+  `model` outputs sentiment probabilities, or a dict of them and topic
+  probabilities (models.heads). With `temperature` T != 1 the sentiment
+  probabilities are softmax(log p / T), and the topic's with
+  `topic_temperature`; 1 leaves them as they are.
   """
 
   def __init__(self, model: keras.Model,
-               tft_output: tft.TFTransformOutput, temperature: float = 1.0):
+               tft_output: tft.TFTransformOutput, temperature: float = 1.0,
+               topic_temperature: float = 1.0):
     super().__init__(name='sentiment_serving')
-    if not temperature > 0:
-      raise ValueError(f'temperature must be positive, got {temperature}')
+    for name, value in (('temperature', temperature),
+                        ('topic_temperature', topic_temperature)):
+      if not value > 0:
+        raise ValueError(f'{name} must be positive, got {value}')
     self._temperature = temperature
+    self._topic_temperature = topic_temperature
+    self._has_topic = isinstance(model.output, dict)
+    if self._has_topic and set(model.output) != {features.SENTIMENT_HEAD,
+                                                 features.TOPIC_HEAD}:
+      raise ValueError(
+          f'a model with several outputs must have exactly '
+          f'{features.SENTIMENT_HEAD!r} and {features.TOPIC_HEAD!r}, got '
+          f'{sorted(model.output)}')
     # TF Serving restores variables with the SavedModel's TF1 saver, which
     # restores the tracked objects. A tracked Keras 3 model would export each
     # variable twice - its Keras wrapper (restored) and the tf.Variable it
@@ -92,20 +118,31 @@ class SentimentServingModule(tf.Module):
     # published_at) may be required in the training schema but must not be
     # required of a client.
     self._serving_spec = {features.TEXT_KEY: text_spec}
-    self._labelled_spec = {features.TEXT_KEY: text_spec,
-                           features.LABEL_KEY: raw_spec[features.LABEL_KEY]}
+    # What TFMA reads the labels from: the sentiment label, and the topic
+    # where the data has one.
+    self._labelled_spec = {key: raw_spec[key] for key in (
+        features.TEXT_KEY, features.LABEL_KEY, features.TOPIC_KEY)
+                           if key in raw_spec}
 
   def _predict(self, raw_features):
     transformed = self.tft_layer(raw_features)
-    probabilities = self._classifier(
-        {k: transformed[k] for k in self._input_keys})
-    if self._temperature != 1.0:
-      probabilities = tf.nn.softmax(tf.math.log(tf.maximum(
-          probabilities, calibration.SMALLEST_PROBABILITY)) /
-                                    self._temperature)
-    label = tf.gather(tf.constant(features.LABELS),
-                      tf.argmax(probabilities, axis=1))
-    return {'probabilities': probabilities, 'label': label}
+    outputs = self._classifier({k: transformed[k] for k in self._input_keys})
+    if not self._has_topic:
+      outputs = {features.SENTIMENT_HEAD: outputs}
+    probabilities = _scaled(outputs[features.SENTIMENT_HEAD],
+                            self._temperature)
+    served = {
+        features.PROBABILITIES_OUTPUT: probabilities,
+        features.LABEL_OUTPUT: tf.gather(tf.constant(features.LABELS),
+                                         tf.argmax(probabilities, axis=1)),
+    }
+    if self._has_topic:
+      topic_probabilities = _scaled(outputs[features.TOPIC_HEAD],
+                                    self._topic_temperature)
+      served[features.TOPIC_PROBABILITIES_OUTPUT] = topic_probabilities
+      served[features.TOPIC_OUTPUT] = tf.gather(
+          tf.constant(features.TOPICS), tf.argmax(topic_probabilities, axis=1))
+    return served
 
   @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='text')])
   def serve_text(self, text):
@@ -120,8 +157,8 @@ class SentimentServingModule(tf.Module):
   @tf.function(
       input_signature=[tf.TensorSpec([None], tf.string, name='inputs')])
   def classify_examples(self, inputs):
-    probabilities = self._predict(
-        tf.io.parse_example(inputs, self._serving_spec))['probabilities']
+    probabilities = self._predict(tf.io.parse_example(
+        inputs, self._serving_spec))[features.PROBABILITIES_OUTPUT]
     classes = tf.tile(tf.constant([features.LABELS]),
                       [tf.shape(probabilities)[0], 1])
     return {'classes': classes, 'scores': probabilities}
@@ -134,10 +171,13 @@ class SentimentServingModule(tf.Module):
 
 def export_serving_model(model: keras.Model,
                          tft_output: tft.TFTransformOutput,
-                         export_dir: str, temperature: float = 1.0) -> None:
+                         export_dir: str, temperature: float = 1.0,
+                         topic_temperature: float = 1.0) -> None:
   """Writes `model` with its preprocessing, its probabilities scaled by
-  `temperature`, as a SavedModel to `export_dir`."""
-  module = SentimentServingModule(model, tft_output, temperature)
+  `temperature` (a topic head's by `topic_temperature`), as a SavedModel
+  to `export_dir`."""
+  module = SentimentServingModule(model, tft_output, temperature,
+                                  topic_temperature)
   tf.saved_model.save(module, export_dir, signatures={
       SERVING_SIGNATURE: module.serve_text,
       EXAMPLES_SIGNATURE: module.serve_examples,

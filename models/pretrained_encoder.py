@@ -42,6 +42,7 @@ from finsent.configs import features
 from finsent.configs.training import ENCODER_HEADS
 from finsent.models import export
 from finsent.models import packaged_encoder
+from finsent.models.heads import classification_heads
 from finsent.models.trim_padding import TrimPadding
 
 # Transformed features holding the encoder's inputs are named
@@ -185,7 +186,7 @@ def input_keys(feature_spec: Dict[str, object]) -> List[str]:
 
 def build_pretrained_encoder_classifier(
     preset: str, sequence_length: int,
-    num_classes: int = len(features.LABELS),
+    num_classes: int = len(features.LABELS), num_topics: int = 0,
     dropout: float = 0.1, head: str = 'mean_pooling',
     trim_padding: bool = True) -> keras.Model:
   """The preset's backbone, its weights loaded, under a classification
@@ -196,7 +197,10 @@ def build_pretrained_encoder_classifier(
     sequence_length: padded length of the encoder features; at most the
       backbone's position table.
     num_classes: size of the softmax output.
-    dropout: dropout before the head's dense layer.
+    num_topics: with 2 or more, a topic head of that many classes beside
+      the sentiment head, over the same pooled vector (models.heads); 0,
+      none. Only under mean pooling.
+    dropout: dropout before the heads' dense layers.
     head: `mean_pooling`, the mean of the sequence output over the real
       tokens (the padding mask), then dense; or `cls`, keras-hub's
       TextClassifier head over the [CLS] token's pooled output.
@@ -207,10 +211,14 @@ def build_pretrained_encoder_classifier(
   Returns:
     A Keras model mapping the encoder features, `{'encoder_<input>': int64
     [batch, sequence_length]}`, to class probabilities float32
-    [batch, num_classes].
+    [batch, num_classes]; with topics a dict of those and topic
+    probabilities [batch, num_topics] (models.heads.classification_heads).
   """
   if head not in ENCODER_HEADS:
     raise ValueError(f'head must be one of {ENCODER_HEADS}, got {head!r}')
+  if num_topics and head != 'mean_pooling':
+    raise ValueError(f'a topic head reads the mean-pooled sequence: head '
+                     f'{head!r} has one output; use head mean_pooling')
   loaded = resolve(preset)
   if head == 'cls':
     classifier = keras_hub.models.TextClassifier.from_preset(
@@ -247,9 +255,9 @@ def build_pretrained_encoder_classifier(
       sequence = sequence['sequence_output']
     pooled = keras.layers.GlobalAveragePooling1D(name='mean_pooling')(
         sequence, mask=keras.ops.cast(backbone_inputs['padding_mask'], 'bool'))
-    probabilities = keras.layers.Dense(
-        num_classes, activation='softmax', name='classifier')(
-            keras.layers.Dropout(dropout, name='classifier_dropout')(pooled))
+    probabilities = classification_heads(
+        keras.layers.Dropout(dropout, name='classifier_dropout')(pooled),
+        num_classes, num_topics, sentiment_layer='classifier')
   return keras.Model(inputs, probabilities,
                      name='pretrained_encoder_classifier')
 

@@ -3,6 +3,7 @@
 import keras
 
 from finsent.configs import features
+from finsent.models.heads import classification_heads
 from finsent.models.trim_padding import TrimPadding
 
 RNN_CELLS = {'lstm': keras.layers.LSTM, 'gru': keras.layers.GRU}
@@ -11,6 +12,7 @@ RNN_CELLS = {'lstm': keras.layers.LSTM, 'gru': keras.layers.GRU}
 def build_rnn_classifier(vocabulary_size: int,
                          sequence_length: int,
                          num_classes: int = len(features.LABELS),
+                         num_topics: int = 0,
                          embedding_dim: int = 64,
                          rnn_units: int = 64,
                          cell: str = 'lstm',
@@ -23,6 +25,8 @@ def build_rnn_classifier(vocabulary_size: int,
     vocabulary_size: number of token ids, padding id 0 included.
     sequence_length: padded length of `token_ids`.
     num_classes: size of the softmax output.
+    num_topics: with 2 or more, a topic head of that many classes beside
+      the sentiment head (models.heads); 0, none.
     embedding_dim: width of the token embedding.
     rnn_units: units of each direction of the recurrent layer.
     cell: `lstm` or `gru`.
@@ -35,7 +39,9 @@ def build_rnn_classifier(vocabulary_size: int,
   Returns:
     A Keras model mapping `{input_key: int64 [batch, sequence_length]}`
     (padding 0, at the end) to class probabilities float32 [batch,
-    num_classes]. Padding is masked, so the recurrence reads only real
+    num_classes], or with topics a dict of those and topic probabilities
+    [batch, num_topics] (models.heads.classification_heads). Padding is
+    masked, so the recurrence reads only real
     tokens.
   """
   if cell not in RNN_CELLS:
@@ -52,7 +58,6 @@ def build_rnn_classifier(vocabulary_size: int,
   x = keras.layers.Bidirectional(
       RNN_CELLS[cell](rnn_units, dropout=dropout), name=f'bi_{cell}')(x)
   x = keras.layers.Dropout(dropout)(x)
-  probabilities = keras.layers.Dense(num_classes, activation='softmax',
-                                     name='probabilities')(x)
+  probabilities = classification_heads(x, num_classes, num_topics)
   return keras.Model({input_key: token_ids}, probabilities,
                      name='rnn_classifier')

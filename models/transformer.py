@@ -4,12 +4,14 @@ import keras
 import keras_hub
 
 from finsent.configs import features
+from finsent.models.heads import classification_heads
 from finsent.models.trim_padding import TrimPadding
 
 
 def build_transformer_classifier(vocabulary_size: int,
                                  sequence_length: int,
                                  num_classes: int = len(features.LABELS),
+                                 num_topics: int = 0,
                                  embedding_dim: int = 64,
                                  num_layers: int = 2,
                                  num_heads: int = 4,
@@ -28,6 +30,8 @@ def build_transformer_classifier(vocabulary_size: int,
     vocabulary_size: number of token ids, padding id 0 included.
     sequence_length: padded length of `token_ids` (the position table size).
     num_classes: size of the softmax output.
+    num_topics: with 2 or more, a topic head of that many classes beside
+      the sentiment head (models.heads); 0, none.
     embedding_dim: model width.
     num_layers: number of encoder blocks.
     num_heads: attention heads per block; must divide `embedding_dim`.
@@ -42,7 +46,8 @@ def build_transformer_classifier(vocabulary_size: int,
   Returns:
     A Keras model mapping `{input_key: int64 [batch, sequence_length]}`
     (padding 0, at the end) to class probabilities float32 [batch,
-    num_classes].
+    num_classes]; with topics a dict of those and topic probabilities
+    [batch, num_topics] (models.heads.classification_heads).
   """
   if embedding_dim % num_heads:
     raise ValueError(f'num_heads ({num_heads}) must divide embedding_dim '
@@ -69,7 +74,6 @@ def build_transformer_classifier(vocabulary_size: int,
         dropout=dropout, name=f'transformer_encoder_{i}')(x)
   x = keras.layers.GlobalAveragePooling1D(name='mean_pool')(x)
   x = keras.layers.Dropout(dropout)(x)
-  probabilities = keras.layers.Dense(num_classes, activation='softmax',
-                                     name='probabilities')(x)
+  probabilities = classification_heads(x, num_classes, num_topics)
   return keras.Model({input_key: token_ids}, probabilities,
                      name='transformer_classifier')

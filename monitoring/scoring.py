@@ -25,11 +25,10 @@ from typing import Any, Dict, Iterable, Optional, Sequence, Tuple
 import apache_beam as beam
 from apache_beam.ml.inference import base
 
-from finsent.data.loaders import LABELS
 from finsent.monitoring import metrics
 from finsent.monitoring.headlines import DeadLetter
 from finsent.monitoring.headlines import Headline
-from finsent.serving.client import Prediction
+from finsent.serving.client import predictions_from_arrays
 from finsent.serving.client import SentimentClient
 
 SIGNATURE = 'serving_default'
@@ -132,11 +131,9 @@ class SavedModelHandler(_TimedHandler):
   def _predict(self, texts, model):
     import tensorflow as tf
     outputs = model.signatures[SIGNATURE](text=tf.constant(texts))
-    labels = outputs['label'].numpy()
-    probabilities = outputs['probabilities'].numpy()
-    return [Prediction(text, label.decode('utf-8'),
-                       dict(zip(LABELS, map(float, row))), self.version)
-            for text, label, row in zip(texts, labels, probabilities)]
+    return predictions_from_arrays(
+        texts, {name: tensor.numpy() for name, tensor in outputs.items()},
+        self.version)
 
   def get_metrics_namespace(self):
     return 'finsent_saved_model'

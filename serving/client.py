@@ -19,16 +19,19 @@ monitoring and the servability gate use it against any TF Serving.
 import dataclasses
 import json
 import time
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
+from finsent.configs.features import LABEL_OUTPUT
 from finsent.configs.features import LABELS
+from finsent.configs.features import PROBABILITIES_OUTPUT
+from finsent.configs.features import TOPIC_OUTPUT
+from finsent.configs.features import TOPIC_PROBABILITIES_OUTPUT
+from finsent.configs.features import TOPICS
 from finsent.configs.serving import DEFAULT_PORTS
 from finsent.configs.serving import PRODUCTION_MODEL_NAME
 
 SIGNATURE_NAME = 'serving_default'
 TEXT_INPUT = 'text'
-LABEL_OUTPUT = 'label'
-PROBABILITIES_OUTPUT = 'probabilities'
 
 
 class ServingClientError(RuntimeError):
@@ -42,6 +45,9 @@ class Prediction:
   probabilities: Dict[str, float]
   # The model version that answered (gRPC responses carry it; REST's do not).
   version: Optional[int] = None
+  # A model with a topic head (models.heads) answers these too.
+  topic: Optional[str] = None
+  topic_probabilities: Optional[Dict[str, float]] = None
 
 
 class _Retryable(Exception):
@@ -130,7 +136,9 @@ class SentimentClient:
             f'{url}: HTTP {response.status_code}: {_rest_error(response)}')
       rows = response.json()['predictions']
       return [Prediction(text, row[LABEL_OUTPUT],
-                         dict(zip(LABELS, row[PROBABILITIES_OUTPUT])))
+                         dict(zip(LABELS, row[PROBABILITIES_OUTPUT])),
+                         **_topic_fields(row.get(TOPIC_OUTPUT),
+                                         row.get(TOPIC_PROBABILITIES_OUTPUT)))
               for text, row in zip(texts, rows)]
     return send, session.close
 
@@ -163,13 +171,40 @@ class SentimentClient:
         raise ServingClientError(
             f'{server} {self.model_name}: {e.code().name}: '
             f'{e.details()}') from e
-      labels = tf.make_ndarray(response.outputs[LABEL_OUTPUT])
-      scores = tf.make_ndarray(response.outputs[PROBABILITIES_OUTPUT])
-      return [Prediction(text, label.decode('utf-8'),
-                         dict(zip(LABELS, map(float, row))),
-                         response.model_spec.version.value)
-              for text, label, row in zip(texts, labels, scores)]
+      return predictions_from_arrays(
+          texts, {name: tf.make_ndarray(tensor)
+                  for name, tensor in response.outputs.items()},
+          response.model_spec.version.value)
     return send, channel.close
+
+
+def _topic_fields(topic: Optional[str],
+                  probabilities: Optional[Sequence[float]]
+                  ) -> Dict[str, object]:
+  """A Prediction's topic fields from a response's row; none from a
+  sentiment-only model."""
+  if topic is None:
+    return {}
+  return {'topic': topic,
+          'topic_probabilities': dict(zip(TOPICS, map(float, probabilities)))}
+
+
+def predictions_from_arrays(texts: Sequence[str], arrays: Dict[str, Any],
+                            version: Optional[int]) -> List[Prediction]:
+  """The serving signature's outputs as arrays (labels and topics as
+  bytes), from a gRPC response or a SavedModel called in process -> one
+  Prediction per text."""
+  rows = len(texts)
+  topics = arrays.get(TOPIC_OUTPUT, [None] * rows)
+  topic_rows = arrays.get(TOPIC_PROBABILITIES_OUTPUT, [None] * rows)
+  return [Prediction(text, label.decode('utf-8'),
+                     dict(zip(LABELS, map(float, row))), version,
+                     **_topic_fields(
+                         topic.decode('utf-8') if topic is not None else None,
+                         topic_row))
+          for text, label, row, topic, topic_row in zip(
+              texts, arrays[LABEL_OUTPUT], arrays[PROBABILITIES_OUTPUT],
+              topics, topic_rows)]
 
 
 def _rest_error(response) -> str:

@@ -25,6 +25,7 @@ from finsent.models import export
 from finsent.configs import features
 from finsent.models import preprocessing
 from finsent.models import rnn
+from finsent.models import sparse_focal_crossentropy
 from finsent import configs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -127,19 +128,25 @@ HEADLINES = [
 ]
 
 
-@pytest.fixture(scope='session')
-def exported_model(tmp_path_factory):
-  """A Transform graph written by tft_beam, a model trained on it, exported."""
-  root = str(tmp_path_factory.mktemp('exported_model'))
-  # `source` is required in this schema, as SchemaGen infers it when every
-  # training example has one; clients must not have to send it.
-  raw_spec = {'text': tf.io.FixedLenFeature([1], tf.string),
-              'label': tf.io.FixedLenFeature([1], tf.string),
-              'source': tf.io.FixedLenFeature([1], tf.string)}
+# Headlines with a topic and no sentiment label, as the topic set's rows;
+# the `exported_topic_model` fixture learns its topic head from them.
+TOPIC_HEADLINES = [
+    ('Fed holds rates steady, signals patience', 'Fed | Central Banks'),
+    ('Central bank leaves policy rate unchanged', 'Fed | Central Banks'),
+    ('Oil climbs as producers extend supply cuts', 'Energy | Oil'),
+    ('Crude prices slide on inventory build', 'Energy | Oil'),
+    ('Acme appoints new chief executive', 'Personnel Change'),
+    ('Acme finance chief to step down', 'Personnel Change'),
+]
+
+
+def _export_trained_model(root, rows, raw_spec, num_topics=0):
+  """A Transform graph written by tft_beam from `rows` (raw features, one
+  value or none each), an RNN trained on it (with a topic head of
+  `num_topics` classes, each head learning from the rows with its label),
+  exported to root/export."""
   metadata = dataset_metadata.DatasetMetadata(
       schema_utils.schema_from_feature_spec(raw_spec))
-  rows = [{'text': [t], 'label': [l], 'source': ['test']}
-          for t, l in HEADLINES * 5]
   config = dataclasses.asdict(dataclasses.replace(
       FROM_SCRATCH.preprocessing, max_tokens=EXPORT_SEQUENCE_LENGTH))
   with beam.Pipeline() as pipeline:
@@ -153,22 +160,65 @@ def exported_model(tmp_path_factory):
   metadata_io.write_metadata(
       metadata, os.path.join(root, 'tft', tft.TFTransformOutput.RAW_METADATA_DIR))
   tft_output = tft.TFTransformOutput(os.path.join(root, 'tft'))
-  transformed = tft_output.transform_raw_features({
-      'text': tf.constant([[t] for t, _ in HEADLINES * 5]),
-      'label': tf.constant([[l] for _, l in HEADLINES * 5]),
-  }, drop_unused_features=True)
+  examples = [tf.train.Example(features=tf.train.Features(feature={
+      key: tf.train.Feature(bytes_list=tf.train.BytesList(
+          value=[v.encode() for v in values]))
+      for key, values in row.items()})).SerializeToString() for row in rows]
+  transformed = tft_output.transform_raw_features(
+      tf.io.parse_example(tf.constant(examples), raw_spec),
+      drop_unused_features=True)
   ids = transformed[features.TOKEN_IDS_KEY].numpy()
   labels = transformed[features.LABEL_ID_KEY].numpy()
   vocabulary_size = tft_output.vocabulary_size_by_name(
       features.TOKEN_VOCABULARY_NAME) + config['oov_buckets'] + 1
   # The RNN with dropout: the case that needs `keras_variables` to export.
   model = rnn.build_rnn_classifier(vocabulary_size, EXPORT_SEQUENCE_LENGTH,
-                                   embedding_dim=16, rnn_units=8)
-  model.compile(keras.optimizers.Adam(0.02), 'sparse_categorical_crossentropy')
+                                   embedding_dim=16, rnn_units=8,
+                                   num_topics=num_topics)
+  if num_topics:
+    loss = {head: sparse_focal_crossentropy.SparseFocalCrossentropy(
+        classes, ignore_class=-1) for head, classes in (
+            (features.SENTIMENT_HEAD, len(features.LABELS)),
+            (features.TOPIC_HEAD, num_topics))}
+    labels = {features.SENTIMENT_HEAD: labels,
+              features.TOPIC_HEAD: transformed[features.TOPIC_ID_KEY].numpy()}
+  else:
+    loss = 'sparse_categorical_crossentropy'
+  model.compile(keras.optimizers.Adam(0.02), loss)
   model.fit({features.TOKEN_IDS_KEY: ids}, labels, epochs=25, verbose=0)
   export_dir = os.path.join(root, 'export')
   export.export_serving_model(model, tft_output, export_dir)
   return export_dir, model, tft_output
+
+
+@pytest.fixture(scope='session')
+def exported_model(tmp_path_factory):
+  """A Transform graph written by tft_beam, a model trained on it, exported."""
+  # `source` is required in this schema, as SchemaGen infers it when every
+  # training example has one; clients must not have to send it.
+  raw_spec = {'text': tf.io.FixedLenFeature([1], tf.string),
+              'label': tf.io.FixedLenFeature([1], tf.string),
+              'source': tf.io.FixedLenFeature([1], tf.string)}
+  rows = [{'text': [t], 'label': [l], 'source': ['test']}
+          for t, l in HEADLINES * 5]
+  return _export_trained_model(
+      str(tmp_path_factory.mktemp('exported_model')), rows, raw_spec)
+
+
+@pytest.fixture(scope='session')
+def exported_topic_model(tmp_path_factory):
+  """As `exported_model`, with a topic head: trained on HEADLINES (a
+  sentiment label, no topic) and TOPIC_HEADLINES (a topic, no label), the
+  schema's label and topic both optional, as in data with both sets."""
+  raw_spec = {'text': tf.io.FixedLenFeature([1], tf.string),
+              'label': tf.io.VarLenFeature(tf.string),
+              'topic': tf.io.VarLenFeature(tf.string)}
+  rows = ([{'text': [t], 'label': [l], 'topic': []} for t, l in HEADLINES] +
+          [{'text': [t], 'label': [], 'topic': [topic]}
+           for t, topic in TOPIC_HEADLINES]) * 5
+  return _export_trained_model(
+      str(tmp_path_factory.mktemp('exported_topic_model')), rows, raw_spec,
+      num_topics=len(features.TOPICS))
 
 
 @dataclasses.dataclass(frozen=True)

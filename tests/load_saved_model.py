@@ -6,8 +6,10 @@ Imports only tensorflow and tensorflow_text (for the tokenizer op), calls
 the serving_default signature on the texts and the serving_examples
 signature on the same texts as tf.Examples, and prints one JSON line:
 {"labels": [...], "probabilities": [[...]], "examples_labels": [...],
- "signatures": [...], "modules": [...]} where modules lists any project or
-training package that got imported (there should be none).
+ "signatures": [...], "outputs": [...], "modules": [...]} where outputs
+names serving_default's outputs and modules lists any project or training
+package that got imported (there should be none); with a topic head also
+"topics" and "topic_probabilities".
 """
 
 import json
@@ -29,13 +31,19 @@ def main(saved_model_dir, texts):
   unexpected = sorted(m for m in sys.modules if m.split('.')[0] in (
       'tfx', 'tensorflow_transform', 'keras_hub', 'models', 'pipeline',
       'components', 'apache_beam'))
-  print(json.dumps({
+  answer = {
       'labels': [b.decode() for b in outputs['label'].numpy()],
       'probabilities': outputs['probabilities'].numpy().tolist(),
       'examples_labels': [b.decode() for b in from_examples['label'].numpy()],
       'signatures': sorted(loaded.signatures.keys()),
+      'outputs': sorted(outputs),
       'modules': unexpected,
-  }))
+  }
+  if 'topic' in outputs:
+    answer['topics'] = [b.decode() for b in outputs['topic'].numpy()]
+    answer['topic_probabilities'] = (
+        outputs['topic_probabilities'].numpy().tolist())
+  print(json.dumps(answer))
 
 
 if __name__ == '__main__':

@@ -2,6 +2,7 @@
 
 import dataclasses
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -15,6 +16,7 @@ from finsent.models import transformer
 from finsent import configs
 from tests.conftest import EXPORT_SEQUENCE_LENGTH
 from tests.conftest import HEADLINES
+from tests.conftest import TOPIC_HEADLINES
 from tests.conftest import predict_in_fresh_process
 
 SEQUENCE_LENGTH = 12
@@ -57,6 +59,26 @@ def test_padding_is_masked(builder):
   np.testing.assert_allclose(before, after, atol=1e-5)
 
 
+@pytest.mark.parametrize('builder,hyperparameters', [
+    (rnn.build_rnn_classifier, {'embedding_dim': 8, 'rnn_units': 4}),
+    (transformer.build_transformer_classifier, {'embedding_dim': 8,
+                                                'num_heads': 2}),
+])
+def test_builders_with_a_topic_head_output_both(builder, hyperparameters):
+  model = builder(vocabulary_size=VOCABULARY_SIZE,
+                  sequence_length=SEQUENCE_LENGTH,
+                  num_topics=len(features.TOPICS), **hyperparameters)
+  ids = np.random.default_rng(0).integers(
+      1, VOCABULARY_SIZE, size=(4, SEQUENCE_LENGTH))
+  outputs = model({features.TOKEN_IDS_KEY: ids})
+  assert sorted(outputs) == [features.SENTIMENT_HEAD, features.TOPIC_HEAD]
+  for head, classes in ((features.SENTIMENT_HEAD, len(features.LABELS)),
+                        (features.TOPIC_HEAD, len(features.TOPICS))):
+    probabilities = outputs[head].numpy()
+    assert probabilities.shape == (4, classes)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
+
+
 def test_builders_reject_bad_arguments():
   with pytest.raises(ValueError, match='cell must be one of'):
     rnn.build_rnn_classifier(10, 4, cell='rnn')
@@ -65,6 +87,9 @@ def test_builders_reject_bad_arguments():
                                              num_heads=4)
   with pytest.raises(ValueError, match='architecture must be one of'):
     trainer.build_model('cnn', 10, 4, {})
+  for num_topics in (1, -3):
+    with pytest.raises(ValueError, match='num_topics must be 0'):
+      rnn.build_rnn_classifier(10, 4, num_topics=num_topics)
 
 
 def _labelled(labels, ids=None):
@@ -192,3 +217,70 @@ def test_transform_signature_gives_tfma_the_label(exported_model):
       examples=tf.constant([example.SerializeToString()]))
   assert out[features.LABEL_ID_KEY].numpy().tolist() == [2]
   assert out[features.TOKEN_IDS_KEY].shape == (1, EXPORT_SEQUENCE_LENGTH)
+
+
+def test_export_with_a_topic_head_serves_topics_in_a_fresh_process(
+    exported_topic_model):
+  """serving_default gives the topic and its probabilities beside the
+  sentiment; each head learned from the rows carrying its label."""
+  export_dir, _, _ = exported_topic_model
+  texts = [t for t, _ in HEADLINES] + [t for t, _ in TOPIC_HEADLINES]
+  answer = predict_in_fresh_process(export_dir, texts)
+  assert answer['modules'] == []
+  assert answer['outputs'] == sorted([
+      features.LABEL_OUTPUT, features.PROBABILITIES_OUTPUT,
+      features.TOPIC_OUTPUT, features.TOPIC_PROBABILITIES_OUTPUT])
+  assert answer['labels'][:len(HEADLINES)] == [l for _, l in HEADLINES]
+  assert answer['topics'][len(HEADLINES):] == [t for _, t in TOPIC_HEADLINES]
+  assert all(topic in features.TOPICS for topic in answer['topics'])
+  for row in answer['topic_probabilities']:
+    assert len(row) == len(features.TOPICS)
+    assert sum(row) == pytest.approx(1.0, abs=1e-5)
+  assert answer['examples_labels'] == answer['labels']
+
+
+def test_export_with_a_topic_head_bakes_in_each_temperature(
+    exported_topic_model, tmp_path):
+  export_dir, model, tft_output = exported_topic_model
+  tempered_dir = str(tmp_path / 'tempered')
+  export.export_serving_model(model, tft_output, tempered_dir,
+                              temperature=1.0, topic_temperature=3.0)
+  texts = tf.constant([t for t, _ in TOPIC_HEADLINES])
+  plain = tf.saved_model.load(export_dir).signatures[
+      export.SERVING_SIGNATURE](text=texts)
+  tempered = tf.saved_model.load(tempered_dir).signatures[
+      export.SERVING_SIGNATURE](text=texts)
+  np.testing.assert_allclose(
+      tempered[features.TOPIC_PROBABILITIES_OUTPUT].numpy(),
+      calibration.scale_probabilities(
+          plain[features.TOPIC_PROBABILITIES_OUTPUT].numpy(), 3.0),
+      atol=1e-5)
+  np.testing.assert_allclose(tempered[features.PROBABILITIES_OUTPUT].numpy(),
+                             plain[features.PROBABILITIES_OUTPUT].numpy(),
+                             atol=1e-6)
+  with pytest.raises(ValueError, match='topic_temperature must be positive'):
+    export.SentimentServingModule(model, tft_output, topic_temperature=-1.0)
+
+
+def test_transform_signature_gives_tfma_the_topic(exported_topic_model):
+  export_dir, _, _ = exported_topic_model
+  loaded = tf.saved_model.load(export_dir)
+  def example(**values):
+    return tf.train.Example(features=tf.train.Features(feature={
+        key: tf.train.Feature(bytes_list=tf.train.BytesList(
+            value=[value.encode()])) for key, value in values.items()}
+    )).SerializeToString()
+  out = loaded.signatures[export.TRANSFORM_SIGNATURE](examples=tf.constant([
+      example(text='Fed holds', topic='Fed | Central Banks'),
+      example(text='Up', label='positive')]))
+  assert out[features.TOPIC_ID_KEY].numpy().tolist() == [1, -1]
+  assert out[features.LABEL_ID_KEY].numpy().tolist() == [-1, 2]
+
+
+def test_export_refuses_outputs_it_cannot_serve(exported_model):
+  _, model, tft_output = exported_model
+  pooled = model.get_layer('probabilities').input
+  two = keras.Model(model.input, {'sentiment': model.output,
+                                  'mood': keras.layers.Dense(2)(pooled)})
+  with pytest.raises(ValueError, match="exactly 'sentiment' and 'topic'"):
+    export.SentimentServingModule(two, tft_output)

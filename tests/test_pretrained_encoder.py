@@ -112,6 +112,23 @@ def test_the_classifier_starts_from_the_presets_weights(preset):
   np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
 
 
+def test_the_encoder_with_a_topic_head_outputs_both(preset):
+  """Both heads read the same mean-pooled vector of one backbone."""
+  model = pretrained_encoder.build_pretrained_encoder_classifier(
+      preset, SEQUENCE_LENGTH, num_topics=len(features.TOPICS))
+  assert len([layer for layer in model.layers
+              if isinstance(layer, keras_hub.models.Backbone)]) == 1
+  batch = {k: np.ones((2, SEQUENCE_LENGTH), np.int64) for k in model.input}
+  outputs = model(batch)
+  assert {head: tuple(outputs[head].shape) for head in outputs} == {
+      features.SENTIMENT_HEAD: (2, len(features.LABELS)),
+      features.TOPIC_HEAD: (2, len(features.TOPICS))}
+  with pytest.raises(ValueError, match="a topic head reads the mean-pooled "
+                     "sequence: head 'cls' has one output"):
+    pretrained_encoder.build_pretrained_encoder_classifier(
+        preset, SEQUENCE_LENGTH, num_topics=len(features.TOPICS), head='cls')
+
+
 def _fn_args(transformed, tmp_path, preset):
   config = dataclasses.replace(
       configs.PipelineConfig(), preprocessing=dataclasses.replace(

@@ -24,12 +24,14 @@ from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
 from finsent.components.atomic_pusher import publish_model
+from finsent.configs import features
 from finsent.models import export
 from finsent.serving.client import SentimentClient
 from finsent.serving.server.process import free_ports
 from finsent.serving.server.process import ModelServerProcess
 from tests.conftest import break_serving_signature
 from tests.conftest import HEADLINES
+from tests.conftest import TOPIC_HEADLINES
 
 TEXTS = [text for text, _ in HEADLINES]
 LABELS = [label for _, label in HEADLINES]
@@ -294,10 +296,48 @@ def test_client_retries_then_reports_an_unreachable_server():
     client.predict(['x'])
 
 
-def test_cli_predict(served):
+def test_cli_predict(served, capsys):
   from finsent.commands import cli
   assert cli.main(['predict', '--server', f'127.0.0.1:{served.rest_port}',
                    '--json', TEXTS[0]]) == 0
+  row = json.loads(capsys.readouterr().out)
+  assert row['text'] == TEXTS[0] and row['label'] == LABELS[0]
+  # A sentiment-only model has no topic fields.
+  assert sorted(row) == ['label', 'probabilities', 'text', 'version']
+
+
+def test_a_topic_head_served_through_rest_grpc_and_finsent_predict(
+    exported_topic_model, tmp_path, capsys):
+  """The topic and its probabilities pass through the TF Serving contract
+  to the client and `finsent predict`, beside the sentiment."""
+  from finsent.commands import cli
+  export_dir, _, _ = exported_topic_model
+  publish_model(export_dir, str(tmp_path / 'sentiment'))
+  texts = [text for text, _ in TOPIC_HEADLINES]
+  topics = [topic for _, topic in TOPIC_HEADLINES]
+  with ModelServerProcess('--model_name=sentiment',
+                          f'--model_base_path={tmp_path / "sentiment"}'
+                          ) as server:
+    for protocol, port in (('rest', server.rest_port),
+                           ('grpc', server.grpc_port)):
+      with SentimentClient(f'127.0.0.1:{port}', protocol=protocol) as client:
+        predictions = client.predict(texts + TEXTS)
+      assert [p.topic for p in predictions[:len(texts)]] == topics, protocol
+      assert [p.label for p in predictions[len(texts):]] == LABELS, protocol
+      for p in predictions:
+        assert list(p.topic_probabilities) == list(features.TOPICS)
+        assert sum(p.topic_probabilities.values()) == pytest.approx(
+            1, abs=1e-5)
+        assert max(p.topic_probabilities,
+                   key=p.topic_probabilities.get) == p.topic
+    assert cli.main(['predict', '--server', f'127.0.0.1:{server.rest_port}',
+                     '--json', texts[0]]) == 0
+    row = json.loads(capsys.readouterr().out)
+    assert row['topic'] == topics[0] and len(row['topic_probabilities']) == 20
+    assert cli.main(['predict', '--server', f'127.0.0.1:{server.rest_port}',
+                     texts[0]]) == 0
+    table = capsys.readouterr().out
+    assert topics[0] in table and texts[0] in table
 
 
 # --- versions: pushed, warmed, swapped; broken ones never take traffic ---

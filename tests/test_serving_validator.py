@@ -4,6 +4,7 @@ The real ServingValidator and AtomicPusher executors run on a real exported
 model, and on copies whose serving signature fails at call time.
 """
 
+import dataclasses
 import os
 import shutil
 
@@ -13,7 +14,9 @@ from tfx.types import standard_artifacts
 
 from finsent.components import atomic_pusher
 from finsent.components import serving_validator
+from finsent.configs import features
 from finsent.models import export
+from finsent.serving.client import Prediction
 from tests.conftest import break_serving_signature
 from tests.conftest import artifact as _artifact
 from tests.conftest import eval_examples_artifact
@@ -99,3 +102,30 @@ def test_a_model_the_evaluator_refused_is_not_served(exported_model, examples,
                        tmp_path, evaluator_blessed=0)
   assert blessing.get_int_custom_property('blessed') == 0
   assert 'did not bless' in blessing.get_string_custom_property('problems')
+
+
+def test_a_model_with_a_topic_head_is_blessed(exported_topic_model, examples,
+                                              tmp_path):
+  """The server answers its topic beside the sentiment, over both APIs."""
+  model = _model(exported_topic_model, tmp_path, 'none')
+  blessing = _validate(model, examples, tmp_path)
+  assert blessing.get_string_custom_property('problems') == ''
+  assert blessing.get_int_custom_property('blessed') == 1
+
+
+def test_what_an_answer_must_hold():
+  sentiment = {'negative': 0.2, 'neutral': 0.5, 'positive': 0.3}
+  topics = dict.fromkeys(features.TOPICS, 0.05)
+  good = Prediction('Fed holds', 'neutral', sentiment, None,
+                    'Fed | Central Banks', topics)
+  assert serving_validator.prediction_problem(good) is None
+  assert serving_validator.prediction_problem(
+      Prediction('x', 'neutral', sentiment)) is None
+  for wrong, problem in [
+      (dict(label='bullish'), "'bullish' with probabilities"),
+      (dict(probabilities={**sentiment, 'neutral': 0.9}), 'with probabilities'),
+      (dict(topic='Weather'), "the topic 'Weather'"),
+      (dict(topic_probabilities={**topics, 'IPO': 0.5}), 'the topic'),
+  ]:
+    assert problem in serving_validator.prediction_problem(
+        dataclasses.replace(good, **wrong))
