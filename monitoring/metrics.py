@@ -18,7 +18,8 @@ DEAD_LETTERS = prometheus_client.Counter(
     'or delivered, by stage.', ['stage'], registry=REGISTRY)
 ALERTS = prometheus_client.Counter(
     'finsent_monitor_alerts', 'Negative-sentiment shock alerts raised, by '
-    'key (a ticker, or * for the market).', ['key'], registry=REGISTRY)
+    'key (a ticker, topic:<name> for a topic, or * for the market).',
+    ['key'], registry=REGISTRY)
 SCORING_LATENCY = prometheus_client.Histogram(
     'finsent_monitor_scoring_latency_seconds', 'Time to score one batch of '
     'headlines (in process or through the server, retries included).',

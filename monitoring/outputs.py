@@ -37,6 +37,17 @@ CHANGELOGS = {
 }
 # The key of the whole market's windows (tickers are 1-5 capital letters).
 MARKET = '*'
+# A topic's windows (a model with a topic head): 'topic:Fed | Central Banks'.
+TOPIC_KEY_PREFIX = 'topic:'
+
+
+def topic_key(topic: str) -> str:
+  """The window key of the headlines the model gave `topic`."""
+  return TOPIC_KEY_PREFIX + topic
+
+
+def is_topic_key(key: str) -> bool:
+  return key.startswith(TOPIC_KEY_PREFIX)
 
 
 WINDOW_SCHEMA = pa.schema([

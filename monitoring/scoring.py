@@ -36,11 +36,13 @@ SIGNATURE = 'serving_default'
 
 @dataclasses.dataclass(frozen=True)
 class ScoredHeadline:
-  """A headline, the tickers it names and the model's view of it."""
+  """A headline, the tickers it names and the model's view of it: its
+  sentiment, and its topic when the model has a topic head."""
   headline: Headline
   tickers: Tuple[str, ...]
   label: str
   probabilities: Dict[str, float]
+  topic: Optional[str] = None
 
   @property
   def score(self) -> float:
@@ -48,8 +50,9 @@ class ScoredHeadline:
     return self.probabilities['positive'] - self.probabilities['negative']
 
   def to_dict(self) -> Dict[str, Any]:
+    topic = {} if self.topic is None else {'topic': self.topic}
     return {**self.headline.to_dict(), 'tickers': list(self.tickers),
-            'predicted': self.label,
+            'predicted': self.label, **topic,
             'p_negative': round(self.probabilities['negative'], 4),
             'score': round(self.score, 4)}
 
@@ -58,14 +61,15 @@ class ScoredHeadline:
     return {'id': self.headline.id,
             'headline': dataclasses.asdict(self.headline),
             'tickers': list(self.tickers), 'label': self.label,
-            'probabilities': self.probabilities}
+            'probabilities': self.probabilities, 'topic': self.topic}
 
   @classmethod
   def from_record(cls, record: Dict[str, Any]) -> 'ScoredHeadline':
     fields = dict(record['headline'])
     fields['extra'] = tuple(tuple(pair) for pair in fields['extra'])
+    # Records scored before topics were served have no 'topic'.
     return cls(Headline(**fields), tuple(record['tickers']), record['label'],
-               record['probabilities'])
+               record['probabilities'], record.get('topic'))
 
 
 def resolve_saved_model(path: str) -> Tuple[str, Optional[int]]:
@@ -167,7 +171,7 @@ def _scored(keyed_result) -> ScoredHeadline:
   prediction = result.inference
   metrics.HEADLINES.labels('scored').inc()
   return ScoredHeadline(headline, tickers, prediction.label,
-                        prediction.probabilities)
+                        prediction.probabilities, prediction.topic)
 
 
 def _failed_batch(failure) -> Iterable[DeadLetter]:

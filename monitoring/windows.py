@@ -1,7 +1,9 @@
-"""Sentiment per ticker and for the whole market in sliding event-time windows.
+"""Sentiment per ticker, per topic and for the whole market in sliding
+event-time windows.
 
 Each scored headline counts once for the market (key `MARKET`, every
-headline) and once for each ticker it names. Windows are in event time
+headline), once for each ticker it names and, when the model has a topic
+head, once for its topic (key `topic:<name>`, outputs.topic_key). Windows are in event time
 (`published_at`): `window_seconds` long, one starting every
 `period_seconds`. A window fires when the watermark passes its end, and
 again for every headline that arrives late but within the allowed lateness
@@ -30,16 +32,20 @@ from apache_beam.utils.windowed_value import PaneInfoTiming
 from finsent.data.loaders import LABELS
 from finsent.monitoring.headlines import format_time
 from finsent.monitoring.outputs import MARKET
+from finsent.monitoring.outputs import topic_key
 from finsent.monitoring.scoring import ScoredHeadline
 
 TOP_HEADLINES = 'top_headlines'
 
 
 def by_key(scored: ScoredHeadline) -> Iterable[Tuple[str, ScoredHeadline]]:
-  """The headline under the market key and under each of its tickers."""
+  """The headline under the market key, under each of its tickers and
+  under its topic."""
   yield MARKET, scored
   for ticker in scored.tickers:
     yield ticker, scored
+  if scored.topic is not None:
+    yield topic_key(scored.topic), scored
 
 
 class SentimentCombineFn(beam.CombineFn):

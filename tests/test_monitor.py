@@ -33,8 +33,10 @@ from finsent.monitoring.headlines import Headline
 from finsent.monitoring.headlines import ReadHeadlines
 from finsent.monitoring.outputs import ChangelogError
 from finsent.monitoring.outputs import compact_jsonl
+from finsent.monitoring.outputs import is_topic_key
 from finsent.monitoring.outputs import MARKET
 from finsent.monitoring.outputs import read_changelog
+from finsent.monitoring.outputs import topic_key
 from finsent.monitoring.outputs import write_windows_parquet
 from finsent.monitoring.scoring import ScoredHeadline
 from finsent.monitoring.sinks import AppendJsonl
@@ -56,13 +58,14 @@ def _iso(minutes: float) -> str:
       _at(minutes), datetime.timezone.utc).isoformat().replace('+00:00', 'Z')
 
 
-def _scored(minutes, label, tickers=('ACME',), headline_id=None):
+def _scored(minutes, label, tickers=('ACME',), headline_id=None, topic=None):
   probabilities = dict.fromkeys(('negative', 'neutral', 'positive'), 0.1)
   probabilities[label] = 0.8
   headline_id = headline_id or f'h{minutes}-{label}'
   return ScoredHeadline(
       Headline(headline_id, f'{label} news', _iso(minutes), _at(minutes),
-               f'test:{headline_id}'), tuple(tickers), label, probabilities)
+               f'test:{headline_id}'), tuple(tickers), label, probabilities,
+      topic)
 
 
 # --- Reading: every line is a headline or a dead letter naming file:line ---
@@ -161,6 +164,24 @@ def test_a_headline_counts_in_every_sliding_window_that_covers_it():
     ends = [_iso(10 + 5 * i) for i in range(12)]
     assert_that(records | beam.Map(lambda r: (r['key'], r['window_end'])),
                 equal_to([(k, e) for k in (MARKET, 'ACME') for e in ends]))
+
+
+@pytest.mark.parametrize('bounded', [False, True])
+def test_a_headline_counts_for_its_topic_too(bounded):
+  """With a topic head, a headline's windows are the market's, its
+  tickers' and its topic's."""
+  with TestPipeline() as p:
+    records = (p | beam.Create([_scored(7, 'negative', topic='Macro'),
+                                _scored(8, 'neutral', tickers=(),
+                                        topic='Macro')])
+               | WindowSentiment(600, 600, 0, 3, bounded=bounded)
+               | beam.WindowInto(beam_window.GlobalWindows()))
+    assert_that(records | beam.Map(lambda r: (r['key'], r['count'],
+                                              r['negative'])),
+                equal_to([(MARKET, 2, 1), ('ACME', 1, 1),
+                          (topic_key('Macro'), 2, 1)]))
+  assert topic_key('Macro') == 'topic:Macro' and is_topic_key('topic:Macro')
+  assert not is_topic_key('ACME') and not is_topic_key(MARKET)
 
 
 def test_bounded_input_gets_the_same_windows_as_a_stream():
@@ -489,6 +510,23 @@ def test_count_shock_is_found_whatever_order_the_windows_arrive_in(bounded):
 
 
 @pytest.mark.parametrize('bounded', [False, True])
+def test_a_burst_of_negative_news_in_one_topic_alerts_for_that_topic(bounded):
+  """A topic is judged as a ticker is: its share and its count of
+  negatives against its own baseline."""
+  fed, macro = topic_key('Fed | Central Banks'), topic_key('Macro')
+  steady = (2, 3, 4, 3, 3, 3, 3)
+  records = ([_record(key, 10 * i, 10, n) for key in (fed, macro)
+              for i, n in enumerate(steady, 1)] +
+             [_record(fed, 80, 20, 14), _record(macro, 80, 10, 3)])
+  random.Random(3).shuffle(records)
+  with TestPipeline() as p:
+    alerts = (p | beam.Create(records) | beam.Map(_at_window_end)
+              | shocks.DetectShocks(COUNT, 600, bounded=bounded)
+              | beam.Map(lambda a: (a['key'], a['window_end'], a['value'])))
+    assert_that(alerts, equal_to([(fed, _iso(80), 14)]))
+
+
+@pytest.mark.parametrize('bounded', [False, True])
 def test_a_steady_poisson_flow_raises_no_count_alert(bounded):
   # 4 negatives a window on average, Poisson by construction, 40 windows
   # of each of three tickers: the smallest tail is 0.007 (BOLT's 7 negatives
@@ -642,6 +680,15 @@ def test_a_scored_headline_survives_its_record():
       scored.headline, extra=(('label', 'negative'), ('tags', ['a', 'b']))))
   assert ScoredHeadline.from_record(
       json.loads(json.dumps(scored.to_record()))) == scored
+  with_topic = dataclasses.replace(scored, topic='Earnings')
+  assert ScoredHeadline.from_record(
+      json.loads(json.dumps(with_topic.to_record()))) == with_topic
+  assert with_topic.to_dict()['topic'] == 'Earnings'
+  assert 'topic' not in scored.to_dict()
+  # A store written before topics were served.
+  old = scored.to_record()
+  del old['topic']
+  assert ScoredHeadline.from_record(old) == scored
 
 
 def test_scored_headlines_read_back_from_the_store_one_per_id(tmp_path):

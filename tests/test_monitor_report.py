@@ -223,6 +223,12 @@ def test_keys_market_first_then_alerted_then_by_volume():
   assert report.order_keys(volumes, {'ACME': 1, 'DUO': 2, 'NOWIN': 1}) == [
       '*', 'DUO', 'ACME', 'ZED', 'BETA', 'CORP']
   assert report.order_keys({'B': 1, 'A': 1}, {}) == ['A', 'B']
+  topics = {'topic:Macro': 40, 'topic:IPO': 3, 'topic:Energy | Oil': 9}
+  assert report.order_keys({**volumes, **topics}, {'topic:IPO': 1}) == [
+      '*', 'topic:IPO', 'topic:Macro', 'topic:Energy | Oil', 'ZED', 'BETA',
+      'CORP', 'ACME', 'DUO']
+  assert report.chart_file_names(['topic:Energy | Oil']) == {
+      'topic:Energy | Oil': 'timeline_topic_Energy___Oil.png'}
 
 
 def test_chart_file_names_are_safe_and_unique():

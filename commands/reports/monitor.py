@@ -20,7 +20,9 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from finsent.data.loaders import LABELS
 from finsent.monitoring.outputs import ALERTS_FILE
 from finsent.monitoring.outputs import DEAD_LETTERS_FILE
+from finsent.monitoring.outputs import is_topic_key
 from finsent.monitoring.outputs import MARKET
+from finsent.monitoring.outputs import TOPIC_KEY_PREFIX
 from finsent.monitoring.outputs import read_changelog
 from finsent.monitoring.outputs import WINDOWS_FILE
 
@@ -207,14 +209,19 @@ def windows_per_headline(windows: Sequence[Window]) -> float:
 
 def order_keys(volumes: Dict[str, int], alert_counts: Dict[str, int]
                ) -> List[str]:
-  """The market key first, then tickers with alerts (most alerts first),
-  then the others by volume (most first); ties by name."""
-  tickers = [k for k in volumes if k != MARKET]
-  alerted = sorted((k for k in tickers if alert_counts.get(k)),
-                   key=lambda k: (-alert_counts[k], -volumes[k], k))
-  others = sorted((k for k in tickers if not alert_counts.get(k)),
-                  key=lambda k: (-volumes[k], k))
-  return ([MARKET] if MARKET in volumes else []) + alerted + others
+  """The market key first, then the topics, then the tickers; topics and
+  tickers each with alerts first (most alerts first), then the others by
+  volume (most first); ties by name."""
+  def ordered(keys):
+    alerted = sorted((k for k in keys if alert_counts.get(k)),
+                     key=lambda k: (-alert_counts[k], -volumes[k], k))
+    others = sorted((k for k in keys if not alert_counts.get(k)),
+                    key=lambda k: (-volumes[k], k))
+    return alerted + others
+  topics = [k for k in volumes if is_topic_key(k)]
+  tickers = [k for k in volumes if k != MARKET and not is_topic_key(k)]
+  return (([MARKET] if MARKET in volumes else []) + ordered(topics) +
+          ordered(tickers))
 
 
 def chart_file_names(keys: Sequence[str]) -> Dict[str, str]:
@@ -235,6 +242,8 @@ def chart_file_names(keys: Sequence[str]) -> Dict[str, str]:
 
 
 def _key_label(key: str) -> str:
+  if is_topic_key(key):
+    return f'Topic: {key[len(TOPIC_KEY_PREFIX):]}'
   return 'Market (all headlines)' if key == MARKET else key
 
 
@@ -458,7 +467,7 @@ class Report:
 def write_report(output: MonitorOutput, output_dir: str,
                  max_tickers: int) -> Report:
   """Writes the timelines and index.html into `output_dir`: timelines for
-  the market and at most `max_tickers` tickers."""
+  the market, every topic and at most `max_tickers` tickers."""
   os.makedirs(output_dir, exist_ok=True)
   by_key: Dict[str, List[Window]] = collections.defaultdict(list)
   for w in output.windows:
@@ -468,9 +477,10 @@ def write_report(output: MonitorOutput, output_dir: str,
     alerts_by_key[a.key].append(a)
   volumes = {k: sum(w.count for w in ws) for k, ws in by_key.items()}
   keys = order_keys(volumes, {k: len(v) for k, v in alerts_by_key.items()})
-  tickers = [k for k in keys if k != MARKET]
+  tickers = [k for k in keys if k != MARKET and not is_topic_key(k)]
   left_out = tickers[max_tickers:]
-  drawn = keys[:len(keys) - len(left_out)]  # the market, then tickers
+  # The market, the topics, then tickers.
+  drawn = keys[:len(keys) - len(left_out)]
   charts = chart_file_names(drawn)
   _, period = window_geometry(output.windows)
   ends = [w.end for w in output.windows]
