@@ -12,7 +12,7 @@ less their log-sum-exp, a per-example constant that the softmax cancels, so
 softmax(log p / T) is exactly softmax(logits / T).
 """
 
-from typing import Dict
+from typing import Any, Dict
 
 import numpy as np
 from scipy import optimize
@@ -110,10 +110,12 @@ def at_range_bound(temperature: float) -> bool:
 
 
 def calibration_report(probabilities: np.ndarray, labels: np.ndarray,
-                       temperature: float) -> Dict[str, float]:
-  """NLL and ECE of `probabilities` before and after scaling by T."""
+                       temperature: float) -> Dict[str, Any]:
+  """NLL and ECE of `probabilities` before and after scaling by T, and
+  over how many examples."""
   scaled = scale_probabilities(probabilities, temperature)
   return {
+      'examples': len(labels),
       'nll_before': round(negative_log_likelihood(probabilities, labels), 4),
       'nll_after': round(negative_log_likelihood(scaled, labels), 4),
       'ece_before': round(expected_calibration_error(probabilities, labels), 4),

@@ -20,7 +20,11 @@ _WIDTH = 12
 # short: a bar longer than the terminal wraps, and `\r` redraws only its
 # last row.
 _SHORT_NAMES = {'val_sparse_categorical_accuracy': 'val accuracy',
-                'val_macro_f1': 'val macro-F1', 'val_loss': 'val loss'}
+                'val_macro_f1': 'val macro-F1', 'val_loss': 'val loss',
+                # A model with a topic head watches its sentiment head.
+                'val_sentiment_sparse_categorical_accuracy':
+                    'val sentiment accuracy',
+                'val_sentiment_macro_f1': 'val sentiment macro-F1'}
 
 
 def enable(stream: Optional[TextIO]) -> None:

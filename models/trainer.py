@@ -6,6 +6,12 @@ docs/training.md), so the RNN and the Transformer Trainers run this same
 function. So do the students: with `custom_config['distillation']` the
 architecture learns from a teacher's probabilities (models.distillation)
 in BulkInferrer's raw examples, through the teacher's Transform graph.
+
+With `custom_config['num_topics']` the model has a topic head beside the
+sentiment head (models.heads): each head learns from the examples that
+carry its label (Transform's label_id / topic_id, -1 where there is none;
+the losses and metrics skip those), is calibrated on its own, and the
+export serves both.
 """
 
 import dataclasses
@@ -76,12 +82,24 @@ def model_input_keys(feature_spec: Dict[str, Any],
   return keys
 
 
+def head_labels(num_topics: int) -> Dict[str, str]:
+  """Each head of a model with a topic head and the transformed label it
+  learns from; {} for a sentiment-only model (one output, label_id)."""
+  if not num_topics:
+    return {}
+  return {features.SENTIMENT_HEAD: features.LABEL_ID_KEY,
+          features.TOPIC_HEAD: features.TOPIC_ID_KEY}
+
+
 def transformed_examples(file_patterns: List[str],
                          feature_spec: Dict[str, Any],
-                         input_keys: List[str]) -> tf.data.Dataset:
+                         input_keys: List[str],
+                         num_topics: int = 0) -> tf.data.Dataset:
   """Unbatched ({feature: ids}, label_id) pairs from transformed TFRecords:
   the `input_keys` features, and `token_ids`, which the held-out split
   hashes whatever the model reads (`model_inputs` then keeps the model's).
+  With `num_topics` the targets are {head: label id} (head_labels), -1
+  where an example has no label for that head.
 
   Sharded between multi-worker replicas by example, not by file: Beam
   writes as many files as it likes, often fewer than there are workers.
@@ -89,15 +107,27 @@ def transformed_examples(file_patterns: List[str],
   files = sorted(f for p in file_patterns for f in tf.io.gfile.glob(p))
   if not files:
     raise ValueError(f'no transformed examples match {file_patterns}')
+  heads = head_labels(num_topics)
+  if num_topics and features.TOPIC_ID_KEY not in feature_spec:
+    raise ValueError(
+        f'a model with a topic head learns from Transform\'s '
+        f'{features.TOPIC_ID_KEY}, which this Transform output lacks: its '
+        'data has no topics')
   keys = sorted({features.TOKEN_IDS_KEY, *input_keys})
-  spec = {k: feature_spec[k] for k in [*keys, features.LABEL_ID_KEY]}
+  spec = {k: feature_spec[k] for k in [*keys, features.LABEL_ID_KEY,
+                                       *heads.values()]}
   options = tf.data.Options()
   options.experimental_distribute.auto_shard_policy = (
       tf.data.experimental.AutoShardPolicy.DATA)
+
+  def pair(x):
+    targets = ({head: x[key] for head, key in heads.items()} if heads
+               else x[features.LABEL_ID_KEY])
+    return {k: x[k] for k in keys}, targets
+
   return tf.data.TFRecordDataset(files, compression_type='GZIP').map(
       lambda record: tf.io.parse_single_example(record, spec)).map(
-          lambda x: ({k: x[k] for k in keys},
-                     x[features.LABEL_ID_KEY])).with_options(options)
+          pair).with_options(options)
 
 
 def model_inputs(examples: tf.data.Dataset,
@@ -131,7 +161,7 @@ def split_for_early_stopping(examples: tf.data.Dataset,
 
 def class_weights(examples: tf.data.Dataset,
                   weighting: str) -> Optional[Dict[int, float]]:
-  """Class weights from the labels of `examples`.
+  """Class weights from the sentiment labels of `examples`.
 
   `balanced`: n / (k * n_c), each class weighs the same in total; `sqrt`:
   the square root of that, a milder correction; `none`: no weights. Raises
@@ -141,8 +171,11 @@ def class_weights(examples: tf.data.Dataset,
     raise ValueError(f'class weighting must be one of {CLASS_WEIGHTINGS}, '
                      f'got {weighting!r}')
   counts = np.zeros(len(features.LABELS), dtype=np.int64)
-  for labels in examples.map(lambda _, y: y).batch(4096).as_numpy_iterator():
-    counts += np.bincount(labels, minlength=len(features.LABELS))
+  sentiment = examples.map(
+      lambda _, y: y[features.SENTIMENT_HEAD] if isinstance(y, dict) else y)
+  for labels in sentiment.batch(4096).as_numpy_iterator():
+    # -1: an example with a topic and no sentiment label.
+    counts += np.bincount(labels[labels >= 0], minlength=len(features.LABELS))
   missing = [features.LABELS[i] for i, n in enumerate(counts) if n == 0]
   if missing:
     raise ValueError(f'the training split has no examples labelled '
@@ -202,11 +235,13 @@ def token_vocabulary(tft_output: tft.TFTransformOutput) -> List[str]:
 def build_model(architecture: str, vocabulary_size: int, sequence_length: int,
                 hyperparameters: Dict[str, Any],
                 pretrained_encoder: Optional[str] = None,
-                input_key: str = features.TOKEN_IDS_KEY) -> keras.Model:
+                input_key: str = features.TOKEN_IDS_KEY,
+                num_topics: int = 0) -> keras.Model:
   """The architecture's model; with `pretrained_encoder` (a keras-hub
   preset) the Transformer is that encoder under a classification head.
   A model trained from scratch reads `input_key`: Transform's `token_ids`,
-  or a student's the teacher's pieces."""
+  or a student's the teacher's pieces. With `num_topics`, a topic head
+  beside the sentiment head (models.heads)."""
   if architecture not in MODEL_BUILDERS:
     raise ValueError(f'architecture must be one of {sorted(MODEL_BUILDERS)}, '
                      f'got {architecture!r}')
@@ -215,16 +250,19 @@ def build_model(architecture: str, vocabulary_size: int, sequence_length: int,
       raise ValueError(f'a pretrained encoder replaces the transformer, not '
                        f'the {architecture}')
     return pretrained_encoder_lib.build_pretrained_encoder_classifier(
-        pretrained_encoder, sequence_length, **hyperparameters)
+        pretrained_encoder, sequence_length, num_topics=num_topics,
+        **hyperparameters)
   return MODEL_BUILDERS[architecture](
       vocabulary_size=vocabulary_size, sequence_length=sequence_length,
-      input_key=input_key, **hyperparameters)
+      input_key=input_key, num_topics=num_topics, **hyperparameters)
 
 
-def predict_probabilities(model: keras.Model, examples: tf.data.Dataset
+def predict_probabilities(model: keras.Model, examples: tf.data.Dataset,
+                          head: Optional[str] = None
                           ) -> Tuple[np.ndarray, np.ndarray]:
   """Probabilities [N, K] and labels [N] of unbatched (features, label)
-  examples.
+  examples; of `head` for a model with several (the examples' labels a
+  dict by head), and then only of the examples labelled for it.
 
   A plain forward pass per batch, outside `model.predict`: under a
   multi-worker strategy that would shard the examples and need every worker
@@ -232,13 +270,19 @@ def predict_probabilities(model: keras.Model, examples: tf.data.Dataset
   """
   probabilities, labels = [], []
   for x, y in examples.batch(1024):
-    probabilities.append(
-        keras.ops.convert_to_numpy(model(x, training=False)))
+    predicted = model(x, training=False)
+    if head:
+      predicted, y = predicted[head], y[head]
+    probabilities.append(keras.ops.convert_to_numpy(predicted))
     labels.append(y.numpy())
   if not labels:
-    return (np.zeros((0, len(features.LABELS)), np.float32),
-            np.zeros(0, np.int64))
-  return np.concatenate(probabilities), np.concatenate(labels)
+    width = model.output[head].shape[-1] if head else len(features.LABELS)
+    return np.zeros((0, width), np.float32), np.zeros(0, np.int64)
+  probabilities, labels = np.concatenate(probabilities), np.concatenate(labels)
+  if head:
+    labelled = labels >= 0
+    return probabilities[labelled], labels[labelled]
+  return probabilities, labels
 
 
 def calibrate(model: keras.Model, held_out: tf.data.Dataset,
@@ -250,12 +294,27 @@ def calibrate(model: keras.Model, held_out: tf.data.Dataset,
   for its ECE to be honest. NLL and ECE before and after are reported for
   both. With `method` 'none' the temperature is 1 (the model's own
   probabilities) and the report shows how calibrated they are.
+
+  A model with a topic head: the sentiment head's report, and under
+  `topic` the topic head's, each over the examples labelled for it.
   """
+  if not isinstance(model.output, dict):
+    return _calibrate_head(model, held_out, eval_examples, method, None)
+  return {**_calibrate_head(model, held_out, eval_examples, method,
+                            features.SENTIMENT_HEAD),
+          features.TOPIC_HEAD: _calibrate_head(
+              model, held_out, eval_examples, method, features.TOPIC_HEAD)}
+
+
+def _calibrate_head(model: keras.Model, held_out: tf.data.Dataset,
+                    eval_examples: tf.data.Dataset, method: str,
+                    head: Optional[str]) -> Dict[str, Any]:
+  """calibrate, for one head (None: the one output)."""
   if method not in CALIBRATIONS:
     raise ValueError(f'calibration must be one of {CALIBRATIONS}'
                      f', got {method!r}')
   held_out_probabilities, held_out_labels = predict_probabilities(
-      model, held_out)
+      model, held_out, head)
   if method == 'temperature' and not len(held_out_labels):
     raise ValueError(
         'no held-out examples to fit the temperature on: the train split is '
@@ -278,7 +337,7 @@ def calibrate(model: keras.Model, held_out: tf.data.Dataset,
           held_out_probabilities, held_out_labels, temperature)
                    if len(held_out_labels) else None),
       'eval': calibration.calibration_report(
-          *predict_probabilities(model, eval_examples), temperature),
+          *predict_probabilities(model, eval_examples, head), temperature),
   }
 
 
@@ -321,6 +380,8 @@ class TrainingInputs:
   # The teacher's token embeddings [vocabulary, width], which a student
   # reading its pieces starts from (compile_model), or None.
   teacher_embeddings: Optional[np.ndarray] = None
+  # Classes of the topic head beside the sentiment head; 0: none.
+  num_topics: int = 0
 
 
 def count_examples(examples: tf.data.Dataset) -> int:
@@ -405,6 +466,16 @@ def prepare_training(fn_args: tfx.components.FnArgs,
     pretrained_encoder_lib.check_transform_tokenization(
         tft_output, pretrained_encoder, sequence_length)
   student_rows, teacher_embeddings = None, None
+  num_topics = config.get('num_topics', 0)
+  if num_topics and settings:
+    raise ValueError('a student learns sentiment only: distillation of a '
+                     'topic head is not built yet; train the students '
+                     'without topics')
+  if num_topics and training['class_weighting'] != 'none':
+    # Keras weighs classes of one output only.
+    raise ValueError(
+        f'class weighting {training["class_weighting"]!r} does not apply to '
+        'a model with a topic head: use class weighting none')
   vocabulary_size = (
       tft_output.vocabulary_size_by_name(features.TOKEN_VOCABULARY_NAME)
       + config['oov_buckets'] + 1)
@@ -440,7 +511,7 @@ def prepare_training(fn_args: tfx.components.FnArgs,
         model_inputs(examples, input_keys) for examples in
         split_for_early_stopping(
             transformed_examples(fn_args.train_files, feature_spec,
-                                 input_keys),
+                                 input_keys, num_topics),
             training['validation_fraction']))
     weights = class_weights(fit_examples, training['class_weighting'])
   tpu = isinstance(strategy, tf.distribute.TPUStrategy)
@@ -500,7 +571,8 @@ def prepare_training(fn_args: tfx.components.FnArgs,
       batches_per_epoch=batches_per_epoch,
       distillation=settings,
       student_rows=student_rows,
-      teacher_embeddings=teacher_embeddings)
+      teacher_embeddings=teacher_embeddings,
+      num_topics=num_topics)
 
 
 def learning_rate_schedule(training: Dict[str, Any], learning_rate: float,
@@ -540,7 +612,8 @@ def compile_model(architecture: str, inputs: TrainingInputs,
   """
   model = build_model(architecture, inputs.vocabulary_size,
                       inputs.sequence_length, hyperparameters,
-                      inputs.pretrained_encoder, inputs.input_keys[0])
+                      inputs.pretrained_encoder, inputs.input_keys[0],
+                      inputs.num_topics)
   settings = inputs.distillation
   if settings:
     parameters, limit = (model.count_params(),
@@ -569,6 +642,17 @@ def compile_model(architecture: str, inputs: TrainingInputs,
         settings['hard_term_mean'])
     metrics = [distillation_lib.MaskedSparseCategoricalAccuracy(),
                distillation_lib.MaskedSparseMacroF1Score(len(features.LABELS))]
+  elif inputs.num_topics:
+    # Each head learns from, and is measured on, the examples carrying its
+    # label (-1 where one has none).
+    classes = {features.SENTIMENT_HEAD: len(features.LABELS),
+               features.TOPIC_HEAD: inputs.num_topics}
+    loss = {head: sparse_focal_crossentropy.SparseFocalCrossentropy(
+        n, training['label_smoothing'], training['focal_gamma'],
+        ignore_class=-1) for head, n in classes.items()}
+    metrics = {head: [macro_f1.SparseAccuracy(ignore_class=-1),
+                      macro_f1.SparseMacroF1Score(n, ignore_class=-1)]
+               for head, n in classes.items()}
   else:
     loss = sparse_focal_crossentropy.SparseFocalCrossentropy(
         len(features.LABELS), training['label_smoothing'],
@@ -582,13 +666,25 @@ def compile_model(architecture: str, inputs: TrainingInputs,
   return model
 
 
-def early_stopping(training: Dict[str, Any]) -> keras.callbacks.Callback:
-  """Stops when the held-out `early_stopping_monitor` has not improved for
-  `early_stopping_patience` epochs, and restores the best epoch."""
+def early_stopping_monitor(training: Dict[str, Any],
+                           num_topics: int = 0) -> str:
+  """The held-out figure early stopping watches: `early_stopping_monitor`;
+  for a model with a topic head, its loss is both heads' and a metric is
+  the sentiment head's (Keras names it `val_sentiment_<metric>`)."""
   monitor = training['early_stopping_monitor']
   if monitor not in EARLY_STOPPING_MONITORS:
     raise ValueError(f'early_stopping_monitor must be one of '
                      f'{EARLY_STOPPING_MONITORS}, got {monitor!r}')
+  if num_topics and monitor != 'val_loss':
+    return monitor.replace('val_', f'val_{features.SENTIMENT_HEAD}_', 1)
+  return monitor
+
+
+def early_stopping(training: Dict[str, Any],
+                   num_topics: int = 0) -> keras.callbacks.Callback:
+  """Stops when the held-out `early_stopping_monitor` has not improved for
+  `early_stopping_patience` epochs, and restores the best epoch."""
+  monitor = early_stopping_monitor(training, num_topics)
   return keras.callbacks.EarlyStopping(
       monitor=monitor, mode='min' if monitor == 'val_loss' else 'max',
       patience=training['early_stopping_patience'],
@@ -715,7 +811,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> Dict[str, Any]:
       strategy, fn_args.serving_model_dir,
       fn_args.model_run_dir) as (serving_model_dir, model_run_dir):
     callbacks = [
-        early_stopping(training),
+        early_stopping(training, inputs.num_topics),
         keras.callbacks.TensorBoard(log_dir=model_run_dir, profile_batch=0),
     ]
     if strategy_lib.is_chief(strategy):
@@ -728,7 +824,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> Dict[str, Any]:
     if progress and strategy_lib.is_chief(strategy):
       callbacks.append(epoch_progress.EpochProgress(
           config.get('candidate') or config['architecture'], inputs.epochs,
-          training['early_stopping_monitor']))
+          early_stopping_monitor(training, inputs.num_topics)))
     started = time.monotonic()
     history = model.fit(
         inputs.fit_data,
@@ -754,17 +850,22 @@ def run_fn(fn_args: tfx.components.FnArgs) -> Dict[str, Any]:
       student_eval = None
       eval_examples = model_inputs(
           transformed_examples(fn_args.eval_files, inputs.feature_spec,
-                               inputs.input_keys), inputs.input_keys)
+                               inputs.input_keys, inputs.num_topics),
+          inputs.input_keys)
     calibration_summary = calibrate(model, inputs.held_out, eval_examples,
                                     training['calibration'])
     logging.info('Calibration: %s', calibration_summary)
-    export.export_serving_model(model, inputs.tft_output, serving_model_dir,
-                                temperature=calibration_summary['temperature'])
+    export.export_serving_model(
+        model, inputs.tft_output, serving_model_dir,
+        temperature=calibration_summary['temperature'],
+        topic_temperature=calibration_summary.get(
+            features.TOPIC_HEAD, {}).get('temperature', 1.0))
     task_type, task_id = strategy_lib.task_of(strategy)
     training_summary = {
         'architecture': config['architecture'],
         'candidate': config.get('candidate', config['architecture']),
         'parameters': model.count_params(),
+        'num_topics': inputs.num_topics,
         'epochs': len(history.epoch),
         'train_seconds': round(train_seconds, 1),
         'strategy': strategy_name,

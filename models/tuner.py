@@ -133,7 +133,7 @@ def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
         training)
 
   # Each trial stops, and is scored, as the Trainer's fit stops.
-  stopper = trainer.early_stopping(training)
+  stopper = trainer.early_stopping(training, inputs.num_topics)
   search = keras_tuner.RandomSearch(
       build,
       objective=keras_tuner.Objective(stopper.monitor,

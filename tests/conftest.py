@@ -15,6 +15,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 from tensorflow.core.protobuf import saved_model_pb2
 import tensorflow_transform.beam as tft_beam
+from tfx import v1 as tfx
 from tfx.types import standard_artifacts
 from tensorflow_transform.tf_metadata import dataset_metadata
 from tensorflow_transform.tf_metadata import metadata_io
@@ -244,17 +245,47 @@ def transformed_sample(tmp_path_factory):
                           max_tokens=SAMPLE_SEQUENCE_LENGTH))
 
 
+def trainer_fn_args(transformed: TransformedSample, tmp_path, custom_config,
+                    **fn_args) -> tfx.components.FnArgs:
+  """The Trainer's FnArgs over `transformed`'s train and eval splits,
+  writing under `tmp_path` (serving/, model_run/)."""
+  return tfx.components.FnArgs(
+      train_files=[os.path.join(transformed.transformed_examples,
+                                'Split-train', '*')],
+      eval_files=[os.path.join(transformed.transformed_examples,
+                               'Split-eval', '*')],
+      transform_graph_path=transformed.transform_graph,
+      serving_model_dir=str(tmp_path / 'serving'),
+      model_run_dir=str(tmp_path / 'model_run'),
+      custom_config=custom_config, **fn_args)
+
+
 def transform_records(root: str, splits, config: configs.PreprocessingConfig
                       ) -> TransformedSample:
   """`splits` ({'train': records, 'eval': records}) through preprocessing_fn
-  with `config` on Beam, analysed on train, written under `root`."""
+  with `config` on Beam, analysed on train, written under `root`. Where
+  some records have a topic, the label and the topic are both optional,
+  as in data with sentiment and topic records."""
+  records = [r for split_records in splits.values() for r in split_records]
+  with_topics = any(r.topic for r in records)
   raw_spec = {features.TEXT_KEY: tf.io.FixedLenFeature([1], tf.string),
               features.LABEL_KEY: tf.io.FixedLenFeature([1], tf.string)}
+  if with_topics:
+    raw_spec.update({key: tf.io.VarLenFeature(tf.string) for key in (
+        features.LABEL_KEY, features.TOPIC_KEY)})
   metadata = dataset_metadata.DatasetMetadata(
       schema_utils.schema_from_feature_spec(raw_spec))
   config = dataclasses.asdict(config)
-  rows = {split: [{features.TEXT_KEY: [r.text], features.LABEL_KEY: [r.label]}
-                  for r in split_records]
+
+  def row(record):
+    if not with_topics:
+      return {features.TEXT_KEY: [record.text],
+              features.LABEL_KEY: [record.label]}
+    return {features.TEXT_KEY: [record.text],
+            features.LABEL_KEY: [record.label] if record.label else [],
+            features.TOPIC_KEY: [record.topic] if record.topic else []}
+
+  rows = {split: [row(r) for r in split_records]
           for split, split_records in splits.items()}
   graph_dir = os.path.join(root, 'transform_graph')
   examples_dir = os.path.join(root, 'transformed_examples')

@@ -6,7 +6,6 @@ preset's weights, and the export serves raw text without keras-hub."""
 
 import collections
 import dataclasses
-import os
 import re
 
 import keras
@@ -14,7 +13,6 @@ import keras_hub
 import numpy as np
 import pytest
 import tensorflow as tf
-from tfx import v1 as tfx
 
 from finsent.data import loaders
 from finsent.configs import features
@@ -26,6 +24,7 @@ from finsent.commands import train_worker
 from finsent.models.trim_padding import TrimPadding
 from tests.conftest import HEADLINES
 from tests.conftest import predict_in_fresh_process
+from tests.conftest import trainer_fn_args
 from tests.conftest import transform_records
 
 SEQUENCE_LENGTH = 16
@@ -133,16 +132,9 @@ def _fn_args(transformed, tmp_path, preset):
   config = dataclasses.replace(
       configs.PipelineConfig(), preprocessing=dataclasses.replace(
           configs.PreprocessingConfig(), pretrained_encoder=preset))
-  return tfx.components.FnArgs(
-      train_files=[os.path.join(transformed.transformed_examples,
-                                'Split-train', '*')],
-      eval_files=[os.path.join(transformed.transformed_examples,
-                               'Split-eval', '*')],
-      transform_graph_path=transformed.transform_graph,
-      serving_model_dir=str(tmp_path / 'serving'),
-      model_run_dir=str(tmp_path / 'model_run'),
-      train_steps=6,
-      custom_config=config.trainer_custom_config('transformer'))
+  return trainer_fn_args(transformed, tmp_path,
+                         config.trainer_custom_config('transformer'),
+                         train_steps=6)
 
 
 def test_run_fn_fine_tunes_and_the_export_serves_without_keras_hub(

@@ -1,0 +1,101 @@
+"""The Trainer's run_fn with a topic head beside the sentiment head
+(issue 24): sentiment records of the bundled sample and topic records of
+the Twitter Financial News Topic set, through Transform on Beam, one model
+learning each head from the records that carry its label."""
+
+import dataclasses
+import os
+
+import pytest
+import tensorflow as tf
+
+from finsent import configs
+from finsent.configs import features
+from finsent.data import loaders
+from finsent.models import trainer
+from tests.conftest import FROM_SCRATCH
+from tests.conftest import TWITTER_FN_TOPIC_DIR
+from tests.conftest import predict_in_fresh_process
+from tests.conftest import trainer_fn_args
+from tests.conftest import transform_records
+
+SEQUENCE_LENGTH = 24
+
+
+@pytest.fixture(scope='module')
+def transformed(tmp_path_factory):
+  sentiment = list(loaders.read_records(configs.SAMPLE_DATA))
+  topics = list(loaders.read_records(
+      os.path.join(TWITTER_FN_TOPIC_DIR, 'topic_train.csv')))
+  return transform_records(
+      str(tmp_path_factory.mktemp('topic_head')),
+      {'train': sentiment[:800] + topics[:1600],
+       'eval': sentiment[800:] + topics[1600:2000]},
+      dataclasses.replace(FROM_SCRATCH.preprocessing,
+                          max_tokens=SEQUENCE_LENGTH))
+
+
+def _fn_args(transformed, tmp_path, architecture='rnn', **training):
+  config = dataclasses.replace(FROM_SCRATCH, training=dataclasses.replace(
+      FROM_SCRATCH.training, max_epochs=3, **training))
+  custom_config = config.trainer_custom_config(architecture)
+  custom_config['num_topics'] = len(features.TOPICS)
+  return trainer_fn_args(transformed, tmp_path, custom_config)
+
+
+def test_each_head_learns_from_its_records_and_the_export_serves_both(
+    transformed, tmp_path):
+  summary = trainer.run_fn(_fn_args(transformed, tmp_path))
+  assert summary['num_topics'] == len(features.TOPICS)
+  calibration = summary['calibration']
+  # Each head calibrated on, and reported over, its own labelled records.
+  assert calibration['temperature'] > 0
+  assert calibration[features.TOPIC_HEAD]['temperature'] > 0
+  assert calibration['eval']['examples'] == 400
+  assert calibration[features.TOPIC_HEAD]['eval']['examples'] == 400
+  texts = ['Fed holds rates steady as inflation cools',
+           'Acme shares plunge after profit warning']
+  answer = predict_in_fresh_process(str(tmp_path / 'serving'), texts)
+  assert answer['modules'] == []
+  assert all(topic in features.TOPICS for topic in answer['topics'])
+  assert all(label in features.LABELS for label in answer['labels'])
+  assert [len(row) for row in answer['topic_probabilities']] == [20, 20]
+
+
+def test_the_head_metrics_skip_records_without_that_label(transformed,
+                                                          tmp_path):
+  """Keras's per-head metrics over the eval split equal those computed
+  by hand over the records labelled for each head."""
+  fn_args = _fn_args(transformed, tmp_path)
+  inputs = trainer.prepare_training(fn_args, tf.distribute.get_strategy())
+  model = trainer.compile_model('rnn', inputs, {'embedding_dim': 8,
+                                                'rnn_units': 4}, 1e-3,
+                                fn_args.custom_config['training'])
+  eval_examples = trainer.model_inputs(trainer.transformed_examples(
+      fn_args.eval_files, inputs.feature_spec, inputs.input_keys,
+      inputs.num_topics), inputs.input_keys)
+  measured = model.evaluate(eval_examples.batch(64), return_dict=True,
+                            verbose=0)
+  for head in (features.SENTIMENT_HEAD, features.TOPIC_HEAD):
+    probabilities, labels = trainer.predict_probabilities(
+        model, eval_examples, head)
+    assert len(labels) == 400 and labels.min() >= 0
+    assert measured[f'{head}_sparse_categorical_accuracy'] == pytest.approx(
+        float((probabilities.argmax(axis=1) == labels).mean()), abs=1e-6)
+
+
+@pytest.mark.parametrize('change,message', [
+    (dict(class_weighting='balanced'),
+     "class weighting 'balanced' does not apply to a model with a topic"),
+])
+def test_settings_a_topic_head_cannot_take_are_refused(transformed, tmp_path,
+                                                       change, message):
+  with pytest.raises(ValueError, match=message):
+    trainer.prepare_training(_fn_args(transformed, tmp_path, **change),
+                             tf.distribute.get_strategy())
+
+
+def test_a_topic_head_needs_data_with_topics(transformed_sample, tmp_path):
+  fn_args = _fn_args(transformed_sample, tmp_path)
+  with pytest.raises(ValueError, match='lacks: its data has no topics'):
+    trainer.prepare_training(fn_args, tf.distribute.get_strategy())
