@@ -1,7 +1,8 @@
 """`finsent replay`: labelled data -> a timestamped headline stream with an
 injected negative-sentiment shock, to demo and test the monitoring job.
 
-  finsent replay --data PATH --output FILE [--shock TICKER | --no_shock]
+  finsent replay --data PATH --output FILE
+                 [--shock TICKER | --shock_topic NAME | --no_shock]
                  [--config FILE] [flags]
 
 monitoring/replay.py says how the stream is made; the flags' defaults are
@@ -40,6 +41,10 @@ def build_parser(prog: str,
   shock.add_argument('--shock', metavar='TICKER',
                      help='the shocked ticker (default: the first of '
                      '--tickers)')
+  shock.add_argument('--shock_topic', metavar='NAME',
+                     help="a topic's shock instead (e.g. 'Fed | Central "
+                     "Banks'): negative records of that topic, which the "
+                     'data must have (records with a label and a topic)')
   shock.add_argument('--no_shock', action='store_true',
                      help='write the flat stream, with no shock')
   # A tuple of any length, which knobs.add_flags does not make a flag of.
@@ -58,21 +63,22 @@ def main(argv: Optional[List[str]] = None,
   args = parser.parse_args(argv)
   config = dataclasses.replace(parser.replay_flags.read(args),
                                tickers=args.tickers)
-  shock_ticker = (None if args.no_shock else
+  shock_topic = args.shock_topic
+  shock_ticker = (None if args.no_shock or shock_topic is not None else
                   config.tickers[0] if args.shock is None else args.shock)
   # Library code after parsing, as in every command: `--help` stays fast
   # whatever the library comes to import.
   from finsent.monitoring import replay  # pylint: disable=g-import-not-at-top
   try:
     # Before reading the data, so that a mistyped flag fails at once.
-    replay.check_config(config, shock_ticker)
+    replay.check_config(config, shock_ticker, shock_topic)
     records, not_read = replay.read_data(args.data)
-    rows = replay.replay(records, config, shock_ticker)
+    rows = replay.replay(records, config, shock_ticker, shock_topic)
     replay.write_jsonl(rows, args.output)
   except (ValueError, OSError) as e:
     print(f'{prog}: error: {e}', file=sys.stderr)
     return 2
-  print(replay.summary(rows, config, shock_ticker, args.output))
+  print(replay.summary(rows, config, shock_ticker, args.output, shock_topic))
   if not_read:
     print(f'  not read (in neither split): {", ".join(not_read)}')
   return 0

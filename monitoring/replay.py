@@ -14,7 +14,10 @@ Twitter-FNS's, train first) becomes one headline:
   and never gets a second one, so only the others can be chosen;
 * then, unless the stream is to stay flat, `shock_size` more headlines:
   negative records without a cashtag, given the shocked ticker's, published
-  evenly over `shock_minutes` from `start + shock_at * span`.
+  evenly over `shock_minutes` from `start + shock_at * span`. A topic's
+  shock (`shock_topic`) instead adds negative records of that topic as they
+  are, no cashtag added: it needs data whose records carry both a
+  sentiment label and a topic (a canonical CSV or JSONL with both).
 
 The output is JSONL sorted by `published_at`, one headline per line:
 
@@ -22,8 +25,8 @@ The output is JSONL sorted by `published_at`, one headline per line:
    "published_at": "2026-03-02T00:00:36Z", "source": "replay",
    "label": "negative", "injected": false}
 
-`label` is the record's own (the ground truth) and `injected` marks the
-shock's headlines. Times are ISO-8601 UTC in whole seconds. Every default is
+`label` is the record's own (the ground truth), as is `topic` where the
+records have one, and `injected` marks the shock's headlines. Times are ISO-8601 UTC in whole seconds. Every default is
 in finsent.configs.ReplayConfig (configs/monitoring.py).
 """
 
@@ -43,6 +46,7 @@ from finsent.data.loaders import read_records
 from finsent.data.loaders import resolve_input
 from finsent.monitoring.entities import CASHTAG
 from finsent.configs import ReplayConfig
+from finsent.configs import TOPICS
 
 TICKER = re.compile(r'[A-Z]{1,5}')
 SOURCE = 'replay'
@@ -76,8 +80,14 @@ def shock_interval(config: ReplayConfig
   return first, first + datetime.timedelta(minutes=config.shock_minutes)
 
 
-def check_config(config: ReplayConfig, shock_ticker: Optional[str]) -> None:
+def check_config(config: ReplayConfig, shock_ticker: Optional[str],
+                 shock_topic: Optional[str] = None) -> None:
   """Raises ValueError naming the first setting that cannot make a stream."""
+  if shock_ticker is not None and shock_topic is not None:
+    raise ValueError('one shock at a time: a ticker or a topic, not both')
+  if shock_topic is not None and shock_topic not in TOPICS:
+    raise ValueError(f'shock topic {shock_topic!r} is not a topic; the '
+                     f'topics are {", ".join(TOPICS)}')
   if not config.tickers:
     raise ValueError('tickers is empty; give at least one')
   for ticker in config.tickers:
@@ -124,11 +134,12 @@ def check_config(config: ReplayConfig, shock_ticker: Optional[str]) -> None:
 
 
 def replay(records: Sequence[Record], config: ReplayConfig,
-           shock_ticker: Optional[str]) -> List[Dict]:
+           shock_ticker: Optional[str],
+           shock_topic: Optional[str] = None) -> List[Dict]:
   """The headline stream of `records` (see the module docstring), with a
-  shock for `shock_ticker`, none when it is None. Raises ValueError on
-  settings or data it cannot make a stream of."""
-  check_config(config, shock_ticker)
+  shock for `shock_ticker` or for `shock_topic`, none when both are None.
+  Raises ValueError on settings or data it cannot make a stream of."""
+  check_config(config, shock_ticker, shock_topic)
   if not records:
     raise ValueError('no records to replay')
   rng = random.Random(config.seed)
@@ -141,35 +152,54 @@ def replay(records: Sequence[Record], config: ReplayConfig,
       len(taggable), round(config.ticker_share * len(shuffled)))))
   ticker_at = {i: config.tickers[turn % len(config.tickers)]
                for turn, i in enumerate(tagged)}
-  # (published, text, label, injected)
+  # (published, text, record, injected)
   headlines = [
       (start + datetime.timedelta(
           seconds=int(i * span_seconds / len(shuffled))),
-       f'${ticker_at[i]} {r.text}' if i in ticker_at else r.text,
-       r.label, False)
+       f'${ticker_at[i]} {r.text}' if i in ticker_at else r.text, r, False)
       for i, r in enumerate(shuffled)]
   # Drawn after the flat stream, so that the shock leaves it as it is.
-  if shock_ticker is not None:
+  if shock_ticker is not None or shock_topic is not None:
+    drawn = _draw_shock(records, config, shock_topic, rng)
+    first, _ = shock_interval(config)
+    headlines.extend(
+        (first + datetime.timedelta(
+            seconds=int(n * config.shock_minutes * 60 / config.shock_size)),
+         r.text if shock_topic else f'${shock_ticker} {r.text}', r, True)
+        for n, r in enumerate(drawn))
+  headlines.sort(key=lambda headline: headline[0])
+  return [{'id': f'{ID_PREFIX}{n:06d}', 'text': text,
+           'published_at': format_time(published), 'source': SOURCE,
+           'label': r.label, **({'topic': r.topic} if r.topic else {}),
+           'injected': injected}
+          for n, (published, text, r, injected)
+          in enumerate(headlines, start=1)]
+
+
+def _draw_shock(records: Sequence[Record], config: ReplayConfig,
+                shock_topic: Optional[str], rng: random.Random
+                ) -> List[Record]:
+  """The shock's `shock_size` records: negative ones without a cashtag
+  (a ticker's shock), or negative ones of `shock_topic`; drawn with
+  replacement only when there are too few."""
+  if shock_topic is None:
     negatives = [r for r in records
                  if r.label == 'negative' and not CASHTAG.search(r.text)]
     if not negatives:
       raise ValueError('the data has no negative record without a cashtag '
                        'to make the shock of')
-    drawn = (rng.sample(negatives, config.shock_size)
-             if len(negatives) >= config.shock_size
-             else rng.choices(negatives, k=config.shock_size))
-    first, _ = shock_interval(config)
-    headlines.extend(
-        (first + datetime.timedelta(
-            seconds=int(n * config.shock_minutes * 60 / config.shock_size)),
-         f'${shock_ticker} {r.text}', r.label, True)
-        for n, r in enumerate(drawn))
-  headlines.sort(key=lambda headline: headline[0])
-  return [{'id': f'{ID_PREFIX}{n:06d}', 'text': text,
-           'published_at': format_time(published), 'source': SOURCE,
-           'label': label, 'injected': injected}
-          for n, (published, text, label, injected)
-          in enumerate(headlines, start=1)]
+  else:
+    negatives = [r for r in records
+                 if r.label == 'negative' and r.topic == shock_topic]
+    if not negatives:
+      raise ValueError(
+          f'the data has no negative record of the topic {shock_topic!r} to '
+          'make the shock of: a topic\'s shock needs records with both a '
+          'sentiment label and a topic (a canonical CSV or JSONL with label '
+          'and topic columns)')
+  return (rng.sample(negatives, config.shock_size)
+          if len(negatives) >= config.shock_size
+          else rng.choices(negatives, k=config.shock_size))
 
 
 def read_data(path: str) -> Tuple[List[Record], Tuple[str, ...]]:
@@ -208,7 +238,8 @@ def write_jsonl(rows: Sequence[Dict], path: str) -> None:
 
 
 def summary(rows: Sequence[Dict], config: ReplayConfig,
-            shock_ticker: Optional[str], path: str) -> str:
+            shock_ticker: Optional[str], path: str,
+            shock_topic: Optional[str] = None) -> str:
   """One line: the span, each ticker's flow, and the shock."""
   start = parse_start(config.start)
   end = start + datetime.timedelta(hours=config.span_hours)
@@ -223,11 +254,14 @@ def summary(rows: Sequence[Dict], config: ReplayConfig,
   if others:
     parts.append(f'other cashtags {others}')
   parts.append(f'market-only {sum(not tags for tags in flat)}')
-  if shock_ticker is None:
-    parts.append('no shock')
-  else:
-    first, shock_end = shock_interval(config)
+  first, shock_end = shock_interval(config)
+  during = f'{format_time(first)} .. {format_time(shock_end)}'
+  if shock_topic is not None:
+    parts.append(f'shock: {config.shock_size} negative headlines of the '
+                 f'topic {shock_topic!r} {during}')
+  elif shock_ticker is not None:
     parts.append(f'shock: {config.shock_size} negative headlines for '
-                 f'${shock_ticker} {format_time(first)} .. '
-                 f'{format_time(shock_end)}')
+                 f'${shock_ticker} {during}')
+  else:
+    parts.append('no shock')
   return '; '.join(parts)

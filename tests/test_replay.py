@@ -152,14 +152,15 @@ def test_same_seed_same_stream_other_seed_another(sample, sample_rows):
       [r['text'] for r in _flat(sample_rows)]
 
 
+def _without_id(rows):
+  return [{k: v for k, v in r.items() if k != 'id'} for r in rows]
+
+
 def test_no_shock_adds_nothing_and_keeps_the_flat_stream(sample, sample_rows):
   rows = replay.replay(sample, CONFIG, None)
   assert len(rows) == len(sample)
   assert not any(r['injected'] for r in rows)
-
-  def without_id(rows):
-    return [{k: v for k, v in r.items() if k != 'id'} for r in rows]
-  assert without_id(rows) == without_id(_flat(sample_rows))
+  assert _without_id(rows) == _without_id(_flat(sample_rows))
 
 
 def test_few_negatives_are_drawn_with_replacement(write):
@@ -223,6 +224,51 @@ def test_no_shock_flag(capsys, tmp_path, write):
   assert out.rstrip().endswith('; no shock')
 
 
+# Records with a label, a topic or both, as a canonical CSV holds them.
+TOPIC_CSV = ('text,label,topic\n'
+             'Fed signals more hikes ahead,negative,Fed | Central Banks\n'
+             'Central bank warns on inflation,negative,Fed | Central Banks\n'
+             'Growth slows sharply in the third quarter,negative,Macro\n'
+             'Factory orders slump,negative,Macro\n'
+             'Fed holds rates,neutral,Fed | Central Banks\n'
+             'Chipmaker beats estimates,positive,Earnings\n'
+             'Retailer sets results date,neutral,\n'
+             'Oil output steady,,Energy | Oil\n')
+
+
+def test_a_topic_shock_adds_negative_records_of_that_topic(capsys, tmp_path,
+                                                           write):
+  output = tmp_path / 'topic.jsonl'
+  code, out, err = _run(capsys, ['--data', write('topics.csv', TOPIC_CSV),
+                                 '--output', str(output),
+                                 '--shock_topic', 'Macro',
+                                 '--shock_size', '6'])
+  assert code == 0, err
+  rows = [json.loads(line) for line in output.read_text().splitlines()]
+  injected = [r for r in rows if r['injected']]
+  assert len(injected) == 6 and len(rows) == 8 + 6
+  assert {(r['label'], r['topic']) for r in injected} == {('negative',
+                                                           'Macro')}
+  # No cashtag added: a topic's news, not a ticker's.
+  assert {r['text'] for r in injected} <= {
+      'Growth slows sharply in the third quarter', 'Factory orders slump'}
+  assert all(SHOCK_START <= _time(r['published_at']) < SHOCK_END
+             for r in injected)
+  # The records' own topics travel with the stream; a record without one
+  # has none.
+  by_text = {r['text'].split(' ', 1)[-1] if PREFIX.match(r['text'])
+             else r['text']: r for r in _flat(rows)}
+  assert by_text['Oil output steady']['topic'] == 'Energy | Oil'
+  assert 'topic' not in by_text['Retailer sets results date']
+  assert "shock: 6 negative headlines of the topic 'Macro'" in out
+  # The same stream without the shock is the flat part of this one.
+  flat = replay.replay(list(loaders.read_records(write('t.csv', TOPIC_CSV))),
+                       CONFIG, None)
+  assert _without_id(_flat(rows)) == _without_id(flat)
+  with pytest.raises(ValueError, match='one shock at a time'):
+    replay.check_config(CONFIG, 'ACME', 'Macro')
+
+
 def test_twitter_fns_folder_reads_both_files_in_split_order(capsys, tmp_path):
   records, not_read = replay.read_data(TWITTER_FNS_DIR)
   train = list(loaders.read_records(
@@ -269,6 +315,12 @@ BAD_INPUTS = [
     (['--start', '2026-03-02T00:00:00'], SMALL_CSV, 'has no timezone'),
     (['--start', 'Monday'], SMALL_CSV, "start 'Monday' is not an ISO-8601"),
     ([], NO_NEGATIVE_CSV, 'no negative record without a cashtag'),
+    (['--shock_topic', 'Weather'], SMALL_CSV,
+     "shock topic 'Weather' is not a topic; the topics are Analyst Update"),
+    (['--shock_topic', 'Macro'], SMALL_CSV,
+     "no negative record of the topic 'Macro' to make the shock of"),
+    (['--shock_topic', 'Macro'], TOPIC_CSV.replace(',negative,Macro', ',,Macro'),
+     "no negative record of the topic 'Macro'"),
     ([], 'text,label\nok,negative\nbad,maybe\n',
      "data.csv:3: label 'maybe' is not one of"),
     ([], 'text,label\n', 'data.csv: no records'),
