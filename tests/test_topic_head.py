@@ -76,6 +76,12 @@ def test_the_head_metrics_skip_records_without_that_label(transformed,
       inputs.num_topics), inputs.input_keys)
   measured = model.evaluate(eval_examples.batch(64), return_dict=True,
                             verbose=0)
+  # Early stopping watches a figure Keras reports (a name it lacks would
+  # only be warned about).
+  for monitor in configs.training.EARLY_STOPPING_MONITORS:
+    watched = trainer.early_stopping_monitor(
+        {'early_stopping_monitor': monitor}, inputs.num_topics)
+    assert watched.removeprefix('val_') in measured, watched
   for head in (features.SENTIMENT_HEAD, features.TOPIC_HEAD):
     probabilities, labels = trainer.predict_probabilities(
         model, eval_examples, head)
