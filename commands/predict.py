@@ -17,11 +17,11 @@ from typing import List, Optional
 
 from finsent.configs.features import LABELS
 from finsent.configs.features import TOPICS
-
-# The longest topic name and its probability.
-TOPIC_COLUMN = max(map(len, TOPICS)) + len(' 0.000')
 from finsent.configs.serving import DEFAULT_PORTS
 from finsent.configs.serving import PRODUCTION_MODEL_NAME
+
+# The table's topic column: the longest topic name and its probability.
+TOPIC_COLUMN = max(map(len, TOPICS)) + len(' 0.000')
 
 
 def build_parser(prog: str = 'finsent predict') -> argparse.ArgumentParser:

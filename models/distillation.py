@@ -109,48 +109,42 @@ class DistillationLoss(keras.losses.Loss):
             'epsilon': self.epsilon}
 
 
-def _label_weights(y_true, sample_weight):
-  """(label ids with -1 read as 0, weights 0 where the label is -1)."""
-  labels = keras.ops.cast(y_true[:, 0], 'int32')
-  weights = keras.ops.cast(labels >= 0, 'float32')
-  if sample_weight is not None:
-    weights = weights * keras.ops.cast(
-        keras.ops.reshape(sample_weight, [-1]), 'float32')
-  return keras.ops.maximum(labels, 0), weights
-
-
 @keras.saving.register_keras_serializable(package='finsent')
-class MaskedSparseCategoricalAccuracy(
-    keras.metrics.SparseCategoricalAccuracy):
+class MaskedSparseCategoricalAccuracy(macro_f1.SparseAccuracy):
   """Accuracy of the argmax over the labelled examples of packed targets.
 
   Shapes: `y_true` float [batch, 1 + K] (label id, -1 where there is none,
   then the teacher's probabilities, not read); `y_pred` float
-  [batch, K]. Named `sparse_categorical_accuracy` as Keras names the
+  [batch, K]. The label id column through macro_f1.SparseAccuracy with
+  `ignore_class` -1. Named `sparse_categorical_accuracy` as Keras names the
   metric of integer labels, so early stopping on
   `val_sparse_categorical_accuracy` works for a student as for any model.
   """
 
-  def __init__(self, name: str = 'sparse_categorical_accuracy', dtype=None):
-    super().__init__(name=name, dtype=dtype)
+  def __init__(self, name: str = 'sparse_categorical_accuracy', dtype=None,
+               ignore_class: int = -1):
+    super().__init__(name=name, dtype=dtype, ignore_class=ignore_class)
 
   def update_state(self, y_true, y_pred, sample_weight=None):
-    labels, weights = _label_weights(y_true, sample_weight)
-    return super().update_state(labels, y_pred, sample_weight=weights)
+    return super().update_state(y_true[:, 0], y_pred, sample_weight)
 
 
 @keras.saving.register_keras_serializable(package='finsent')
 class MaskedSparseMacroF1Score(macro_f1.SparseMacroF1Score):
   """models.macro_f1.SparseMacroF1Score over the labelled examples of
-  packed targets.
+  packed targets: their label id column, `ignore_class` -1.
 
   Shapes as MaskedSparseCategoricalAccuracy's. Named `macro_f1`, so early
   stopping on `val_macro_f1` works for a student too.
   """
 
+  def __init__(self, num_classes: int, name: str = 'macro_f1', dtype=None,
+               ignore_class: int = -1):
+    super().__init__(num_classes, name=name, dtype=dtype,
+                     ignore_class=ignore_class)
+
   def update_state(self, y_true, y_pred, sample_weight=None):
-    labels, weights = _label_weights(y_true, sample_weight)
-    return super().update_state(labels, y_pred, sample_weight=weights)
+    return super().update_state(y_true[:, 0], y_pred, sample_weight)
 
 
 def split_name(file_pattern: str) -> str:

@@ -298,6 +298,9 @@ def calibrate(model: keras.Model, held_out: tf.data.Dataset,
   A model with a topic head: the sentiment head's report, and under
   `topic` the topic head's, each over the examples labelled for it.
   """
+  if method not in CALIBRATIONS:
+    raise ValueError(f'calibration must be one of {CALIBRATIONS}'
+                     f', got {method!r}')
   if not isinstance(model.output, dict):
     return _calibrate_head(model, held_out, eval_examples, method, None)
   return {**_calibrate_head(model, held_out, eval_examples, method,
@@ -310,9 +313,6 @@ def _calibrate_head(model: keras.Model, held_out: tf.data.Dataset,
                     eval_examples: tf.data.Dataset, method: str,
                     head: Optional[str]) -> Dict[str, Any]:
   """calibrate, for one head (None: the one output)."""
-  if method not in CALIBRATIONS:
-    raise ValueError(f'calibration must be one of {CALIBRATIONS}'
-                     f', got {method!r}')
   held_out_probabilities, held_out_labels = predict_probabilities(
       model, held_out, head)
   if method == 'temperature' and not len(held_out_labels):
