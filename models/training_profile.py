@@ -30,6 +30,8 @@ from finsent.models import model_run as model_run_lib
 TOP_OPS = 8
 TOP_OP_TYPES = 5
 INPUT_PIPELINE_OP_TYPE = 'Dataset'
+# The name scope of the ops in a tf.while_loop's body.
+WHILE_LOOP_SCOPE = '/while/'
 # TensorFlow's executor threads on a CPU host; the trace shows them as
 # tf_Compute/<id>. Intra-op (Eigen) work runs inside their op events.
 CPU_COMPUTE_THREAD_PREFIX = 'tf_Compute'
@@ -75,6 +77,10 @@ class ProfileReport:
   top_ops: List[TopOp]
   # (op type, share of all ops' self time), most first.
   top_op_types: List[Tuple[str, float]]
+  # Share of all ops' self time spent in ops inside a tf.while_loop: on a
+  # CPU, an RNN's recurrence (cuDNN's fused RNN kernel on a GPU is one op
+  # outside any loop).
+  loop_share: float
 
   def to_json(self) -> Dict:
     return dataclasses.asdict(self)
@@ -208,18 +214,20 @@ def op_type_self_ms(xplane_paths: List[str]) -> Dict[str, float]:
 
 
 def _op_stats(xplane_paths: List[str], steps: int
-              ) -> Tuple[List[TopOp], List[Tuple[str, float]], float]:
+              ) -> Tuple[List[TopOp], List[Tuple[str, float]], float, float]:
   """(the ops and op types with the most self time, all ops' self time
-  in ms)."""
+  in ms, the share of it inside while loops)."""
   records = _op_records(xplane_paths)
   total_ms = sum(r.total_self_time_in_us for r in records) / 1e3 or 1e-3
+  loop_ms = sum(r.total_self_time_in_us for r in records
+                if WHILE_LOOP_SCOPE in r.op_name) / 1e3
   top = [TopOp(r.op_type, r.op_name,
                r.total_self_time_in_us / 1e3 / max(steps, 1),
                r.total_self_time_in_us / 1e3 / total_ms)
          for r in records[:TOP_OPS]]
   top_types = [(op_type, ms / total_ms) for op_type, ms in
                _self_ms_by_type(records).most_common(TOP_OP_TYPES)]
-  return top, top_types, total_ms
+  return top, top_types, total_ms, loop_ms / total_ms
 
 
 def read_profile(model_run: str) -> ProfileReport:
@@ -234,7 +242,7 @@ def read_profile(model_run: str) -> ProfileReport:
     if not steps or step_ms <= 0:
       raise ProfileError(f'{xplane_paths[0]}: the profile has no training '
                          'steps (no root `train` step markers)')
-    top_ops, top_op_types, op_ms = _op_stats(paths, steps)
+    top_ops, top_op_types, op_ms, loop_share = _op_stats(paths, steps)
     device_type = overview.run_environment.device_type or 'CPU'
     if device_type == 'CPU':
       utilisation, threads = _busy_share_of_cpu_threads(paths)
@@ -266,6 +274,7 @@ def read_profile(model_run: str) -> ProfileReport:
       input_bound=INPUT_BOUND.get(bottleneck.input_classification, 'unknown'),
       input_statement=bottleneck.input_statement,
       top_ops=top_ops,
+      loop_share=loop_share,
       top_op_types=top_op_types)
 
 

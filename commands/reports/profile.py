@@ -22,6 +22,7 @@ def format_reports(reports: Sequence[ProfileReport]) -> str:
       ('utilisation', lambda r: f'{r.utilisation:.0%}'),
       ('  in op kernels', lambda r: '-' if r.op_kernel_share is None else
        f'{r.op_kernel_share:.0%}'),
+      ('op time in while loops', lambda r: f'{r.loop_share:.0%}'),
       ('input-bound', lambda r: r.input_bound),
   ]
   table = [('', [r.name for r in reports])] + [
