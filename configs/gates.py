@@ -15,10 +15,16 @@ class BlessingThresholds:
   """
   min_accuracy: float = knob(0.55, 'lowest accuracy blessed')
   min_macro_f1: float = knob(0.45, 'lowest macro-F1 blessed')
+  # A model with a topic head is blessed only if its topic output passes
+  # too. Chance is 1/20; the most common topic is about 14 % of the data.
+  min_topic_accuracy: float = knob(0.5, 'lowest topic accuracy blessed (a '
+                                   'model with a topic head)')
+  min_topic_macro_f1: float = knob(0.4, 'lowest topic macro-F1 blessed (a '
+                                   'model with a topic head)')
   max_drop_from_baseline: float = knob(
       0.02, 'the production candidate may be at most this much below the '
-      'latest blessed production model, in accuracy and in macro-F1, on the '
-      'same eval split')
+      'latest blessed production model, in accuracy and in macro-F1 (of '
+      'each head), on the same eval split')
 
 
 @dataclasses.dataclass(frozen=True)

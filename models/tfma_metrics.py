@@ -1,4 +1,4 @@
-"""Custom TFMA metrics for the 3-class sentiment classifier.
+"""Custom TFMA metrics for finsent's classifiers (sentiment, topic).
 
 TFMA 0.47 lacks two kinds of metric this classifier needs, so this module adds
 them:
@@ -30,6 +30,8 @@ These metrics use the argmax (ties go to the lowest class id):
   Keras's, wrapped by TFMA, costs each evaluation about 5.6 s of autograph
   conversion on this machine, a third of an Evaluator on the sample's 225
   rows; this one is read off the same confusion matrix as the others.
+* `LabelledExampleCount` ('example_count'): the examples with a label for
+  the output, which all of these metrics are over (below).
 * `PerClassRecall` ('class_recall'), `PerClassPrecision` ('class_precision'),
   `PerClassF1` ('class_f1'): one value per class, each under a MetricKey with
   `sub_key=SubKey(class_id=c)`.
@@ -38,7 +40,10 @@ The calibration metrics share one accumulation and the argmax metrics another
 (an example-weighted confusion matrix), so asking for several reads the
 examples once per group. Predictions are class probabilities [num_classes]
 (the number of classes is their size); labels are a class id [1] (as the
-pipeline's `label_id`) or a one-hot [num_classes]. Example weights apply when
+pipeline's `label_id` and `topic_id`) or a one-hot [num_classes]. A
+negative class id means the example has no label for that output (a record
+may carry a sentiment, a topic or both; Transform writes -1 for the one it
+lacks): every metric here leaves such an example out. Example weights apply when
 the EvalConfig asks for weighted metrics. Use them in an EvalConfig as, e.g.,
 `tfma.MetricConfig(class_name='MacroF1Score', module='finsent.models.tfma_metrics',
 per_slice_thresholds=[...])`; a threshold on `MacroF1Score` applies to its
@@ -62,6 +67,7 @@ BRIER_SCORE_NAME = 'brier_score'
 EXPECTED_CALIBRATION_ERROR_NAME = 'expected_calibration_error'
 MACRO_F1_NAME = 'macro_f1'
 ACCURACY_NAME = 'sparse_categorical_accuracy'
+EXAMPLE_COUNT_NAME = 'example_count'
 CLASS_RECALL_NAME = 'class_recall'
 CLASS_PRECISION_NAME = 'class_precision'
 CLASS_F1_NAME = 'class_f1'
@@ -168,6 +174,29 @@ class ArgmaxAccuracy(metric_types.Metric):
 
 
 metric_types.register_metric(ArgmaxAccuracy)
+
+
+class LabelledExampleCount(metric_types.Metric):
+  """The (example-weighted) number of examples with a label for the output.
+
+  TFMA's `ExampleCount` counts every example of a slice; on data where a
+  record may carry a sentiment label, a topic or both, each output is
+  measured on its labelled examples only (a negative class id is no label),
+  and this is their count: the total of the argmax confusion matrix. A
+  float; 0 without labelled examples.
+  """
+
+  def __init__(self, name: str = EXAMPLE_COUNT_NAME):
+    """Initializes the count.
+
+    Args:
+      name: Metric name.
+    """
+    super().__init__(
+        metric_util.merge_per_key_computations(_example_count), name=name)
+
+
+metric_types.register_metric(LabelledExampleCount)
 
 
 class PerClassRecall(metric_types.Metric):
@@ -373,8 +402,11 @@ class _CalibrationHistogramCombiner(beam.CombineFn):
   def add_input(
       self, accumulator: _CalibrationHistogram,
       element: metric_types.StandardMetricInputs) -> _CalibrationHistogram:
-    prediction, one_hot, weight = _prediction_one_hot_weight(
+    labelled = _prediction_one_hot_weight(
         element, self._eval_config, self._key, self._example_weighted)
+    if labelled is None:
+      return accumulator
+    prediction, one_hot, weight = labelled
     predicted_class = int(np.argmax(prediction))
     confidence = prediction[predicted_class]
     bin_index = int(calibration.confidence_bin(confidence, self._num_bins))
@@ -407,12 +439,16 @@ def _prediction_one_hot_weight(
     element: metric_types.StandardMetricInputs,
     eval_config: Optional[config_pb2.EvalConfig],
     key: metric_types.MetricKey,
-    example_weighted: bool) -> Tuple[np.ndarray, np.ndarray, float]:
-  """Returns one example's prediction, one-hot label and weight.
+    example_weighted: bool
+) -> Optional[Tuple[np.ndarray, np.ndarray, float]]:
+  """Returns one example's prediction, one-hot label and weight, or None
+  for an example without a label for this output.
 
   The prediction and the one-hot label are float64 [num_classes], with
   num_classes the prediction's size; the label may come as a class id [1] or
   already as [num_classes]. The weight is 1.0 unless `example_weighted`.
+  A negative class id is no label (Transform's -1 for a record without
+  one: a topic-only record on the sentiment output, or the other way round).
   """
   # flatten=False keeps the probabilities together; a class id label then
   # arrives as it is ([1]), not one-hot, so it is converted here.
@@ -435,7 +471,9 @@ def _prediction_one_hot_weight(
     one_hot = label.astype(np.float64).reshape(-1)
   elif label.size == 1:
     class_id = int(label.reshape(-1)[0])
-    if not 0 <= class_id < num_classes:
+    if class_id < 0:
+      return None
+    if class_id >= num_classes:
       raise ValueError(f'label {class_id} is not a class id in '
                        f'[0, {num_classes}): prediction={prediction}')
     one_hot = np.zeros(num_classes)
@@ -491,6 +529,13 @@ def _accuracy_value(
   if matrix is None or not np.sum(matrix):
     return {key: float('nan')}
   return {key: float(np.trace(matrix) / np.sum(matrix))}
+
+
+def _example_count_value(
+    key: metric_types.MetricKey, matrix: Optional[np.ndarray]
+) -> Dict[metric_types.MetricKey, float]:
+  """{key: the matrix's total weight}; 0 without examples."""
+  return {key: 0.0 if matrix is None else float(np.sum(matrix))}
 
 
 def _class_recall(matrix: np.ndarray) -> np.ndarray:
@@ -603,8 +648,11 @@ class _ArgmaxConfusionMatrixCombiner(beam.CombineFn):
   def add_input(
       self, accumulator: _ArgmaxConfusionMatrix,
       element: metric_types.StandardMetricInputs) -> _ArgmaxConfusionMatrix:
-    prediction, one_hot, weight = _prediction_one_hot_weight(
+    labelled = _prediction_one_hot_weight(
         element, self._eval_config, self._key, self._example_weighted)
+    if labelled is None:
+      return accumulator
+    prediction, one_hot, weight = labelled
     num_classes = prediction.size
     if accumulator.matrix is None:
       accumulator.matrix = np.zeros((num_classes, num_classes))
@@ -647,3 +695,4 @@ _brier_score = _derived_metric(
     _brier_score_value)
 _macro_f1 = _argmax_metric(_macro_f1_value)
 _accuracy = _argmax_metric(_accuracy_value)
+_example_count = _argmax_metric(_example_count_value)

@@ -278,6 +278,41 @@ def test_one_hot_labels_equal_class_ids_for_argmax_metrics():
                         nan_ok=True))
 
 
+ALL_METRICS = (*ARGMAX_METRICS, tfma_metrics.ArgmaxAccuracy(),
+               tfma_metrics.LabelledExampleCount(),
+               tfma_metrics.MultiClassBrierScore(),
+               tfma_metrics.ExpectedCalibrationError())
+
+
+@pytest.mark.parametrize('weights', [None, [1.0, 2.0, 1.0, 1.0, 5.0, 3.0,
+                                            1.0, 2.0, 4.0]])
+def test_examples_without_a_label_are_left_out(weights):
+  """A negative class id (Transform's -1: a topic-only record on the
+  sentiment output) counts nowhere: every metric equals its value over the
+  labelled examples alone."""
+  labels = [-1, *ARGMAX_LABELS[:3], -1, *ARGMAX_LABELS[3:], -1]
+  probabilities = [[0.9, 0.05, 0.05], *ARGMAX_PROBABILITIES[:3],
+                   [0.1, 0.1, 0.8], *ARGMAX_PROBABILITIES[3:],
+                   [0.2, 0.7, 0.1]]
+  labelled = [i for i, label in enumerate(labels) if label >= 0]
+  for metric in ALL_METRICS:
+    assert _compute(metric, labels, probabilities, weights) == pytest.approx(
+        _compute(metric, [labels[i] for i in labelled],
+                 [probabilities[i] for i in labelled],
+                 weights and [weights[i] for i in labelled]),
+        nan_ok=True), metric.name
+
+
+def test_labelled_example_count():
+  assert _compute(tfma_metrics.LabelledExampleCount(), [0, -1, 2],
+                  [[0.5, 0.25, 0.25]] * 3) == {'example_count': 2.0}
+  assert _compute(tfma_metrics.LabelledExampleCount(), [0, -1, 2],
+                  [[0.5, 0.25, 0.25]] * 3, [2.0, 5.0, 0.5]) == {
+                      'example_count': 2.5}
+  assert _compute(tfma_metrics.LabelledExampleCount(), [-1],
+                  [[0.5, 0.25, 0.25]]) == {'example_count': 0.0}
+
+
 def _numpy_macro_f1_and_recall(labels, probabilities):
   """Reference argmax macro-F1 and per-class recall [3], without sklearn."""
   predicted = probabilities.argmax(axis=1)

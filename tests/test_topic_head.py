@@ -7,11 +7,16 @@ import dataclasses
 import os
 
 import pytest
+from sklearn import metrics as sklearn_metrics
 import tensorflow as tf
+import tensorflow_model_analysis as tfma
 
 from finsent import configs
 from finsent.configs import features
+from finsent.components import text_example_gen
 from finsent.data import loaders
+from finsent.models import evaluation
+from finsent.models import export
 from finsent.models import trainer
 from tests.conftest import FROM_SCRATCH
 from tests.conftest import TWITTER_FN_TOPIC_DIR
@@ -29,8 +34,7 @@ def transformed(tmp_path_factory):
       os.path.join(TWITTER_FN_TOPIC_DIR, 'topic_train.csv')))
   return transform_records(
       str(tmp_path_factory.mktemp('topic_head')),
-      {'train': sentiment[:800] + topics[:1600],
-       'eval': sentiment[800:] + topics[1600:2000]},
+      {'train': sentiment[:800] + topics[:1600], 'eval': _eval_records()},
       dataclasses.replace(FROM_SCRATCH.preprocessing,
                           max_tokens=SEQUENCE_LENGTH))
 
@@ -43,9 +47,16 @@ def _fn_args(transformed, tmp_path, architecture='rnn', **training):
   return trainer_fn_args(transformed, tmp_path, custom_config)
 
 
+@pytest.fixture(scope='module')
+def trained(transformed, tmp_path_factory):
+  """run_fn's summary and export dir, the RNN with both heads."""
+  out = tmp_path_factory.mktemp('trained')
+  return trainer.run_fn(_fn_args(transformed, out)), str(out / 'serving')
+
+
 def test_each_head_learns_from_its_records_and_the_export_serves_both(
-    transformed, tmp_path):
-  summary = trainer.run_fn(_fn_args(transformed, tmp_path))
+    trained):
+  summary, export_dir = trained
   assert summary['num_topics'] == len(features.TOPICS)
   calibration = summary['calibration']
   # Each head calibrated on, and reported over, its own labelled records.
@@ -55,11 +66,66 @@ def test_each_head_learns_from_its_records_and_the_export_serves_both(
   assert calibration[features.TOPIC_HEAD]['eval']['examples'] == 400
   texts = ['Fed holds rates steady as inflation cools',
            'Acme shares plunge after profit warning']
-  answer = predict_in_fresh_process(str(tmp_path / 'serving'), texts)
+  answer = predict_in_fresh_process(export_dir, texts)
   assert answer['modules'] == []
   assert all(topic in features.TOPICS for topic in answer['topics'])
   assert all(label in features.LABELS for label in answer['labels'])
   assert [len(row) for row in answer['topic_probabilities']] == [20, 20]
+
+
+def test_tfma_measures_and_gates_each_output_on_its_labelled_records(
+    trained, tmp_path):
+  """The gates' EvalConfig for a model with a topic head, run by TFMA on
+  raw eval examples (400 sentiment-only, 400 topic-only records): each
+  output's figures are over its own records and equal a count by hand
+  from the export's answers; a topic below its minimum fails the
+  validation on the topic output alone."""
+  _, export_dir = trained
+  records = _eval_records()
+  examples = [text_example_gen.record_to_example(r).SerializeToString()
+              for r in records]
+  data = str(tmp_path / 'eval.tfrecord')
+  with tf.io.TFRecordWriter(data) as writer:
+    for example in examples:
+      writer.write(example)
+  eval_config = evaluation.create_eval_config(
+      min_accuracy=0.0, min_macro_f1=0.0, num_topics=len(features.TOPICS),
+      min_topic_accuracy=0.0, min_topic_macro_f1=1.01)
+  output = str(tmp_path / 'evaluation')
+  tfma.run_model_analysis(
+      eval_shared_model=tfma.default_eval_shared_model(
+          export_dir, eval_config=eval_config),
+      eval_config=eval_config, data_location=data, output_path=output)
+  measured = evaluation.overall_metrics(output)
+  served = tf.saved_model.load(export_dir).signatures[
+      export.EXAMPLES_SIGNATURE](examples=tf.constant(examples))
+  for prefix, output_key, field, classes in (
+      ('', features.LABEL_OUTPUT, 'label', features.LABELS),
+      (evaluation.TOPIC_PREFIX, features.TOPIC_OUTPUT, 'topic',
+       features.TOPICS)):
+    predicted = [p.decode() for p in served[output_key].numpy()]
+    pairs = [(getattr(r, field), p) for r, p in zip(records, predicted)
+             if getattr(r, field)]
+    assert measured[f'{prefix}example_count'] == 400
+    assert measured[f'{prefix}accuracy'] == pytest.approx(
+        sum(t == p for t, p in pairs) / len(pairs))
+    assert measured[f'{prefix}macro_f1'] == pytest.approx(
+        sklearn_metrics.f1_score([t for t, _ in pairs], [p for _, p in pairs],
+                                 labels=list(classes), average='macro',
+                                 zero_division=0))
+  validation = tfma.load_validation_result(output)
+  assert not validation.validation_ok
+  failed = {(f.metric_key.output_name, f.metric_key.name)
+            for failures in validation.metric_validations_per_slice
+            for f in failures.failures}
+  assert failed == {(features.TOPIC_PROBABILITIES_OUTPUT, 'macro_f1')}
+
+
+def _eval_records():
+  sentiment = list(loaders.read_records(configs.SAMPLE_DATA))[800:]
+  topics = list(loaders.read_records(
+      os.path.join(TWITTER_FN_TOPIC_DIR, 'topic_train.csv')))[1600:2000]
+  return sentiment + topics
 
 
 def test_the_head_metrics_skip_records_without_that_label(transformed,
