@@ -60,7 +60,7 @@ def build_parser(prog: str,
   parser.pipeline_flags = pipeline_flags.PipelineFlags(
       parser, defaults,
       top=('pipeline_name', 'serving_model_dir', 'enable_cache',
-           'second_source', 'unlabelled'),
+           'topic_data', 'second_source', 'unlabelled'),
       top_help={'serving_model_dir': 'push destination root, which TF '
                 'Serving reads (default: <output_dir>/serving_model)',
                 'enable_cache': 'let Kubeflow reuse the outputs of tasks '
@@ -109,6 +109,7 @@ def _configs_from_args(parser, args, beam_args: List[str]
                  'compiled pipeline is one pod; `finsent render-tfjob` runs '
                  'a multi-worker Trainer on Kubernetes')
   problem = (pipeline_flags.unlabelled_problem(config) or
+             pipeline_flags.topic_data_problem(config) or
              pipeline_flags.cluster_problem(config))
   if problem:
     parser.error(problem)

@@ -15,7 +15,7 @@ from finsent import configs
 from finsent.configs import knobs
 
 # PipelineConfig's own knobs that are `finsent run`'s flags.
-RUN_FLAGS = ('data', 'second_source', 'unlabelled', 'output_dir',
+RUN_FLAGS = ('data', 'topic_data', 'second_source', 'unlabelled', 'output_dir',
              'pipeline_name', 'serving_model_dir', 'enable_cache',
              'check_drift')
 
@@ -105,7 +105,8 @@ def cluster_problem(config: configs.PipelineConfig) -> Optional[str]:
       config.preprocessing.pretrained_encoder) or
           word_vectors.cluster_problem(config.training.word_vectors) or
           second_source_cluster_problem(config.second_source) or
-          unlabelled_cluster_problem(config.unlabelled))
+          unlabelled_cluster_problem(config.unlabelled) or
+          topic_data_cluster_problem(config.topic_data))
 
 
 def _object_storage_file_problem(flag: str, path: Optional[str],
@@ -142,6 +143,13 @@ def unlabelled_cluster_problem(path: Optional[str]) -> Optional[str]:
       'unlabelled', path, unlabelled_example_gen.unlabelled_layout)
 
 
+def topic_data_cluster_problem(path: Optional[str]) -> Optional[str]:
+  """_object_storage_file_problem for --topic_data."""
+  from finsent.pipeline import pipeline
+  return _object_storage_file_problem('topic_data', path,
+                                      pipeline.topic_data_layout)
+
+
 def unlabelled_problem(config: configs.PipelineConfig) -> Optional[str]:
   """Why `--unlabelled` cannot be used with `config`: only students read
   it."""
@@ -150,6 +158,17 @@ def unlabelled_problem(config: configs.PipelineConfig) -> Optional[str]:
             "the fine-tuned encoder's students, and this run has none ("
             + ('--skip_distillation' if config.preprocessing.pretrained_encoder
                else '--pretrained_encoder none') + ')')
+  return None
+
+
+def topic_data_problem(config: configs.PipelineConfig) -> Optional[str]:
+  """Why `--topic_data` cannot be used with `config`: the students learn
+  sentiment alone."""
+  if config.topic_data and config.distilling:
+    return (f'--topic_data {config.topic_data}: the students of the '
+            'fine-tuned encoder do not learn topics yet; pass '
+            '--skip_distillation (the encoder and the RNN then both learn '
+            'the sentiment and the topic from the labels)')
   return None
 
 

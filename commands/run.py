@@ -70,14 +70,15 @@ def parse(argv: Optional[List[str]]):
   config = parser.pipeline_flags.config(
       args, beam_pipeline_args=tuple(beam_pipeline_args))
   problem = (pipeline_flags.word_vectors_heads_problem(config) or
-             pipeline_flags.unlabelled_problem(config))
+             pipeline_flags.unlabelled_problem(config) or
+             pipeline_flags.topic_data_problem(config))
   if problem:
     parser.error(problem)
   if configs.is_uri(config.output_dir):
     parser.error(f'--output_dir {config.output_dir}: a local run keeps ML '
                  'Metadata in SQLite there, so it must be a local folder '
                  '(`finsent compile-kubeflow` writes to object storage)')
-  for flag in ('second_source', 'unlabelled'):
+  for flag in ('second_source', 'unlabelled', 'topic_data'):
     path = getattr(config, flag)
     if path and configs.is_uri(path):
       # As --data: the pre-flight check reads local files.

@@ -4,8 +4,10 @@ ExampleValidator (schema anomalies) and DistributionValidator (drift from
 the previous accepted data) record what they find but let the pipeline go
 on; TFX leaves acting on it to the pipeline. This component is that act:
 it fails, naming every anomaly, when either validator did not bless a
-split, found a split empty, or recorded no verdict, so that Transform, the
-Trainers and the Pushers never run on such data. When the data passes, it republishes the statistics as
+split, found a split empty, or recorded no verdict, and, in a run without topic
+data, when a record has no sentiment label (the schema lets a record carry
+a topic alone), so that Transform, the Trainers and the Pushers never run
+on such data. When the data passes, it republishes the statistics as
 `validated_statistics`: the baseline the next run's drift check resolves,
 so that rejected data never becomes the reference.
 """
@@ -15,8 +17,12 @@ from typing import List
 
 from tensorflow_metadata.proto.v0 import anomalies_pb2
 from tfx import v1 as tfx
+from tfx.components.statistics_gen import stats_artifact_utils
 from tfx.dsl.io import fileio
+from tfx.types import artifact_utils
 from tfx.utils import io_utils
+
+from finsent.configs import features
 
 # The validators' `blessed` values (tfx.components.example_validator and
 # distribution_validator executors); the third, "no baseline", passes.
@@ -66,6 +72,25 @@ def _anomaly_lines(anomalies: tfx.types.standard_artifacts.ExampleAnomalies,
   return lines
 
 
+def _unlabelled_lines(statistics: tfx.types.standard_artifacts.ExampleStatistics
+                      ) -> List[str]:
+  """`labels: split: N of M records have no sentiment label` per split
+  where some lack one (the schema lets a record carry a topic alone)."""
+  lines = []
+  for split in artifact_utils.decode_split_names(statistics.split_names):
+    dataset = stats_artifact_utils.load_statistics(
+        statistics, split).proto().datasets[0]
+    missing = dataset.num_examples
+    for feature in dataset.features:
+      if list(feature.path.step) == [features.LABEL_KEY]:
+        missing = feature.string_stats.common_stats.num_missing
+    if missing:
+      lines.append(f'labels: {split}: {missing} of {dataset.num_examples} '
+                   'records have no sentiment label (records with a topic '
+                   'alone belong to topic data, --topic_data)')
+  return lines
+
+
 @tfx.dsl.components.component
 def DataGate(
     schema_anomalies: tfx.dsl.components.InputArtifact[
@@ -76,12 +101,17 @@ def DataGate(
         tfx.types.standard_artifacts.ExampleStatistics],
     # Optional (TFX reads the default None so).
     drift_anomalies: tfx.dsl.components.InputArtifact[
-        tfx.types.standard_artifacts.ExampleAnomalies] = None):
+        tfx.types.standard_artifacts.ExampleAnomalies] = None,
+    every_record_labelled: tfx.dsl.components.Parameter[int] = 1):
   """Fails on any schema or drift anomaly; else passes the statistics on.
 
   Without `drift_anomalies` (drift check turned off) only the schema counts.
+  With `every_record_labelled` (a run without topic data, whose models
+  learn sentiment alone) a record without a sentiment label fails it too.
   """
   problems = _anomaly_lines(schema_anomalies, 'schema')
+  if every_record_labelled:
+    problems += _unlabelled_lines(statistics)
   if drift_anomalies is not None:
     problems += _anomaly_lines(drift_anomalies, 'drift')
   if problems:

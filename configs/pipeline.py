@@ -9,6 +9,7 @@ from finsent.configs.features import ARCHITECTURES
 from finsent.configs.features import candidate_architecture
 from finsent.configs.features import STUDENT_SUFFIX
 from finsent.configs.features import TEACHER_PROBABILITIES_KEY
+from finsent.configs.features import TOPICS
 from finsent.configs.features import UNLABELLED_SPLIT
 from finsent.configs.gates import BlessingThresholds
 from finsent.configs.gates import DriftThresholds
@@ -68,6 +69,13 @@ class PipelineConfig:
   # (data.loaders.resolve_input).
   data_splits: Tuple[Tuple[str, str], ...] = knob(
       (), 'split name -> file pattern under `data`, a folder', cli=False)
+  # Joined with `data` split by split: pipeline.create_examples.
+  topic_data: Optional[str] = knob(
+      None, 'records labelled with a topic (Twitter Financial News Topic, '
+      'or any format --data reads with a topic column), a file or a folder '
+      "laid out as --data's: their train and eval records join --data's, "
+      'and the models learn a topic head beside the sentiment one from '
+      'them; for compile-kubeflow a gs:// path', metavar='PATH')
   # Scored, never trained on: pipeline.create_second_source.
   second_source: Optional[str] = knob(
       None, 'a labelled file from another source, in any format --data '
@@ -139,6 +147,11 @@ class PipelineConfig:
     return f'{PRODUCTION_MODEL_NAME}_{candidate}'
 
   @property
+  def num_topics(self) -> int:
+    """The topic head's classes: every topic with topic data, else none."""
+    return len(TOPICS) if self.topic_data else 0
+
+  @property
   def distilling(self) -> bool:
     """Whether the Transformer (a pretrained encoder) teaches students."""
     return bool(self.preprocessing.pretrained_encoder and
@@ -202,4 +215,5 @@ class PipelineConfig:
         'tuning': dataclasses.asdict(self.tuning),
         'oov_buckets': self.preprocessing.oov_buckets,
         'distillation': distillation,
+        'num_topics': 0 if student else self.num_topics,
     }

@@ -191,14 +191,18 @@ def distillation_examples(file_patterns: List[str],
   _check_teacher_probabilities((files[False] + files[True])[0],
                                teacher_probabilities_key)
   raw_spec = tft_output.raw_feature_spec()
-  label_shape = raw_spec[features.LABEL_KEY].shape
+  label_spec = raw_spec[features.LABEL_KEY]
+  if isinstance(label_spec, tf.io.FixedLenFeature):
+    # A schema requiring a label: absent from unlabelled texts, where ''
+    # stands for it (the label id -1, preprocessing.class_ids).
+    label_spec = tf.io.FixedLenFeature(
+        label_spec.shape, tf.string,
+        default_value=[''] * int(np.prod(label_spec.shape)))
   spec = {
       features.TEXT_KEY: raw_spec[features.TEXT_KEY],
-      # Required by the schema, absent from unlabelled texts: '' is the
-      # label id -1 (preprocessing.class_ids).
-      features.LABEL_KEY: tf.io.FixedLenFeature(
-          label_shape, tf.string,
-          default_value=[''] * int(np.prod(label_shape))),
+      # Optional in the curated schema: records with a topic only, and
+      # unlabelled texts, have none (label id -1).
+      features.LABEL_KEY: label_spec,
       teacher_probabilities_key: tf.io.FixedLenFeature(
           [NUM_CLASSES], tf.float32),
   }
@@ -208,7 +212,7 @@ def distillation_examples(file_patterns: List[str],
     raw = tf.io.parse_example(records, spec)
     teacher = raw.pop(teacher_probabilities_key)
     if unlabelled:
-      raw[features.LABEL_KEY] = tf.fill(tf.shape(raw[features.LABEL_KEY]), '')
+      raw[features.LABEL_KEY] = _without_values(raw[features.LABEL_KEY])
     transformed = transform(raw)
     y = tf.concat([tf.cast(transformed[features.LABEL_ID_KEY],
                            tf.float32)[:, None], teacher], axis=1)
@@ -227,6 +231,14 @@ def distillation_examples(file_patterns: List[str],
   options.experimental_distribute.auto_shard_policy = (
       tf.data.experimental.AutoShardPolicy.DATA)
   return examples.cache().with_options(options)
+
+
+def _without_values(label):
+  """The parsed label feature with every record's label taken away (a
+  label in an unlabelled split is ignored, as --unlabelled promises)."""
+  if isinstance(label, tf.SparseTensor):
+    return tf.sparse.retain(label, tf.zeros_like(label.values, tf.bool))
+  return tf.fill(tf.shape(label), '')
 
 
 def _check_teacher_probabilities(path: str, key: str) -> None:

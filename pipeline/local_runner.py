@@ -35,13 +35,23 @@ CONFIG_FILE = 'run_config.yaml'
 
 
 def _describe(counts: loaders.SplitCounts) -> str:
-  """'9543 records, 1442 negative, ...[, 12 with a topic (3 topics)]'."""
-  text = f'{counts.records} records, ' + ', '.join(
-      f'{n} {label}' for label, n in counts.labels.items())
+  """'9543 records, 1442 negative, ...[, 12 with a topic (3 topics)]';
+  no label counts for records that have none (topic data)."""
+  text = f'{counts.records} records'
+  if any(counts.labels.values()):
+    text += ', ' + ', '.join(f'{n} {label}'
+                             for label, n in counts.labels.items())
   if counts.topics:
     text += (f', {sum(counts.topics.values())} with a topic '
              f'({len(counts.topics)} topics)')
   return text
+
+
+def _split_name(config: configs.PipelineConfig, split: str) -> str:
+  """`train`, `eval`, or `all (hash-split 4:1 into train/eval)`."""
+  return (f'all (hash-split {config.split_hash_buckets[0]}:'
+          f'{config.split_hash_buckets[1]} into train/eval)'
+          if split == 'all' else split)
 
 
 def check_data(config: configs.PipelineConfig) -> loaders.InputLayout:
@@ -55,10 +65,7 @@ def check_data(config: configs.PipelineConfig) -> loaders.InputLayout:
   counts = layout.counts()
   print(f'Data: {config.data}')
   for split, split_counts in counts.items():
-    name = (f'all (hash-split {config.split_hash_buckets[0]}:'
-            f'{config.split_hash_buckets[1]} into train/eval)'
-            if split == 'all' else split)
-    print(f'  {name}: {_describe(split_counts)}')
+    print(f'  {_split_name(config, split)}: {_describe(split_counts)}')
   if layout.ignored:
     print(f'  not read (in neither split): {", ".join(layout.ignored)}')
   for split, split_counts in counts.items():
@@ -99,6 +106,44 @@ def check_second_source(config: configs.PipelineConfig,
       os.path.join(layout.input_base,
                    layout.splits[pipeline_lib.SECOND_SOURCE]),
       counts.records, counts.without_label)
+
+
+def check_topic_data(config: configs.PipelineConfig,
+                     data: loaders.InputLayout) -> None:
+  """Reads the topic data once before the pipeline and prints its counts,
+  as check_data does the data: a record without a topic, a file --data
+  reads already, a topic missing from the training records, or a layout
+  whose splits do not match --data's (ExampleGen's train and eval) stop
+  the run here."""
+  layout = pipeline_lib.topic_data_layout(config.topic_data)
+  data_files = {os.path.realpath(path): split
+                for split, paths in data.files.items() for path in paths}
+  for paths in layout.files.values():
+    for path in paths:
+      split = data_files.get(os.path.realpath(path))
+      if split:
+        raise loaders.DataFormatError(
+            path, None, f'is also a file of --data (its {split} split): '
+            'topic data must be records the pipeline does not read already')
+  counts = layout.counts()
+  print(f'Topic data (the models learn a topic head from it): '
+        f'{config.topic_data}')
+  for split, split_counts in counts.items():
+    print(f'  {_split_name(config, split)}: {_describe(split_counts)}')
+    without_topic = split_counts.records - sum(split_counts.topics.values())
+    if without_topic:
+      raise loaders.DataFormatError(
+          os.path.join(layout.input_base, layout.splits[split]), None,
+          f'{without_topic} of {split_counts.records} records have no topic: '
+          'every record of topic data needs one')
+  training_split = 'all' if 'all' in counts else 'train'
+  missing = [t for t in configs.TOPICS
+             if not counts[training_split].topics.get(t)]
+  if missing:
+    raise loaders.DataFormatError(
+        os.path.join(layout.input_base, layout.splits[training_split]), None,
+        f'no records of the topic(s) {"; ".join(missing)}: the topic head '
+        f'needs examples of every topic')
 
 
 def check_unlabelled(config: configs.PipelineConfig,
@@ -164,6 +209,8 @@ def run(config: configs.PipelineConfig) -> summary_lib.RunSummary:
     check_second_source(config, data)
   if config.unlabelled:
     check_unlabelled(config, data)
+  if config.topic_data:
+    check_topic_data(config, data)
   started = time.monotonic()
   with _argv_without_flags():
     tfx.orchestration.LocalDagRunner().run(

@@ -64,13 +64,19 @@ SECOND_SOURCE_EVALUATOR = f'Evaluator.{SECOND_SOURCE}'
 TEACHER = 'transformer'
 UNLABELLED_EXAMPLE_GEN = f'TextExampleGen.{configs.UNLABELLED_SPLIT}'
 BULK_INFERRER = 'BulkInferrer'
+# Topic data, read beside the sentiment data and joined with it.
+TOPIC_EXAMPLE_GEN = 'TextExampleGen.topics'
+TOPIC_MERGE = 'MergeExamples.topics'
 
 
-def create_input_configs(config: configs.PipelineConfig):
-  """ExampleGen input base and split configs for `config.data`: the
-  layout of `config.data_splits`, else the one its files show."""
-  layout = (loaders.InputLayout(config.data, dict(config.data_splits))
-            if config.data_splits else loaders.resolve_input(config.data))
+def create_input_configs(config: configs.PipelineConfig,
+                         layout: Optional[loaders.InputLayout] = None):
+  """ExampleGen input base and split configs for `config.data` (or
+  `layout`): the layout of `config.data_splits`, else the one its files
+  show."""
+  layout = layout or (
+      loaders.InputLayout(config.data, dict(config.data_splits))
+      if config.data_splits else loaders.resolve_input(config.data))
   input_config = tfx.proto.Input(splits=[
       tfx.proto.Input.Split(name=name, pattern=pattern)
       for name, pattern in layout.splits.items()])
@@ -95,6 +101,44 @@ def create_example_gen(
       input_config=input_config, output_config=output_config)
 
 
+def create_examples(
+    config: configs.PipelineConfig,
+    data_root: Optional[tfx.dsl.experimental.RuntimeParameter] = None
+) -> Tuple[List[base_node.BaseNode], tfx.types.BaseChannel]:
+  """The nodes that read the labelled data, and their examples.
+
+  TextExampleGen over `config.data` (create_example_gen); with
+  `config.topic_data`, TextExampleGen.topics over it too, and
+  MergeExamples.topics joining the two split by split: one Examples
+  artifact whose records carry a sentiment label, a topic or both, which
+  the data gate, Transform, the Trainers and the Evaluators read.
+  """
+  example_gen = create_example_gen(config, data_root)
+  if not config.topic_data:
+    return [example_gen], example_gen.outputs['examples']
+  input_base, input_config, output_config = create_input_configs(
+      config, topic_data_layout(config.topic_data))
+  topic_example_gen = TextExampleGen(
+      input_base=input_base, input_config=input_config,
+      output_config=output_config).with_id(TOPIC_EXAMPLE_GEN)
+  merge = MergeExamples(
+      examples=example_gen.outputs['examples'],
+      other_examples=topic_example_gen.outputs['examples'],
+      join_same_splits=1).with_id(TOPIC_MERGE)
+  return ([example_gen, topic_example_gen, merge],
+          merge.outputs['merged_examples'])
+
+
+def topic_data_layout(path: str) -> loaders.InputLayout:
+  """Where TextExampleGen.topics reads `path`: a local file or folder as
+  --data's (a train and an eval file, or files hash-split into both); in
+  object storage, one file, hash-split (nothing lists a bucket before the
+  run). Raises loaders.DataFormatError."""
+  if configs.is_uri(path):
+    return loaders.single_split_layout(path, 'all', 'topic data')
+  return loaders.resolve_input(path)
+
+
 def second_source_layout(path: str) -> loaders.InputLayout:
   """Where TextExampleGen.second_source reads `path`: one split, named
   SECOND_SOURCE, scored whole (loaders.single_split_layout: which file of
@@ -103,12 +147,28 @@ def second_source_layout(path: str) -> loaders.InputLayout:
   return loaders.single_split_layout(path, SECOND_SOURCE, 'a second source')
 
 
-def create_unthresholded_eval_config() -> tfma.EvalConfig:
+def create_gate_eval_config(config: configs.PipelineConfig
+                            ) -> tfma.EvalConfig:
+  """The gates' EvalConfig: `config.thresholds` on each output of the
+  models (sentiment, and the topic with topic data), and no more than
+  `max_drop_from_baseline` below the baseline."""
+  thresholds = config.thresholds
+  return evaluation.create_eval_config(
+      thresholds.min_accuracy, thresholds.min_macro_f1,
+      max_drop=thresholds.max_drop_from_baseline,
+      num_topics=config.num_topics,
+      min_topic_accuracy=thresholds.min_topic_accuracy,
+      min_topic_macro_f1=thresholds.min_topic_macro_f1)
+
+
+def create_unthresholded_eval_config(config: configs.PipelineConfig
+                                     ) -> tfma.EvalConfig:
   """The gates' EvalConfig (same signatures, metrics and slices) without a
   baseline or any threshold: TFX's Evaluator then validates nothing and its
   blessing never carries `blessed`, so no Pusher or resolver can take it.
   """
-  return evaluation.create_eval_config(min_accuracy=None, min_macro_f1=None)
+  return evaluation.create_eval_config(min_accuracy=None, min_macro_f1=None,
+                                       num_topics=config.num_topics)
 
 
 def create_second_source(config: configs.PipelineConfig,
@@ -136,7 +196,7 @@ def create_second_source(config: configs.PipelineConfig,
       output_config=tfx.proto.Output()).with_id(SECOND_SOURCE_EXAMPLE_GEN)
   for node in after:
     example_gen.add_upstream_node(node)
-  eval_config = create_unthresholded_eval_config()
+  eval_config = create_unthresholded_eval_config(config)
   return [example_gen] + [
       tfx.components.Evaluator(
           examples=example_gen.outputs['examples'], model=model,
@@ -188,7 +248,10 @@ def create_data_gate(config: configs.PipelineConfig,
   data_gate = DataGate(
       schema_anomalies=example_validator.outputs['anomalies'],
       drift_anomalies=drift_anomalies,
-      statistics=statistics_gen.outputs['statistics']).with_id(DATA_GATE)
+      statistics=statistics_gen.outputs['statistics'],
+      # Topic records have no sentiment label; without them the models
+      # learn sentiment from every record.
+      every_record_labelled=0 if config.num_topics else 1).with_id(DATA_GATE)
   return nodes + [data_gate], data_gate
 
 
@@ -404,20 +467,16 @@ def create_pipeline(
 ) -> tfx.dsl.Pipeline:
   """The finsent pipeline for `config`; with `data_root`, ExampleGen reads
   the folder that runtime parameter names (Kubeflow) instead."""
-  example_gen = create_example_gen(config, data_root)
+  example_nodes, examples = create_examples(config, data_root)
   schema_gen = tfx.components.ImportSchemaGen(schema_file=config.schema_file)
   schema = schema_gen.outputs['schema']
-  data_gate_nodes, data_gate = create_data_gate(
-      config, example_gen.outputs['examples'], schema)
-  transform = create_transform(config, example_gen.outputs['examples'],
-                               schema)
+  data_gate_nodes, data_gate = create_data_gate(config, examples, schema)
+  transform = create_transform(config, examples, schema)
   # Nothing is transformed, trained or pushed unless the data passed.
   transform.add_upstream_node(data_gate)
-  components = [example_gen, schema_gen, *data_gate_nodes, transform]
+  components = [*example_nodes, schema_gen, *data_gate_nodes, transform]
 
-  eval_config = evaluation.create_eval_config(
-      config.thresholds.min_accuracy, config.thresholds.min_macro_f1,
-      max_drop=config.thresholds.max_drop_from_baseline)
+  eval_config = create_gate_eval_config(config)
   candidates, pushers = {}, []
   trained_on_labels = [c for c in config.candidates
                        if c in configs.ARCHITECTURES]
@@ -441,15 +500,15 @@ def create_pipeline(
     trainer = tfx.components.Trainer(
         run_fn=configs.RUN_FN, hyperparameters=best_hyperparameters,
         **training_inputs).with_id(f'Trainer.{candidate}')
-    gate = create_candidate_gate(config, candidate, trainer,
-                                 example_gen.outputs['examples'], eval_config)
+    gate = create_candidate_gate(config, candidate, trainer, examples,
+                                 eval_config)
     components += [trainer, *gate]
     pushers.append(gate[-1])
     candidates[candidate] = _candidate_channels(trainer, gate)
 
   if config.distilling:
     nodes, students = create_distillation(
-        config, example_gen.outputs['examples'], transform, schema,
+        config, examples, transform, schema,
         teacher=candidates[TEACHER], eval_config=eval_config)
     components += nodes
     for student, (trainer, gate) in students.items():
@@ -457,10 +516,10 @@ def create_pipeline(
       candidates[student] = _candidate_channels(trainer, gate)
 
   model_selector = ModelSelector(
-      examples=example_gen.outputs['examples'], candidates=candidates,
+      examples=examples, candidates=candidates,
       **dataclasses.asdict(config.selection))
   production_gate = create_model_gate(
-      PRODUCTION, example_gen.outputs['examples'], model_selector,
+      PRODUCTION, examples, model_selector,
       eval_config, os.path.join(config.serving_root,
                                 configs.PRODUCTION_MODEL_NAME),
       config.serving)

@@ -22,6 +22,7 @@ from finsent.models import evaluation
 from finsent.models import model_run as model_run_lib
 from finsent.models import training_profile
 from finsent import configs
+from finsent.configs import features
 from finsent.pipeline import pipeline as pipeline_lib
 
 
@@ -281,9 +282,13 @@ def _validation_failures(evaluation_uri: str) -> List[str]:
       evaluation_uri).metric_validations_per_slice:
     for failure in per_slice.failures:
       threshold = failure.metric_threshold
+      # The topic head's metrics are told apart by their output.
+      name = (f'topic {failure.metric_key.name}'
+              if failure.metric_key.output_name ==
+              features.TOPIC_PROBABILITIES_OUTPUT else failure.metric_key.name)
       if not failure.HasField('metric_value'):
         # E.g. "Metric not found": TFMA's own message says it all.
-        lines.append(f'{failure.metric_key.name}: {failure.message}')
+        lines.append(f'{name}: {failure.message}')
         continue
       if failure.metric_key.is_diff:
         what = 'change vs the baseline'
@@ -291,7 +296,7 @@ def _validation_failures(evaluation_uri: str) -> List[str]:
       else:
         what = 'value'
         bound = threshold.value_threshold.lower_bound.value
-      lines.append(f'{failure.metric_key.name} {what} '
+      lines.append(f'{name} {what} '
                    f'{failure.metric_value.double_value.value:+.4f} is below '
                    f'{bound:+.4f}')
   return lines
@@ -380,8 +385,12 @@ def format_summary(summary: RunSummary) -> str:
   # The second source's columns sit beside the eval split's accuracy and
   # macro-F1, only in a run that had one.
   second = summary.second_source is not None
+  # The topic head's columns, only in a run with topic data.
+  topic = evaluation.TOPIC_PREFIX
+  topics = any(f'{topic}accuracy' in m.metrics for m in summary.models)
   width = max([len('model')] + [len(m.candidate) for m in summary.models])
   lines.append(f'  {"model":<{width}} {"accuracy":>8} {"macro-F1":>8} '
+               + (f'{"topic acc":>9} {"topic F1":>8} ' if topics else '')
                + (f'{"2nd acc":>8} {"2nd F1":>8} ' if second else '') +
                f'{"neg.rec":>7} {"Brier":>6} {"ECE":>6} {"params":>10} '
                f'{"train s":>7} {"epochs":>6} {"p50 ms":>6} {"texts/s":>7}  '
@@ -392,6 +401,8 @@ def format_summary(summary: RunSummary) -> str:
     lines.append(
         f'  {m.candidate:<{width}} {_fmt(metric("accuracy"), ".4f"):>8} '
         f'{_fmt(metric("macro_f1"), ".4f"):>8} '
+        + (f'{_fmt(metric(f"{topic}accuracy"), ".4f"):>9} '
+           f'{_fmt(metric(f"{topic}macro_f1"), ".4f"):>8} ' if topics else '')
         + (f'{_fmt(scored("accuracy"), ".4f"):>8} '
            f'{_fmt(scored("macro_f1"), ".4f"):>8} ' if second else '') +
         f'{_fmt(metric("recall_negative"), ".4f"):>7} '
@@ -405,9 +416,14 @@ def format_summary(summary: RunSummary) -> str:
         f'{_SERVABLE[m.servable]:<8}  '
         f'{m.pushed_to or _NOT_PUSHED[m.already_pushed]}')
   eval_examples = {m.metrics.get('example_count') for m in summary.models}
+  topic_examples = {m.metrics.get(f'{topic}example_count')
+                    for m in summary.models}
   lines.append(
       '  (TFMA on the eval split, '
-      f'{"/".join(_fmt(n, ".0f") for n in eval_examples)} examples; neg.rec: '
+      f'{"/".join(_fmt(n, ".0f") for n in eval_examples)} examples'
+      + (f' with a sentiment label and '
+         f'{"/".join(_fmt(n, ".0f") for n in topic_examples)} with a topic'
+         if topics else '') + '; neg.rec: '
       'recall of negative; ECE: top-label expected calibration error; '
       'p50 ms: batch-1 serving_default latency here; texts/s: its '
       'throughput in batches here; servable: the local '

@@ -41,8 +41,9 @@ def run_pipeline(output_dir, *flags, expect_code=0, timeout=1500):
 
 # A Trainer's bar: off a terminal, a line per epoch.
 PROGRESS_BARS = [
+    # `val accuracy 0.734`; with a topic head `val sentiment accuracy ...`.
     re.compile(r'^[a-z_]+ +\[[#.]+\] +\d+/\d+ epochs  '
-               r'val [a-zA-Z-]+ \d\.\d{3} \(best \d\.\d{3}\)  \d+ s$'),
+               r'val [a-zA-Z -]+ \d\.\d{3} \(best \d\.\d{3}\)  \d+ s$'),
     re.compile(r'^[a-z_]+ +stopped early after \d+/\d+ epochs$'),
 ]
 # What `finsent run` shows at its default verbosity, before the summary.
@@ -52,6 +53,11 @@ PROGRESS_LINES = [
     re.compile(r'^  (all \(hash-split \d+:\d+ into train/eval\)|train|eval):'
                r' \d+ records, \d+ negative, \d+ neutral, \d+ positive$'),
     re.compile(r'^  not read \(in neither split\): .+$'),
+    # With --topic_data.
+    re.compile(r'^Topic data \(the models learn a topic head from it\): '
+               r'\S+$'),
+    re.compile(r'^  (all \(hash-split \d+:\d+ into train/eval\)|train|eval):'
+               r' \d+ records, \d+ with a topic \(\d+ topics\)$'),
     # With --second_source.
     re.compile(r'^Second source \(scored, never trained on\): \S+$'),
     re.compile(r'^  \d+ records, \d+ negative, \d+ neutral, \d+ positive$'),

@@ -127,15 +127,18 @@ def _statistics(tmp_path, name, rows, topic=None):
   """Real TFDV statistics of `rows` as TextExampleGen writes them.
 
   `rows` are (text, label) written straight to tf.Examples, bypassing the
-  readers, as another producer of examples could; each with `topic`, if
-  given.
+  readers, as another producer of examples could (a label None: none);
+  each with `topic`, if given.
   """
   examples = tmp_path / f'{name}.tfrecord'
   with tf.io.TFRecordWriter(str(examples)) as writer:
     for text, label in rows:
       example = text_example_gen.record_to_example(
           loaders.Record(text=text, label='neutral'))
-      example.features.feature['label'].bytes_list.value[0] = label.encode()
+      if label is None:
+        del example.features.feature['label']
+      else:
+        example.features.feature['label'].bytes_list.value[0] = label.encode()
       if topic is not None:
         example.features.feature['topic'].bytes_list.value.append(
             topic.encode())
@@ -196,13 +199,29 @@ def test_accepted_data_passes_the_gate_and_becomes_the_baseline(tmp_path):
   assert validated.split_names == statistics.split_names
 
 
-def _gate_on_schema(tmp_path, statistics):
+def _gate_on_schema(tmp_path, statistics, **parameters):
   """DataGate on the schema check alone (no drift baseline)."""
   validated = standard_artifacts.ExampleStatistics()
   validated.uri = str(tmp_path / 'validated')
   data_gate.DataGate.test_call(
       schema_anomalies=_schema_anomalies(tmp_path, statistics),
-      statistics=statistics, validated_statistics=validated)
+      statistics=statistics, validated_statistics=validated, **parameters)
+
+
+def test_records_without_a_label_stop_a_run_without_topic_data(tmp_path):
+  """The schema lets a record carry a topic alone; a run whose models learn
+  sentiment alone needs a label on every record, and says how many lack
+  one."""
+  statistics = _statistics(tmp_path, 'stats', _rows(
+      {'negative': 5, 'neutral': 5, 'positive': 5}) + [
+          ('Fed holds rates', None), ('Oil slides', None)],
+                           topic='Macro')
+  with pytest.raises(data_gate.DataValidationError,
+                     match='labels: train: 2 of 17 records have no sentiment '
+                     'label'):
+    _gate_on_schema(tmp_path, statistics)
+  # With topic data (every_record_labelled=0) the same records pass.
+  _gate_on_schema(tmp_path, statistics, every_record_labelled=0)
 
 
 @pytest.mark.parametrize('extra,topic,message', [
@@ -279,3 +298,64 @@ def test_anomalies_without_a_verdict_fail_closed(tmp_path):
     data_gate.DataGate.test_call(
         schema_anomalies=unjudged, statistics=statistics,
         validated_statistics=standard_artifacts.ExampleStatistics())
+
+
+def _topic_csv(topics):
+  return 'text,topic\n' + ''.join(f'Headline {i},"{topic}"\n'
+                                  for i, topic in enumerate(topics))
+
+
+ALL_TOPICS = _topic_csv(configs.TOPICS)
+BAD_TOPIC_DATA = {
+    'a_record_without_a_topic': (
+        {'topic_train.csv': 'text,label,topic\nB,negative,\n' + ''.join(
+            f'Headline {i},,"{topic}"\n'
+            for i, topic in enumerate(configs.TOPICS)),
+         'topic_valid.csv': ALL_TOPICS},
+        'topic_train.csv: 1 of 21 records have no topic: every record of '
+        'topic data needs one'),
+    'a_topic_missing_from_training': (
+        {'topic_train.csv': _topic_csv(configs.TOPICS[:-1]),
+         'topic_valid.csv': ALL_TOPICS},
+        f'topic_train.csv: no records of the topic(s) {configs.TOPICS[-1]}: '
+        'the topic head needs examples of every topic'),
+    'an_unknown_topic': (
+        {'topic_train.csv': ALL_TOPICS + 'Derby won,Sports\n',
+         'topic_valid.csv': ALL_TOPICS},
+        "topic_train.csv:22: topic 'Sports' is not one of the 20 topics"),
+}
+
+
+@pytest.mark.parametrize('name', sorted(BAD_TOPIC_DATA))
+def test_bad_topic_data_stops_the_run_before_any_component(
+    name, write, tmp_path, capsys):
+  files, message = BAD_TOPIC_DATA[name]
+  for file_name, content in files.items():
+    write(f'{name}/{file_name}', content)
+  output_dir = tmp_path / 'out'
+  code = cli.main(['run', '--topic_data', str(tmp_path / name),
+                   '--pretrained_encoder', 'none', '--output_dir',
+                   str(output_dir)])
+  assert code == 2
+  error = capsys.readouterr().err
+  assert error.startswith('finsent: error: ') and message in error, error
+  assert not output_dir.exists(), 'a component ran on bad data'
+
+
+def test_topic_data_that_is_also_the_data_is_refused(tmp_path, capsys):
+  code = cli.main(['run', '--topic_data', configs.SAMPLE_DATA,
+                   '--pretrained_encoder', 'none', '--output_dir',
+                   str(tmp_path / 'out')])
+  assert code == 2
+  assert (f'{configs.SAMPLE_DATA}: is also a file of --data (its all split)'
+          in capsys.readouterr().err)
+
+
+def test_topic_data_with_students_is_refused_and_says_what_to_do(tmp_path,
+                                                                 capsys):
+  with pytest.raises(SystemExit) as exit_info:
+    cli.main(['run', '--topic_data', str(tmp_path), '--output_dir',
+              str(tmp_path / 'out')])
+  assert exit_info.value.code == 2
+  assert ('the students of the fine-tuned encoder do not learn topics yet; '
+          'pass --skip_distillation') in capsys.readouterr().err

@@ -343,6 +343,38 @@ def test_merge_examples_copies_the_splits_of_both(write, tmp_path):
         examples=labelled, other_examples=again, merged_examples=other)
 
 
+def test_merge_examples_joins_same_named_splits_for_topic_data(tmp_path):
+  """Topic records join the sentiment records split by split (the
+  pipeline's --topic_data); splits that do not match are refused."""
+  sentiment = _example({'text': 'Acme wins', 'label': 'positive'})
+  topic = _example({'text': 'Fed holds rates', 'topic': 'Fed | Central Banks'})
+  labelled = _labelled_artifact(str(tmp_path / 'labelled'),
+                                {'train': [sentiment] * 2, 'eval': [sentiment]})
+  topics = _labelled_artifact(str(tmp_path / 'topics'),
+                              {'train': [topic] * 3, 'eval': [topic] * 2})
+  merged = standard_artifacts.Examples()
+  merged.uri = str(tmp_path / 'merged')
+  merge_examples.MergeExamples.test_call(
+      examples=labelled, other_examples=topics, merged_examples=merged,
+      join_same_splits=1)
+  assert artifact_utils.decode_split_names(merged.split_names) == [
+      'train', 'eval']
+  for split, expected in (('train', [sentiment] * 2 + [topic] * 3),
+                          ('eval', [sentiment] + [topic] * 2)):
+    assert sorted(e.SerializeToString() for e in
+                  _examples(merged.uri, split)) == sorted(
+                      e.SerializeToString() for e in expected), split
+  only_train = _labelled_artifact(str(tmp_path / 'only_train'),
+                                  {'train': [topic]})
+  other = standard_artifacts.Examples()
+  other.uri = str(tmp_path / 'other')
+  with pytest.raises(ValueError, match=r"different splits to join: "
+                     r"\['eval', 'train'\] .* and \['train'\]"):
+    merge_examples.MergeExamples.test_call(
+        examples=labelled, other_examples=only_train, merged_examples=other,
+        join_same_splits=1)
+
+
 # The student.
 
 

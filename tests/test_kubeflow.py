@@ -277,6 +277,13 @@ _COMPILE, _TFJOB = 'compile-kubeflow', 'render-tfjob'
     (_COMPILE, ['--image', IMAGE, '--unlabelled', 'gs://acme-ml/headlines'],
      '--unlabelled gs://acme-ml/headlines: unlabelled texts in object storage '
      'must be one file'),
+    (_COMPILE, ['--image', IMAGE, '--skip_distillation', '--topic_data',
+                '/data/topics'],
+     "--topic_data /data/topics: a path of this machine, which the "
+     "cluster's pods cannot read"),
+    (_COMPILE, ['--image', IMAGE, '--topic_data', 'gs://acme-ml/topic.csv'],
+     '--topic_data gs://acme-ml/topic.csv: the students of the fine-tuned '
+     'encoder do not learn topics yet'),
     (_COMPILE, ['--strategy', 'multi_worker_mirrored'],
      '--strategy multi_worker_mirrored: each Trainer of the compiled '
      'pipeline is one pod'),
@@ -465,6 +472,21 @@ def test_tfjob_runs_train_worker_on_every_pod(tmp_path):
   assert worker.max_epochs == 4 and worker.strategy == 'auto'
   limits = {'cpu': '4', 'memory': '16G', 'nvidia.com/gpu': '1'}
   assert container['resources'] == {'requests': limits, 'limits': limits}
+
+
+def test_topic_data_in_a_bucket_joins_the_data_before_the_gate(tmp_path):
+  spec = _compile(tmp_path, '--skip_distillation', '--topic_data',
+                  'gs://acme-ml/data/topic_train.csv')
+  tasks = _tasks(spec)
+  assert _parameter(spec, pipeline_lib.TOPIC_EXAMPLE_GEN,
+                    'input_base') == 'gs://acme-ml/data'
+  assert json.loads(_parameter(spec, pipeline_lib.TOPIC_EXAMPLE_GEN,
+                               'input_config'))['splits'] == [
+      {'name': 'all', 'pattern': 'topic_train.csv'}]
+  assert set(tasks[pipeline_lib.TOPIC_MERGE]['dependentTasks']) == {
+      'TextExampleGen', pipeline_lib.TOPIC_EXAMPLE_GEN}
+  assert pipeline_lib.TOPIC_MERGE in tasks['StatisticsGen']['dependentTasks']
+  assert pipeline_lib.TOPIC_MERGE in tasks['Transform']['dependentTasks']
 
 
 def test_unlabelled_texts_in_a_bucket_reach_bulk_inferrer(tmp_path):

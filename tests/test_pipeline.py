@@ -295,3 +295,61 @@ def test_without_students_each_architecture_learns_from_the_labels(
   for architecture in configs.ARCHITECTURES:
     assert _input_producers(nodes[f'Trainer.{architecture}'], 'examples') == [
         ('Transform', 'transformed_examples')]
+
+
+def test_topic_data_joins_the_labelled_data_and_every_gate_reads_both_heads(
+    tmp_path):
+  topics = tmp_path / 'topics'
+  topics.mkdir()
+  for name in ('topic_train.csv', 'topic_valid.csv'):
+    (topics / name).write_text('text,label\n"Fed holds rates",1\n')
+  overrides = dict(
+      topic_data=str(topics),
+      distillation=configs.DistillationConfig(enabled=False))
+  nodes = _compiled(tmp_path, **overrides)
+  example_gen = nodes[pipeline_lib.TOPIC_EXAMPLE_GEN]
+  assert _parameter(example_gen, 'input_base') == str(topics)
+  assert json.loads(_parameter(example_gen, 'input_config')) == {'splits': [
+      {'name': 'train', 'pattern': 'topic_train.csv'},
+      {'name': 'eval', 'pattern': 'topic_valid.csv'}]}
+  merge = nodes[pipeline_lib.TOPIC_MERGE]
+  assert _input_producers(merge, 'examples') == [
+      ('TextExampleGen', 'examples')]
+  assert _input_producers(merge, 'other_examples') == [
+      (pipeline_lib.TOPIC_EXAMPLE_GEN, 'examples')]
+  assert merge.parameters.parameters[
+      'join_same_splits'].field_value.int_value == 1
+  # Everything that read the labelled examples reads the joined ones.
+  joined = [(pipeline_lib.TOPIC_MERGE, 'merged_examples')]
+  for node_id in ('StatisticsGen', 'Transform', 'ModelSelector',
+                  *(f'{kind}.{name}' for kind in ('Evaluator',
+                                                  'ServingValidator')
+                    for name in (*configs.ARCHITECTURES,
+                                 pipeline_lib.PRODUCTION))):
+    assert _input_producers(nodes[node_id], 'examples') == joined, node_id
+  # Topic records have no sentiment label: the gate lets them through.
+  assert nodes[pipeline_lib.DATA_GATE].parameters.parameters[
+      'every_record_labelled'].field_value.int_value == 0
+  for architecture in configs.ARCHITECTURES:
+    custom_config = json.loads(_parameter(nodes[f'Trainer.{architecture}'],
+                                          'custom_config'))
+    assert custom_config['num_topics'] == len(configs.TOPICS)
+  # Each gate measures, and blesses on, both outputs.
+  expected = pipeline_lib.create_gate_eval_config(
+      configs.PipelineConfig(output_dir=str(tmp_path), **overrides))
+  assert [s.output_names for s in expected.metrics_specs] == [
+      ['probabilities'], ['topic_probabilities']]
+  for name in (*configs.ARCHITECTURES, pipeline_lib.PRODUCTION):
+    assert json_format.Parse(
+        _parameter(nodes[f'Evaluator.{name}'], 'eval_config'),
+        tfma.EvalConfig()) == expected, name
+
+
+def test_without_topic_data_every_record_needs_a_label(tmp_path):
+  nodes = _compiled(tmp_path)
+  assert pipeline_lib.TOPIC_EXAMPLE_GEN not in nodes
+  assert nodes[pipeline_lib.DATA_GATE].parameters.parameters[
+      'every_record_labelled'].field_value.int_value == 1
+  custom_config = json.loads(_parameter(nodes['Trainer.transformer'],
+                                        'custom_config'))
+  assert custom_config['num_topics'] == 0
