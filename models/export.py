@@ -31,6 +31,7 @@ uses.
 
 import functools
 import os
+from typing import List
 
 import keras
 import tensorflow as tf
@@ -195,16 +196,32 @@ def _mark_classification_signature(export_dir: str) -> None:
   has no argument for another method, so the SavedModel proto is edited
   and its fingerprint rewritten, as tf.saved_model.save writes it.
   """
-  path = os.path.join(export_dir, 'saved_model.pb')
-  saved_model = saved_model_pb2.SavedModel()
-  with tf.io.gfile.GFile(path, 'rb') as f:
-    saved_model.ParseFromString(f.read())
+  saved_model = _read_saved_model(export_dir)
   for meta_graph in saved_model.meta_graphs:
     meta_graph.signature_def[CLASSIFICATION_SIGNATURE].method_name = (
         tf.saved_model.CLASSIFY_METHOD_NAME)
-  with tf.io.gfile.GFile(path, 'wb') as f:
+  with tf.io.gfile.GFile(os.path.join(export_dir, 'saved_model.pb'),
+                         'wb') as f:
     f.write(saved_model.SerializeToString(deterministic=True))
   fingerprinting_utils.write_fingerprint(export_dir)
+
+
+def _read_saved_model(export_dir: str) -> saved_model_pb2.SavedModel:
+  saved_model = saved_model_pb2.SavedModel()
+  with tf.io.gfile.GFile(os.path.join(export_dir, 'saved_model.pb'),
+                         'rb') as f:
+    saved_model.ParseFromString(f.read())
+  return saved_model
+
+
+def signature_outputs(export_dir: str,
+                      signature: str = EXAMPLES_SIGNATURE) -> List[str]:
+  """The output names of the export's `signature`, read from its
+  saved_model.pb (nothing is loaded); [] when it has no such signature."""
+  meta_graph = _read_saved_model(export_dir).meta_graphs[0]
+  if signature not in meta_graph.signature_def:
+    return []
+  return sorted(meta_graph.signature_def[signature].outputs)
 
 
 def write_warmup_requests(export_dir: str) -> None:

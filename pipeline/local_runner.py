@@ -19,12 +19,14 @@ from absl import logging
 from tfx import v1 as tfx
 
 from finsent import configs
+from finsent.configs import features
 from finsent.configs import knobs
 # Beam's shared models released at exit, here too (the in_memory runner).
 from finsent.components import unlabelled_example_gen
 from finsent.data import beam_worker  # noqa: F401  pylint: disable=unused-import
 from finsent.data import loaders
 from finsent.models import epoch_progress
+from finsent.models import export
 from finsent.models import strategy as strategy_lib
 from finsent.pipeline import pipeline as pipeline_lib
 from finsent.pipeline import summary as summary_lib
@@ -146,6 +148,42 @@ def check_topic_data(config: configs.PipelineConfig,
         f'needs examples of every topic')
 
 
+def check_topic_baselines(config: configs.PipelineConfig) -> None:
+  """With topic data, refuses a pipeline whose gates would compare a model
+  with a topic head with a baseline that has none: each Evaluator's
+  baseline is the latest model it blessed (create_baseline_resolver), and
+  TFMA fails on a baseline without the topic output the EvalConfig
+  measures. Says which served names and how to start afresh."""
+  if not config.num_topics or not os.path.exists(config.metadata_path):
+    return
+  store = summary_lib.open_metadata_store(config)
+  latest = {}
+  for blessing in store.get_artifacts_by_type(
+      tfx.types.standard_artifacts.ModelBlessing.TYPE_NAME):
+    blessed = blessing.custom_properties.get('blessed')
+    if not blessed or blessed.int_value != 1:
+      continue
+    # <pipeline root>/Evaluator.<name>/blessing/<execution id>
+    evaluator = os.path.basename(os.path.dirname(os.path.dirname(
+        blessing.uri)))
+    if evaluator not in latest or blessing.id > latest[evaluator].id:
+      latest[evaluator] = blessing
+  without = []
+  for evaluator, blessing in sorted(latest.items()):
+    model = blessing.custom_properties['current_model'].string_value
+    outputs = export.signature_outputs(os.path.join(model, 'Format-Serving'))
+    if features.TOPIC_PROBABILITIES_OUTPUT not in outputs:
+      without.append(evaluator.split('.', 1)[-1])
+  if without:
+    raise loaders.DataFormatError(
+        config.metadata_path, None,
+        f'--topic_data: the latest models blessed for {", ".join(without)} '
+        'have no topic head, and each gate compares a new model with the '
+        "last one it blessed on both of the new model's outputs; train "
+        'models with topics as a new pipeline (--pipeline_name NAME '
+        'and its own --serving_model_dir)')
+
+
 def check_unlabelled(config: configs.PipelineConfig,
                      data: loaders.InputLayout) -> None:
   """Reads the unlabelled texts once before the pipeline and prints how
@@ -211,6 +249,7 @@ def run(config: configs.PipelineConfig) -> summary_lib.RunSummary:
     check_unlabelled(config, data)
   if config.topic_data:
     check_topic_data(config, data)
+    check_topic_baselines(config)
   started = time.monotonic()
   with _argv_without_flags():
     tfx.orchestration.LocalDagRunner().run(

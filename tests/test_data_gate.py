@@ -9,8 +9,11 @@ here for real on TFDV statistics); drift through a whole pipeline run is in
 tests/test_pipeline_e2e.py.
 """
 
+import dataclasses
 import os
 
+import ml_metadata as mlmd
+from ml_metadata.proto import metadata_store_pb2
 import pytest
 import tensorflow as tf
 import tensorflow_data_validation as tfdv
@@ -26,6 +29,7 @@ from finsent.components import text_example_gen
 from finsent.data import loaders
 from finsent.commands import cli
 from finsent import configs
+from finsent.pipeline import local_runner
 from finsent.pipeline import pipeline as pipeline_lib
 
 HEADLINES = {
@@ -359,3 +363,54 @@ def test_topic_data_with_students_is_refused_and_says_what_to_do(tmp_path,
   assert exit_info.value.code == 2
   assert ('the students of the fine-tuned encoder do not learn topics yet; '
           'pass --skip_distillation') in capsys.readouterr().err
+
+
+def _blessed_model_store(config, evaluators, export_dir):
+  """An ML Metadata store at `config.metadata_path` where each of
+  `evaluators` blessed a model whose export is `export_dir`, as TFX's
+  Evaluator records it."""
+  os.makedirs(os.path.dirname(config.metadata_path), exist_ok=True)
+  connection = metadata_store_pb2.ConnectionConfig()
+  connection.sqlite.filename_uri = config.metadata_path
+  store = mlmd.MetadataStore(connection)
+  type_id = store.put_artifact_type(metadata_store_pb2.ArtifactType(
+      name=standard_artifacts.ModelBlessing.TYPE_NAME))
+  model = os.path.join(os.path.dirname(config.metadata_path), 'model')
+  os.makedirs(model, exist_ok=True)
+  if not os.path.exists(os.path.join(model, 'Format-Serving')):
+    os.symlink(export_dir, os.path.join(model, 'Format-Serving'))
+  for i, evaluator in enumerate(evaluators):
+    blessing = metadata_store_pb2.Artifact(
+        type_id=type_id,
+        uri=os.path.join(config.pipeline_root, evaluator, 'blessing', str(i)))
+    blessing.custom_properties['blessed'].int_value = 1
+    blessing.custom_properties['current_model'].string_value = model
+    store.put_artifacts([blessing])
+
+
+def test_topic_data_is_refused_where_the_gates_baselines_have_no_topic_head(
+    exported_model, tmp_path):
+  """Each gate compares a new model with the last one it blessed, on both
+  outputs: a pipeline whose blessed models learned sentiment alone cannot
+  take topic data (TFMA would fail on the baseline), and says so before
+  any component runs."""
+  config = configs.PipelineConfig(output_dir=str(tmp_path),
+                                  topic_data=str(tmp_path / 'topics'))
+  _blessed_model_store(config, ['Evaluator.rnn', 'Evaluator.production'],
+                       exported_model[0])
+  with pytest.raises(loaders.DataFormatError,
+                     match='the latest models blessed for production, rnn '
+                     'have no topic head.*--pipeline_name NAME'):
+    local_runner.check_topic_baselines(config)
+  # Without topic data the same pipeline goes on.
+  local_runner.check_topic_baselines(
+      dataclasses.replace(config, topic_data=None))
+
+
+def test_topic_data_is_accepted_where_the_baselines_have_a_topic_head(
+    exported_topic_model, tmp_path):
+  config = configs.PipelineConfig(output_dir=str(tmp_path),
+                                  topic_data=str(tmp_path / 'topics'))
+  _blessed_model_store(config, ['Evaluator.production'],
+                       exported_topic_model[0])
+  local_runner.check_topic_baselines(config)
