@@ -14,6 +14,7 @@ the losses and metrics skip those), is calibrated on its own, and the
 export serves both.
 """
 
+import contextlib
 import dataclasses
 import hashlib
 import math
@@ -769,6 +770,26 @@ def student_summary(model: keras.Model, settings: Dict[str, Any],
   }
 
 
+@contextlib.contextmanager
+def _without_arithmetic_optimization():
+  """Grappler's arithmetic optimizer off while the functions traced inside
+  run, back to its setting after.
+
+  Its AddOpsRewrite turns the sum of a two-head model's losses into an
+  AccumulateNV2 with a per-step TemporaryVariable, and fine-tuning the
+  encoder with both heads failed with `AlreadyExistsError: Resource
+  __per_step_0/.../AddOpsRewrite_add_5/tmp_var` in its second epoch (TF's
+  open tensorflow/tensorflow#23780, whose workaround this is).
+  """
+  key = 'arithmetic_optimization'
+  before = tf.config.optimizer.get_experimental_options().get(key, True)
+  tf.config.optimizer.set_experimental_options({key: False})
+  try:
+    yield
+  finally:
+    tf.config.optimizer.set_experimental_options({key: before})
+
+
 def run_fn(fn_args: tfx.components.FnArgs) -> Dict[str, Any]:
   """Trains the architecture named in `custom_config` and exports it.
 
@@ -826,18 +847,20 @@ def run_fn(fn_args: tfx.components.FnArgs) -> Dict[str, Any]:
           config.get('candidate') or config['architecture'], inputs.epochs,
           early_stopping_monitor(training, inputs.num_topics)))
     started = time.monotonic()
-    history = model.fit(
-        inputs.fit_data,
-        validation_data=inputs.held_out_data,
-        validation_steps=inputs.validation_steps,
-        epochs=inputs.epochs,
-        steps_per_epoch=inputs.steps_per_epoch,
-        class_weight=inputs.class_weight,
-        # shuffled_batches reshuffles each epoch; Keras cannot shuffle a
-        # tf.data.Dataset (it warns that shuffle=True is ignored).
-        shuffle=False,
-        verbose=0 if progress else 2,
-        callbacks=callbacks)
+    with (_without_arithmetic_optimization() if inputs.num_topics
+          else contextlib.nullcontext()):
+      history = model.fit(
+          inputs.fit_data,
+          validation_data=inputs.held_out_data,
+          validation_steps=inputs.validation_steps,
+          epochs=inputs.epochs,
+          steps_per_epoch=inputs.steps_per_epoch,
+          class_weight=inputs.class_weight,
+          # shuffled_batches reshuffles each epoch; Keras cannot shuffle a
+          # tf.data.Dataset (it warns that shuffle=True is ignored).
+          shuffle=False,
+          verbose=0 if progress else 2,
+          callbacks=callbacks)
     train_seconds = time.monotonic() - started
     settings = inputs.distillation
     if settings:

@@ -58,6 +58,10 @@ def test_each_head_learns_from_its_records_and_the_export_serves_both(
     trained):
   summary, export_dir = trained
   assert summary['num_topics'] == len(features.TOPICS)
+  # Grappler's arithmetic optimizer, off while a two-head model fits
+  # (trainer._without_arithmetic_optimization), is back on after.
+  assert tf.config.optimizer.get_experimental_options().get(
+      'arithmetic_optimization', True)
   calibration = summary['calibration']
   # Each head calibrated on, and reported over, its own labelled records.
   assert calibration['temperature'] > 0
@@ -171,3 +175,10 @@ def test_a_topic_head_needs_data_with_topics(transformed_sample, tmp_path):
   fn_args = _fn_args(transformed_sample, tmp_path)
   with pytest.raises(ValueError, match='lacks: its data has no topics'):
     trainer.prepare_training(fn_args, tf.distribute.get_strategy())
+
+
+def test_the_arithmetic_optimizer_is_off_only_inside_the_fit():
+  options = tf.config.optimizer.get_experimental_options
+  with trainer._without_arithmetic_optimization():  # pylint: disable=protected-access
+    assert options()['arithmetic_optimization'] is False
+  assert options().get('arithmetic_optimization', True) is True
