@@ -14,6 +14,7 @@ import logging as pylogging
 import os
 import sys
 import time
+from typing import List
 
 from absl import logging
 from tfx import v1 as tfx
@@ -85,6 +86,22 @@ def check_data(config: configs.PipelineConfig) -> loaders.InputLayout:
   return layout
 
 
+def _refuse_files_of_data(paths: List[str], data: loaders.InputLayout,
+                          must: str) -> None:
+  """Raises DataFormatError on the first of `paths` that --data reads
+  already: `<path>: is also a file of --data (its <split> split): <must>
+  the pipeline does not read already`."""
+  data_files = {os.path.realpath(path): split
+                for split, split_paths in data.files.items()
+                for path in split_paths}
+  for path in paths:
+    split = data_files.get(os.path.realpath(path))
+    if split:
+      raise loaders.DataFormatError(
+          path, None, f'is also a file of --data (its {split} split): '
+          f'{must} the pipeline does not read already')
+
+
 def check_second_source(config: configs.PipelineConfig,
                         data: loaders.InputLayout) -> None:
   """Reads the second source once before the pipeline and prints its
@@ -93,14 +110,8 @@ def check_second_source(config: configs.PipelineConfig,
   a file that --data reads already stop the run here, not in its last
   components."""
   layout = pipeline_lib.second_source_layout(config.second_source)
-  data_files = {os.path.realpath(path): split
-                for split, paths in data.files.items() for path in paths}
-  for path in layout.files[pipeline_lib.SECOND_SOURCE]:
-    split = data_files.get(os.path.realpath(path))
-    if split:
-      raise loaders.DataFormatError(
-          path, None, f'is also a file of --data (its {split} split): a '
-          'second source must be data the pipeline does not read already')
+  _refuse_files_of_data(layout.files[pipeline_lib.SECOND_SOURCE], data,
+                        'a second source must be data')
   counts = layout.counts()[pipeline_lib.SECOND_SOURCE]
   print(f'Second source (scored, never trained on): {config.second_source}')
   print(f'  {_describe(counts)}')
@@ -118,15 +129,9 @@ def check_topic_data(config: configs.PipelineConfig,
   whose splits do not match --data's (ExampleGen's train and eval) stop
   the run here."""
   layout = pipeline_lib.topic_data_layout(config.topic_data)
-  data_files = {os.path.realpath(path): split
-                for split, paths in data.files.items() for path in paths}
-  for paths in layout.files.values():
-    for path in paths:
-      split = data_files.get(os.path.realpath(path))
-      if split:
-        raise loaders.DataFormatError(
-            path, None, f'is also a file of --data (its {split} split): '
-            'topic data must be records the pipeline does not read already')
+  _refuse_files_of_data(
+      [path for paths in layout.files.values() for path in paths], data,
+      'topic data must be records')
   counts = layout.counts()
   print(f'Topic data (the models learn a topic head from it): '
         f'{config.topic_data}')
@@ -192,20 +197,11 @@ def check_unlabelled(config: configs.PipelineConfig,
   reach the students' training through the teacher."""
   input_base, input_config, _ = unlabelled_example_gen.unlabelled_layout(
       config.unlabelled)
-  data_files = {os.path.realpath(path): split
-                for split, paths in data.files.items() for path in paths}
   files = sorted(path for split in input_config.splits
                  for path in glob.glob(os.path.join(input_base,
                                                     split.pattern)))
-  texts = 0
-  for path in files:
-    split = data_files.get(os.path.realpath(path))
-    if split:
-      raise loaders.DataFormatError(
-          path, None, f'is also a file of --data (its {split} split): '
-          'unlabelled texts must be texts the pipeline does not read '
-          'already')
-    texts += sum(1 for _ in loaders.read_texts(path))
+  _refuse_files_of_data(files, data, 'unlabelled texts must be texts')
+  texts = sum(1 for path in files for _ in loaders.read_texts(path))
   print(f'Unlabelled texts (the students learn the teacher\'s '
         f'probabilities on them): {config.unlabelled}')
   print(f'  {texts} texts in {len(files)} file{"s" if len(files) > 1 else ""}')

@@ -414,3 +414,13 @@ def test_topic_data_is_accepted_where_the_baselines_have_a_topic_head(
   _blessed_model_store(config, ['Evaluator.production'],
                        exported_topic_model[0])
   local_runner.check_topic_baselines(config)
+
+
+def test_unlabelled_texts_that_are_also_the_data_are_refused(tmp_path, capsys):
+  code = cli.main(['run', '--unlabelled', configs.SAMPLE_DATA,
+                   '--output_dir', str(tmp_path / 'out')])
+  assert code == 2
+  assert (f'{configs.SAMPLE_DATA}: is also a file of --data (its all split): '
+          'unlabelled texts must be texts the pipeline does not read '
+          'already') in capsys.readouterr().err
+  assert not (tmp_path / 'out').exists()
