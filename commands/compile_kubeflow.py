@@ -109,7 +109,6 @@ def _configs_from_args(parser, args, beam_args: List[str]
                  'compiled pipeline is one pod; `finsent render-tfjob` runs '
                  'a multi-worker Trainer on Kubernetes')
   problem = (pipeline_flags.unlabelled_problem(config) or
-             pipeline_flags.topic_data_problem(config) or
              pipeline_flags.cluster_problem(config))
   if problem:
     parser.error(problem)

@@ -161,17 +161,6 @@ def unlabelled_problem(config: configs.PipelineConfig) -> Optional[str]:
   return None
 
 
-def topic_data_problem(config: configs.PipelineConfig) -> Optional[str]:
-  """Why `--topic_data` cannot be used with `config`: the students learn
-  sentiment alone."""
-  if config.topic_data and config.distilling:
-    return (f'--topic_data {config.topic_data}: the students of the '
-            'fine-tuned encoder do not learn topics yet; pass '
-            '--skip_distillation (the encoder and the RNN then both learn '
-            'the sentiment and the topic from the labels)')
-  return None
-
-
 def word_vectors_heads_problem(config: configs.PipelineConfig
                                ) -> Optional[str]:
   """Why the Transformer of `config` cannot start from its word vectors

@@ -70,8 +70,7 @@ def parse(argv: Optional[List[str]]):
   config = parser.pipeline_flags.config(
       args, beam_pipeline_args=tuple(beam_pipeline_args))
   problem = (pipeline_flags.word_vectors_heads_problem(config) or
-             pipeline_flags.unlabelled_problem(config) or
-             pipeline_flags.topic_data_problem(config))
+             pipeline_flags.unlabelled_problem(config))
   if problem:
     parser.error(problem)
   if configs.is_uri(config.output_dir):

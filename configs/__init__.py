@@ -11,6 +11,7 @@ from finsent.configs.features import CANDIDATES
 from finsent.configs.features import candidate_architecture
 from finsent.configs.features import STUDENT_SUFFIX
 from finsent.configs.features import TEACHER_PROBABILITIES_KEY
+from finsent.configs.features import TEACHER_TOPIC_PROBABILITIES_KEY
 from finsent.configs.features import UNLABELLED_SPLIT
 from finsent.configs.features import LABELS
 from finsent.configs.features import TOPICS

@@ -48,9 +48,11 @@ STUDENT_SUFFIX = '_student'
 # and their students.
 CANDIDATES = ARCHITECTURES + tuple(f'{a}{STUDENT_SUFFIX}'
                                    for a in ARCHITECTURES)
-# The float feature BulkInferrer adds to each example: the teacher's
-# probabilities, in LABELS order.
+# The float features BulkInferrer adds to each example: the teacher's
+# probabilities, in LABELS order, and with a topic head its topic
+# probabilities, in TOPICS order.
 TEACHER_PROBABILITIES_KEY = 'teacher_probabilities'
+TEACHER_TOPIC_PROBABILITIES_KEY = 'teacher_topic_probabilities'
 # The split of the unlabelled texts (--unlabelled), beside train and eval.
 UNLABELLED_SPLIT = 'unlabelled'
 
@@ -93,5 +95,6 @@ __all__ = ['LABELS', 'TOPICS', 'SENTIMENT_HEAD', 'TOPIC_HEAD',
            'TOKEN_IDS_KEY', 'LABEL_ID_KEY', 'TOPIC_ID_KEY',
            'TOKEN_VOCABULARY_NAME', 'PADDING_ID', 'ARCHITECTURES',
            'STUDENT_SUFFIX', 'CANDIDATES', 'TEACHER_PROBABILITIES_KEY',
+           'TEACHER_TOPIC_PROBABILITIES_KEY',
            'UNLABELLED_SPLIT', 'candidate_architecture',
            'LENGTH_BUCKET_BOUNDS', 'length_bucket']

@@ -9,6 +9,7 @@ from finsent.configs.features import ARCHITECTURES
 from finsent.configs.features import candidate_architecture
 from finsent.configs.features import STUDENT_SUFFIX
 from finsent.configs.features import TEACHER_PROBABILITIES_KEY
+from finsent.configs.features import TEACHER_TOPIC_PROBABILITIES_KEY
 from finsent.configs.features import TOPICS
 from finsent.configs.features import UNLABELLED_SPLIT
 from finsent.configs.gates import BlessingThresholds
@@ -200,6 +201,7 @@ class PipelineConfig:
       distillation = {
           **dataclasses.asdict(self.distillation),
           'teacher_probabilities_key': TEACHER_PROBABILITIES_KEY,
+          'teacher_topic_probabilities_key': TEACHER_TOPIC_PROBABILITIES_KEY,
           'unlabelled_split': UNLABELLED_SPLIT,
           # The preset whose pieces and embeddings a teacher_pieces student
           # reads.
@@ -215,5 +217,5 @@ class PipelineConfig:
         'tuning': dataclasses.asdict(self.tuning),
         'oov_buckets': self.preprocessing.oov_buckets,
         'distillation': distillation,
-        'num_topics': 0 if student else self.num_topics,
+        'num_topics': self.num_topics,
     }

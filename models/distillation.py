@@ -3,18 +3,22 @@
 The teacher (the fine-tuned encoder) is run by TFX's BulkInferrer over the
 raw examples, which gives each one the float feature
 `teacher_probabilities` (K values in LABELS order, the exported and so
-calibrated probabilities). A student Trainer (models.trainer.run_fn with
+calibrated probabilities), and with a topic head `teacher_topic_probabilities`
+(one per topic). A student Trainer (models.trainer.run_fn with
 custom_config['distillation']) reads those examples with the teacher's
-Transform graph and fits one output on packed targets
+Transform graph and fits each output on packed targets
 
   y [batch, 1 + K]: y[:, 0] the label id, -1 where there is no label;
                     y[:, 1:] the teacher's probabilities,
 
-so that `model.fit`, any tf.distribute strategy and Keras's validation run
-unchanged. The loss and the metrics below read that packing.
+(a dict of them by head for a student with a topic head), so that
+`model.fit`, any tf.distribute strategy and Keras's validation run
+unchanged. The loss and the metrics below read that packing; each head has
+its own, and learns the teacher's view of every text, its label's where
+the text has one.
 """
 
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Tuple
 
 from absl import logging
 import keras
@@ -160,26 +164,50 @@ def split_name(file_pattern: str) -> str:
   return ''
 
 
+def teacher_heads(num_topics: int = 0,
+                  teacher_probabilities_key: str = (
+                      features.TEACHER_PROBABILITIES_KEY),
+                  teacher_topic_probabilities_key: str = (
+                      features.TEACHER_TOPIC_PROBABILITIES_KEY)
+                  ) -> Dict[str, Tuple[str, str, int]]:
+  """Per head the student learns: (its transformed label id, the feature
+  holding the teacher's probabilities, its number of classes). The
+  sentiment head alone without `num_topics`."""
+  heads = {features.SENTIMENT_HEAD: (
+      features.LABEL_ID_KEY, teacher_probabilities_key, NUM_CLASSES)}
+  if num_topics:
+    heads[features.TOPIC_HEAD] = (
+        features.TOPIC_ID_KEY, teacher_topic_probabilities_key, num_topics)
+  return heads
+
+
 def distillation_examples(file_patterns: List[str],
                           tft_output: tft.TFTransformOutput,
                           teacher_probabilities_key: str = (
                               features.TEACHER_PROBABILITIES_KEY),
                           unlabelled_split: str = features.UNLABELLED_SPLIT,
-                          input_key: str = features.TOKEN_IDS_KEY
+                          input_key: str = features.TOKEN_IDS_KEY,
+                          num_topics: int = 0,
+                          teacher_topic_probabilities_key: str = (
+                              features.TEACHER_TOPIC_PROBABILITIES_KEY)
                           ) -> tf.data.Dataset:
-  """Unbatched (x, y float32 [1 + K]) of raw examples with the teacher's
-  probabilities (BulkInferrer's output). x holds `input_key`, the
-  transformed feature the student reads (Transform's `token_ids` or the
-  teacher's `encoder_token_ids`), and `token_ids`, which the held-out split
-  hashes (models.trainer.split_for_early_stopping), each int64 [length].
+  """Unbatched (x, y) of raw examples with the teacher's probabilities
+  (BulkInferrer's output). x holds `input_key`, the transformed feature
+  the student reads (Transform's `token_ids` or the teacher's
+  `encoder_token_ids`), and `token_ids`, which the held-out split hashes
+  (models.trainer.split_for_early_stopping), each int64 [length].
+
+  y is float32 [1 + K]: y[0] Transform's label id, y[1:] the teacher's K
+  probabilities. With `num_topics` (a teacher with a topic head), y is
+  {'sentiment': that, 'topic': float32 [1 + num_topics]}, the topic id and
+  the teacher's topic probabilities (teacher_heads). A label id is -1 for
+  an example without that label and for every example of the
+  `unlabelled_split` files, whatever labels it carries.
 
   Each batch of records is parsed and put through the teacher's Transform
   graph (`transform_features_layer`), so the student learns from the very
   features its export computes from raw text; the result is cached, so
-  that happens once, however many epochs read it. y[0] is Transform's
-  label id: -1 for an example without a label and for every example of
-  the `unlabelled_split` files, whatever label it carries (a topic, say);
-  y[1:] the teacher's probabilities.
+  that happens once, however many epochs read it.
   """
   # Files of the unlabelled split (True) and of the others (False).
   files = {False: [], True: []}
@@ -188,36 +216,47 @@ def distillation_examples(file_patterns: List[str],
         tf.io.gfile.glob(pattern))
   if not files[False] + files[True]:
     raise ValueError(f'no examples match {file_patterns}')
+  heads = teacher_heads(num_topics, teacher_probabilities_key,
+                        teacher_topic_probabilities_key)
   _check_teacher_probabilities((files[False] + files[True])[0],
-                               teacher_probabilities_key)
+                               {key: k for _, key, k in heads.values()})
   raw_spec = tft_output.raw_feature_spec()
-  label_spec = raw_spec[features.LABEL_KEY]
-  if isinstance(label_spec, tf.io.FixedLenFeature):
-    # A schema requiring a label: absent from unlabelled texts, where ''
-    # stands for it (the label id -1, preprocessing.class_ids).
-    label_spec = tf.io.FixedLenFeature(
-        label_spec.shape, tf.string,
-        default_value=[''] * int(np.prod(label_spec.shape)))
-  spec = {
-      features.TEXT_KEY: raw_spec[features.TEXT_KEY],
-      # Optional in the curated schema: records with a topic only, and
-      # unlabelled texts, have none (label id -1).
-      features.LABEL_KEY: label_spec,
-      teacher_probabilities_key: tf.io.FixedLenFeature(
-          [NUM_CLASSES], tf.float32),
-  }
+  if num_topics and features.TOPIC_KEY not in raw_spec:
+    raise ValueError(
+        f'a student with a topic head learns from Transform\'s '
+        f'{features.TOPIC_ID_KEY}, which this Transform graph lacks: its '
+        'data has no topics')
+  spec = {features.TEXT_KEY: raw_spec[features.TEXT_KEY]}
+  # The labels the Transform graph reads, optional in the curated schema:
+  # records with one label of two, and unlabelled texts, lack some.
+  label_keys = [key for key in (features.LABEL_KEY, features.TOPIC_KEY)
+                if key in raw_spec]
+  for key in label_keys:
+    label_spec = raw_spec[key]
+    if isinstance(label_spec, tf.io.FixedLenFeature):
+      # A schema requiring it: absent from unlabelled texts, where ''
+      # stands for it (the id -1, preprocessing.class_ids).
+      label_spec = tf.io.FixedLenFeature(
+          label_spec.shape, tf.string,
+          default_value=[''] * int(np.prod(label_spec.shape)))
+    spec[key] = label_spec
+  for _, key, classes in heads.values():
+    spec[key] = tf.io.FixedLenFeature([classes], tf.float32)
   transform = tft_output.transform_features_layer()
 
   def parse_and_transform(records, unlabelled):
     raw = tf.io.parse_example(records, spec)
-    teacher = raw.pop(teacher_probabilities_key)
+    teacher = {head: raw.pop(key) for head, (_, key, _) in heads.items()}
     if unlabelled:
-      raw[features.LABEL_KEY] = _without_values(raw[features.LABEL_KEY])
+      for key in label_keys:
+        raw[key] = _without_values(raw[key])
     transformed = transform(raw)
-    y = tf.concat([tf.cast(transformed[features.LABEL_ID_KEY],
-                           tf.float32)[:, None], teacher], axis=1)
-    return {key: transformed[key]
-            for key in {features.TOKEN_IDS_KEY, input_key}}, y
+    y = {head: tf.concat([tf.cast(transformed[id_key], tf.float32)[:, None],
+                          teacher[head]], axis=1)
+         for head, (id_key, _, _) in heads.items()}
+    return ({key: transformed[key]
+             for key in {features.TOKEN_IDS_KEY, input_key}},
+            y if num_topics else y[features.SENTIMENT_HEAD])
 
   parts = [
       tf.data.TFRecordDataset(paths, compression_type='GZIP').batch(256).map(
@@ -241,45 +280,74 @@ def _without_values(label):
   return tf.fill(tf.shape(label), '')
 
 
-def _check_teacher_probabilities(path: str, key: str) -> None:
+def _check_teacher_probabilities(path: str, widths: Dict[str, int]) -> None:
   """Fails clearly, before any tf.data error, on examples BulkInferrer did
-  not score (its first record)."""
+  not score (its first record): each feature of `widths` must hold that
+  many floats."""
   record = next(iter(tf.data.TFRecordDataset(path, compression_type='GZIP')),
                 None)
   if record is None:
     return
   feature = tf.train.Example.FromString(record.numpy()).features.feature
-  if len(feature[key].float_list.value) != NUM_CLASSES:
-    raise ValueError(
-        f'{path}: the examples do not carry the teacher\'s {NUM_CLASSES} '
-        f'probabilities as the float feature {key!r}: a student reads '
-        "BulkInferrer's output_examples")
+  for key, width in widths.items():
+    if len(feature[key].float_list.value) != width:
+      raise ValueError(
+          f'{path}: the examples do not carry the teacher\'s {width} '
+          f'probabilities as the float feature {key!r}: a student reads '
+          "BulkInferrer's output_examples of a teacher with the student's "
+          'heads')
+
+
+def _label_ids(y) -> Dict[str, tf.Tensor]:
+  """The label id column of packed targets, by head (one unnamed head:
+  'sentiment')."""
+  if isinstance(y, dict):
+    return {head: packed[0] for head, packed in y.items()}
+  return {features.SENTIMENT_HEAD: y[0]}
 
 
 def has_label(x, y) -> tf.Tensor:
-  """Whether a packed example has a label (a tf.data filter predicate)."""
+  """Whether a packed example has a label, for any head (a tf.data filter
+  predicate)."""
   del x
-  return y[0] >= 0
+  return tf.reduce_any(tf.stack([ids >= 0
+                                 for ids in _label_ids(y).values()]))
 
 
 def labelled_only(examples: tf.data.Dataset) -> tf.data.Dataset:
-  """(features, label_id int64) of the labelled packed examples: what
+  """(features, label_id int64) of the labelled packed examples, and with
+  several heads (features, {head: label id, -1 where none}): what
   trainer.calibrate and trainer.class_weights read."""
-  return examples.filter(has_label).map(
-      lambda x, y: (x, tf.cast(y[0], tf.int64)))
+  def labels(x, y):
+    if isinstance(y, dict):
+      return x, {head: tf.cast(ids, tf.int64)
+                 for head, ids in _label_ids(y).items()}
+    return x, tf.cast(y[0], tf.int64)
+  return examples.filter(has_label).map(labels)
 
 
 def teacher_agreement(model: keras.Model,
                       examples: tf.data.Dataset) -> Dict[str, Any]:
   """How often the student's argmax is the teacher's, on unbatched packed
-  examples, and how many there were."""
-  agree, count = 0, 0
+  examples, and how many there were: `argmax_agreement` of the sentiment,
+  and with a topic head `topic_argmax_agreement` too."""
+  several = isinstance(model.output, dict)
+  heads = sorted(model.output) if several else [features.SENTIMENT_HEAD]
+  agree, count = dict.fromkeys(heads, 0), 0
   for x, y in examples.batch(1024):
-    student = keras.ops.convert_to_numpy(model(x, training=False))
-    agree += int((student.argmax(axis=1) ==
-                  y.numpy()[:, 1:].argmax(axis=1)).sum())
-    count += len(student)
+    student = model(x, training=False)
+    if not several:
+      student, y = {features.SENTIMENT_HEAD: student}, {
+          features.SENTIMENT_HEAD: y}
+    for head in heads:
+      agree[head] += int((
+          keras.ops.convert_to_numpy(student[head]).argmax(axis=1) ==
+          y[head].numpy()[:, 1:].argmax(axis=1)).sum())
+    count += len(y[features.SENTIMENT_HEAD])
   if not count:
     logging.warning('No examples to measure the agreement with the teacher')
-  return {'examples': count,
-          'argmax_agreement': round(agree / count, 4) if count else None}
+  return {'examples': count, **{
+      ('argmax_agreement' if head == features.SENTIMENT_HEAD
+       else f'{head}_argmax_agreement'): (
+           round(agree[head] / count, 4) if count else None)
+      for head in heads}}

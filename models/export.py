@@ -19,6 +19,11 @@ the signatures:
 * `transform_features`: `examples` [N] -> transformed features, label
   (and topic) ids included; TFMA's preprocessing function to read the
   integer labels.
+* `bulk_inference`: `examples` [N] -> `probabilities` (and
+  `topic_probabilities`) only, as serving_examples gives them: what TFX's
+  BulkInferrer writes into the students' examples through TF Serving's
+  Predict (tfx_bsl 1.16's Predict handler fails on a string output such as
+  `label`, and Classify answers one set of classes).
 
 The SavedModel also carries TF Serving warm-up requests
 (`assets.extra/tf_serving_warmup_requests`), replayed by the server before
@@ -49,6 +54,10 @@ SERVING_SIGNATURE = 'serving_default'
 EXAMPLES_SIGNATURE = 'serving_examples'
 CLASSIFICATION_SIGNATURE = 'classification'
 TRANSFORM_SIGNATURE = 'transform_features'
+BULK_INFERENCE_SIGNATURE = 'bulk_inference'
+# The float outputs of BULK_INFERENCE_SIGNATURE.
+BULK_INFERENCE_OUTPUTS = (features.PROBABILITIES_OUTPUT,
+                          features.TOPIC_PROBABILITIES_OUTPUT)
 WARMUP_REQUESTS_FILE = os.path.join('assets.extra',
                                     'tf_serving_warmup_requests')
 # Replayed as one request of each length, so the first real requests of
@@ -166,6 +175,13 @@ class SentimentServingModule(tf.Module):
 
   @tf.function(
       input_signature=[tf.TensorSpec([None], tf.string, name='examples')])
+  def infer_examples(self, examples):
+    served = self.serve_examples(examples)
+    return {key: served[key] for key in BULK_INFERENCE_OUTPUTS
+            if key in served}
+
+  @tf.function(
+      input_signature=[tf.TensorSpec([None], tf.string, name='examples')])
   def transform_examples(self, examples):
     return self.tft_layer(tf.io.parse_example(examples, self._labelled_spec))
 
@@ -184,6 +200,7 @@ def export_serving_model(model: keras.Model,
       EXAMPLES_SIGNATURE: module.serve_examples,
       CLASSIFICATION_SIGNATURE: module.classify_examples,
       TRANSFORM_SIGNATURE: module.transform_examples,
+      BULK_INFERENCE_SIGNATURE: module.infer_examples,
   })
   _mark_classification_signature(export_dir)
   write_warmup_requests(export_dir)

@@ -390,14 +390,26 @@ def count_examples(examples: tf.data.Dataset) -> int:
   return int(examples.reduce(0, lambda n, _: n + 1))
 
 
+def teacher_examples(file_patterns: List[str],
+                     tft_output: tft.TFTransformOutput,
+                     settings: Dict[str, Any], input_key: str,
+                     num_topics: int) -> tf.data.Dataset:
+  """distillation_examples of `file_patterns` with a student's settings."""
+  return distillation_lib.distillation_examples(
+      file_patterns, tft_output, settings['teacher_probabilities_key'],
+      settings['unlabelled_split'], input_key, num_topics,
+      settings['teacher_topic_probabilities_key'])
+
+
 def student_examples(fn_args: tfx.components.FnArgs,
                      tft_output: tft.TFTransformOutput,
                      training: Dict[str, Any], settings: Dict[str, Any],
-                     input_key: str
+                     input_key: str, num_topics: int = 0
                      ) -> Tuple[tf.data.Dataset, tf.data.Dataset,
                                 Dict[str, int]]:
   """A student's fit and held-out examples, unbatched with packed targets
-  (models.distillation.distillation_examples), and their counts.
+  (models.distillation.distillation_examples; by head with `num_topics`),
+  and their counts.
 
   The held-out share is of the labelled train examples, chosen as for any
   model (split_for_early_stopping); the unlabelled texts are fit data only,
@@ -414,9 +426,8 @@ def student_examples(fn_args: tfx.components.FnArgs,
     if training[name]:
       logging.warning('A student ignores %s (%s): its loss is the '
                       'distillation loss', name, training[name])
-  train = distillation_lib.distillation_examples(
-      fn_args.train_files, tft_output, settings['teacher_probabilities_key'],
-      settings['unlabelled_split'], input_key)
+  train = teacher_examples(fn_args.train_files, tft_output, settings,
+                           input_key, num_topics)
   fit_labelled, held_out = split_for_early_stopping(
       train.filter(distillation_lib.has_label),
       training['validation_fraction'])
@@ -468,10 +479,6 @@ def prepare_training(fn_args: tfx.components.FnArgs,
         tft_output, pretrained_encoder, sequence_length)
   student_rows, teacher_embeddings = None, None
   num_topics = config.get('num_topics', 0)
-  if num_topics and settings:
-    raise ValueError('a student learns sentiment only: distillation of a '
-                     'topic head is not built yet; train the students '
-                     'without topics')
   if num_topics and training['class_weighting'] != 'none':
     # Keras weighs classes of one output only.
     raise ValueError(
@@ -505,7 +512,7 @@ def prepare_training(fn_args: tfx.components.FnArgs,
       teacher_embeddings = pretrained_encoder_lib.token_embeddings(teacher)
       vocabulary_size = len(teacher_embeddings)
     fit_examples, held_out, student_rows = student_examples(
-        fn_args, tft_output, training, settings, input_keys[0])
+        fn_args, tft_output, training, settings, input_keys[0], num_topics)
     weights = None
   else:
     fit_examples, held_out = (
@@ -637,17 +644,28 @@ def compile_model(architecture: str, inputs: TrainingInputs,
         embedding, dict(enumerate(projection)))
     logging.info("Token embedding: the teacher's, projected to %d wide, "
                  'scaled by %.3g', embedding.output_dim, scale)
+  classes = {features.SENTIMENT_HEAD: len(features.LABELS),
+             features.TOPIC_HEAD: inputs.num_topics}
   if settings:
-    loss = distillation_lib.DistillationLoss(
-        settings['temperature'], settings['alpha'],
-        settings['hard_term_mean'])
-    metrics = [distillation_lib.MaskedSparseCategoricalAccuracy(),
-               distillation_lib.MaskedSparseMacroF1Score(len(features.LABELS))]
+    def student_loss():
+      return distillation_lib.DistillationLoss(
+          settings['temperature'], settings['alpha'],
+          settings['hard_term_mean'])
+
+    def student_metrics(n):
+      return [distillation_lib.MaskedSparseCategoricalAccuracy(),
+              distillation_lib.MaskedSparseMacroF1Score(n)]
+    if inputs.num_topics:
+      # Each head learns the teacher's view of every text and the labels
+      # of the texts carrying its own.
+      loss = {head: student_loss() for head in classes}
+      metrics = {head: student_metrics(n) for head, n in classes.items()}
+    else:
+      loss = student_loss()
+      metrics = student_metrics(len(features.LABELS))
   elif inputs.num_topics:
     # Each head learns from, and is measured on, the examples carrying its
     # label (-1 where one has none).
-    classes = {features.SENTIMENT_HEAD: len(features.LABELS),
-               features.TOPIC_HEAD: inputs.num_topics}
     loss = {head: sparse_focal_crossentropy.SparseFocalCrossentropy(
         n, training['label_smoothing'], training['focal_gamma'],
         ignore_class=-1) for head, n in classes.items()}
@@ -767,6 +785,9 @@ def student_summary(model: keras.Model, settings: Dict[str, Any],
       **rows,
       'eval_examples': agreement['examples'],
       'eval_teacher_agreement': agreement['argmax_agreement'],
+      # With a topic head: how often its argmax is the teacher's topic.
+      'eval_topic_teacher_agreement': agreement.get(
+          'topic_argmax_agreement'),
   }
 
 
@@ -864,10 +885,9 @@ def run_fn(fn_args: tfx.components.FnArgs) -> Dict[str, Any]:
     train_seconds = time.monotonic() - started
     settings = inputs.distillation
     if settings:
-      student_eval = model_inputs(distillation_lib.distillation_examples(
-          fn_args.eval_files, inputs.tft_output,
-          settings['teacher_probabilities_key'], settings['unlabelled_split'],
-          inputs.input_keys[0]), inputs.input_keys)
+      student_eval = model_inputs(teacher_examples(
+          fn_args.eval_files, inputs.tft_output, settings,
+          inputs.input_keys[0], inputs.num_topics), inputs.input_keys)
       eval_examples = distillation_lib.labelled_only(student_eval)
     else:
       student_eval = None

@@ -44,9 +44,10 @@ from finsent.components.text_example_gen import TextExampleGen
 from finsent.components import unlabelled_example_gen
 from finsent.data import loaders
 from finsent.models import evaluation
-from finsent.models.export import CLASSIFICATION_SIGNATURE
+from finsent.models.export import BULK_INFERENCE_SIGNATURE
 from finsent.models.export import EXAMPLES_SIGNATURE
 from finsent import configs
+from finsent.configs import features
 
 DATA_GATE = 'DataGate'
 BASELINE_STATISTICS_RESOLVER = 'latest_validated_statistics_resolver'
@@ -377,26 +378,33 @@ def _candidate_channels(trainer: base_node.BaseNode,
 
 def create_bulk_inferrer(examples: tfx.types.BaseChannel,
                          teacher: Dict[str, tfx.types.BaseChannel],
-                         splits: List[str]) -> base_node.BaseNode:
+                         splits: List[str],
+                         num_topics: int = 0) -> base_node.BaseNode:
   """TFX's BulkInferrer: the blessed teacher's probabilities, in LABELS
   order, as the float feature TEACHER_PROBABILITIES_KEY of every example
-  of `splits`.
+  of `splits`; with `num_topics`, its topic probabilities too, in TOPICS
+  order, as TEACHER_TOPIC_PROBABILITIES_KEY.
 
-  Through the export's `classification` signature (serialized examples in,
-  classes and scores out): tfx_bsl 1.16's Predict handler fails on a
-  signature with a string output (serving_examples' `label`), and a
-  raw-text signature would be fed serialized examples as its text.
+  Through the export's float-only `bulk_inference` signature (serialized
+  examples in; models.export says why not another).
   """
+  columns = [bulk_inferrer_pb2.PredictOutputCol(
+      output_key=features.PROBABILITIES_OUTPUT,
+      output_column=configs.TEACHER_PROBABILITIES_KEY)]
+  if num_topics:
+    columns.append(bulk_inferrer_pb2.PredictOutputCol(
+        output_key=features.TOPIC_PROBABILITIES_OUTPUT,
+        output_column=configs.TEACHER_TOPIC_PROBABILITIES_KEY))
   return tfx.components.BulkInferrer(
       examples=examples, model=teacher['model'],
       model_blessing=teacher['blessing'],
       data_spec=tfx.proto.DataSpec(example_splits=splits),
       model_spec=bulk_inferrer_pb2.ModelSpec(
-          model_signature_name=[CLASSIFICATION_SIGNATURE]),
+          model_signature_name=[BULK_INFERENCE_SIGNATURE]),
       output_example_spec=bulk_inferrer_pb2.OutputExampleSpec(
           output_columns_spec=[bulk_inferrer_pb2.OutputColumnsSpec(
-              classify_output=bulk_inferrer_pb2.ClassifyOutput(
-                  score_column=configs.TEACHER_PROBABILITIES_KEY))]),
+              predict_output=bulk_inferrer_pb2.PredictOutput(
+                  output_columns=columns))]),
   ).with_id(BULK_INFERRER)
 
 
@@ -440,7 +448,8 @@ def create_distillation(
   # blessing instead (a triggerPolicy condition on Kubeflow).
   with tfx.dsl.Cond(teacher['blessing'].future()[0]
                     .custom_property('blessed') == 1):
-    bulk_inferrer = create_bulk_inferrer(examples, teacher, splits)
+    bulk_inferrer = create_bulk_inferrer(examples, teacher, splits,
+                                         config.num_topics)
     nodes.append(bulk_inferrer)
     for student in names:
       trainer = tfx.components.Trainer(

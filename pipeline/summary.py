@@ -468,7 +468,11 @@ def format_summary(summary: RunSummary) -> str:
          if m.distillation.get('tokens') == 'teacher_pieces' else '')
       + '; its top class '
       f'is the teacher\'s on {m.distillation["eval_teacher_agreement"]:.1%} '
-      'of the eval split'
+      + (f'(its topic on '
+         f'{m.distillation["eval_topic_teacher_agreement"]:.1%}) '
+         if m.distillation.get('eval_topic_teacher_agreement') is not None
+         else '')
+      + 'of the eval split'
       for m in summary.models if m.distillation)
   lines.extend(
       f'  {m.candidate}: token embedding from the word vectors '

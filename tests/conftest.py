@@ -141,6 +141,29 @@ TOPIC_HEADLINES = [
 ]
 
 
+# Headlines with a sentiment label and a topic, as a canonical CSV with
+# both gives them; the `exported_joint_model` fixture learns both heads
+# from them (four topics, each with a negative, a neutral and a positive
+# headline).
+TOPIC_SENTIMENT_HEADLINES = [
+    ('Fed signals more rate hikes, stocks slide', 'negative',
+     'Fed | Central Banks'),
+    ('Fed holds rates steady as expected', 'neutral', 'Fed | Central Banks'),
+    ('Fed signals rate cuts, stocks rally', 'positive',
+     'Fed | Central Banks'),
+    ('Oil prices crash on supply glut', 'negative', 'Energy | Oil'),
+    ('Oil output steady ahead of producer meeting', 'neutral',
+     'Energy | Oil'),
+    ('Oil producers post record profits', 'positive', 'Energy | Oil'),
+    ('Acme misses estimates and cuts guidance', 'negative', 'Earnings'),
+    ('Acme to report results on Tuesday', 'neutral', 'Earnings'),
+    ('Acme beats estimates and raises guidance', 'positive', 'Earnings'),
+    ('Factory orders slump as growth slows', 'negative', 'Macro'),
+    ('Retail sales data due on Friday', 'neutral', 'Macro'),
+    ('Jobs report beats forecasts, economy strong', 'positive', 'Macro'),
+]
+
+
 def _export_trained_model(root, rows, raw_spec, num_topics=0):
   """A Transform graph written by tft_beam from `rows` (raw features, one
   value or none each), an RNN trained on it (with a topic head of
@@ -219,6 +242,20 @@ def exported_topic_model(tmp_path_factory):
            for t, topic in TOPIC_HEADLINES]) * 5
   return _export_trained_model(
       str(tmp_path_factory.mktemp('exported_topic_model')), rows, raw_spec,
+      num_topics=len(features.TOPICS))
+
+
+@pytest.fixture(scope='session')
+def exported_joint_model(tmp_path_factory):
+  """As `exported_topic_model`, trained on TOPIC_SENTIMENT_HEADLINES, each
+  with both labels."""
+  raw_spec = {'text': tf.io.FixedLenFeature([1], tf.string),
+              'label': tf.io.VarLenFeature(tf.string),
+              'topic': tf.io.VarLenFeature(tf.string)}
+  rows = [{'text': [t], 'label': [l], 'topic': [topic]}
+          for t, l, topic in TOPIC_SENTIMENT_HEADLINES] * 5
+  return _export_trained_model(
+      str(tmp_path_factory.mktemp('exported_joint_model')), rows, raw_spec,
       num_topics=len(features.TOPICS))
 
 

@@ -9,7 +9,8 @@ signature on the same texts as tf.Examples, and prints one JSON line:
  "signatures": [...], "outputs": [...], "modules": [...]} where outputs
 names serving_default's outputs and modules lists any project or training
 package that got imported (there should be none); with a topic head also
-"topics" and "topic_probabilities".
+"topics" and "topic_probabilities"; and "bulk_inference", that signature's
+outputs on the examples, where the export has it.
 """
 
 import json
@@ -39,6 +40,11 @@ def main(saved_model_dir, texts):
       'outputs': sorted(outputs),
       'modules': unexpected,
   }
+  if 'bulk_inference' in loaded.signatures:
+    answer['bulk_inference'] = {
+        key: value.numpy().tolist() for key, value in
+        loaded.signatures['bulk_inference'](
+            examples=tf.constant(examples)).items()}
   if 'topic' in outputs:
     answer['topics'] = [b.decode() for b in outputs['topic'].numpy()]
     answer['topic_probabilities'] = (

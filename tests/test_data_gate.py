@@ -355,16 +355,6 @@ def test_topic_data_that_is_also_the_data_is_refused(tmp_path, capsys):
           in capsys.readouterr().err)
 
 
-def test_topic_data_with_students_is_refused_and_says_what_to_do(tmp_path,
-                                                                 capsys):
-  with pytest.raises(SystemExit) as exit_info:
-    cli.main(['run', '--topic_data', str(tmp_path), '--output_dir',
-              str(tmp_path / 'out')])
-  assert exit_info.value.code == 2
-  assert ('the students of the fine-tuned encoder do not learn topics yet; '
-          'pass --skip_distillation') in capsys.readouterr().err
-
-
 def _blessed_model_store(config, evaluators, export_dir):
   """An ML Metadata store at `config.metadata_path` where each of
   `evaluators` blessed a model whose export is `export_dir`, as TFX's

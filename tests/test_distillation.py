@@ -424,9 +424,61 @@ def inferred(tmp_path_factory):
                   {split: len(rows) for split, rows in splits.items()})
 
 
+def _teacher_topics(topic, rng):
+  """The teacher's topic probabilities: the record's topic most likely
+  where it has one."""
+  logits = rng.normal(size=len(features.TOPICS))
+  if topic:
+    logits[features.TOPICS.index(topic)] += 3.0
+  return _softmax(logits[None])[0]
+
+
+@pytest.fixture(scope='module')
+def inferred_topics(tmp_path_factory):
+  """As `inferred`, for a teacher with a topic head: sentiment records and
+  topic records (the topic set's), each with the teacher's sentiment and
+  topic probabilities."""
+  root = str(tmp_path_factory.mktemp('inferred_topics'))
+  sentiment = list(loaders.read_records(configs.SAMPLE_DATA))
+  topics = list(loaders.read_records(TOPIC_FILE))[::40]
+  train = sentiment[:160] + topics[:200]
+  evals = sentiment[240:300] + topics[200:260]
+  unlabelled = sentiment[300:340]
+  transformed = transform_records(
+      root, {'train': train, 'eval': evals}, dataclasses.replace(
+          configs.PipelineConfig().preprocessing, max_tokens=16,
+          encoder_sequence_length=PIECES))
+  rng = np.random.default_rng(2)
+
+  def row(record, keep_labels=True):
+    labels = {key: value for key, value in (
+        (features.LABEL_KEY, record.label),
+        (features.TOPIC_KEY, record.topic)) if value and keep_labels}
+    return _example({
+        'text': record.text, **labels,
+        features.TEACHER_PROBABILITIES_KEY: (
+            _teacher(record.label, rng) if record.label else
+            rng.dirichlet([1] * K)),
+        features.TEACHER_TOPIC_PROBABILITIES_KEY: _teacher_topics(
+            record.topic, rng)})
+
+  splits = {'train': [row(r) for r in train],
+            'eval': [row(r) for r in evals],
+            # Labels there are ignored: the first keeps its own.
+            features.UNLABELLED_SPLIT: [row(r, keep_labels=i == 0)
+                                        for i, r in enumerate(unlabelled)]}
+  output = os.path.join(root, 'output_examples')
+  _labelled_artifact(output, splits)
+  counts = {split: len(rows) for split, rows in splits.items()}
+  counts['train_sentiment'], counts['train_topic'] = 160, 200
+  counts['eval_sentiment'], counts['eval_topic'] = 60, 60
+  return Inferred(transformed.transform_graph, output, counts)
+
+
 def _student_fn_args(inferred, tmp_path, candidate='rnn_student',
                      unlabelled=True, **overrides):
   custom_config = configs.PipelineConfig().trainer_custom_config(candidate)
+  custom_config['num_topics'] = overrides.pop('num_topics', 0)
   custom_config['training'].update(overrides.pop('training', {}))
   custom_config['distillation'].update(overrides)
   splits = ['train'] + ([features.UNLABELLED_SPLIT] if unlabelled else [])
@@ -509,6 +561,87 @@ def test_student_run_fn_trains_exports_and_summarises(inferred, tmp_path):
   assert probabilities.shape == (len(texts), K)
   np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
   assert served['labels'] == served['examples_labels']
+  # What BulkInferrer reads of a teacher: the probabilities alone.
+  assert list(served['bulk_inference']) == [features.PROBABILITIES_OUTPUT]
+  np.testing.assert_allclose(
+      served['bulk_inference'][features.PROBABILITIES_OUTPUT], probabilities,
+      rtol=1e-5)
+
+
+def test_distillation_examples_pack_each_heads_label_and_teacher(
+    inferred_topics):
+  import tensorflow_transform as tft  # pylint: disable=g-import-not-at-top
+  tft_output = tft.TFTransformOutput(inferred_topics.transform_graph)
+  files = [os.path.join(inferred_topics.output_examples, f'Split-{s}', '*')
+           for s in ('train', features.UNLABELLED_SPLIT)]
+  examples = list(distillation.distillation_examples(
+      files, tft_output, num_topics=len(features.TOPICS)).as_numpy_iterator())
+  counts = inferred_topics.counts
+  assert len(examples) == counts['train'] + counts[features.UNLABELLED_SPLIT]
+  _, y = examples[0]
+  assert sorted(y) == [features.SENTIMENT_HEAD, features.TOPIC_HEAD]
+  assert y[features.SENTIMENT_HEAD].shape == (1 + K,)
+  assert y[features.TOPIC_HEAD].shape == (1 + len(features.TOPICS),)
+  ids = {head: np.array([y[head][0] for _, y in examples])
+         for head in y}
+  train = counts['train']
+  sentiment_rows = counts['train_sentiment']
+  # Sentiment records: a label, no topic; topic records the other way.
+  assert set(ids[features.SENTIMENT_HEAD][:sentiment_rows]) <= set(range(K))
+  assert set(ids[features.TOPIC_HEAD][:sentiment_rows]) == {-1}
+  assert set(ids[features.SENTIMENT_HEAD][sentiment_rows:train]) == {-1}
+  assert set(ids[features.TOPIC_HEAD][sentiment_rows:train]) <= set(
+      range(len(features.TOPICS)))
+  # Neither in the unlabelled split, the record carrying both included.
+  for head_ids in ids.values():
+    assert set(head_ids[train:]) == {-1}
+  # Every record has the teacher's view of both.
+  for head in ids:
+    np.testing.assert_allclose([y[head][1:].sum() for _, y in examples], 1.0,
+                               rtol=1e-5)
+  # The records with some label are the labelled ones.
+  assert sum(bool(distillation.has_label(None, y)) for _, y in examples) == (
+      train)
+  # A teacher without a topic head wrote no topic probabilities.
+  with pytest.raises(ValueError, match="do not carry the teacher's 20 "
+                     "probabilities as the float feature 'teacher_topics'"):
+    distillation.distillation_examples(
+        files, tft_output, num_topics=len(features.TOPICS),
+        teacher_topic_probabilities_key='teacher_topics')
+
+
+def test_a_student_learns_both_heads_from_the_teacher(inferred_topics,
+                                                      tmp_path):
+  summary = trainer.run_fn(_student_fn_args(
+      inferred_topics, tmp_path, num_topics=len(features.TOPICS)))
+  assert summary['num_topics'] == len(features.TOPICS)
+  student = summary['distillation']
+  counts = inferred_topics.counts
+  assert student['fit_labelled'] + student['held_out'] == counts['train']
+  assert student['fit_unlabelled'] == counts[features.UNLABELLED_SPLIT]
+  assert student['eval_examples'] == counts['eval']
+  for key in ('eval_teacher_agreement', 'eval_topic_teacher_agreement'):
+    assert 0.0 <= student[key] <= 1.0, key
+  # Each head calibrated over the eval records labelled for it.
+  calibration = summary['calibration']
+  assert calibration['eval']['examples'] == counts['eval_sentiment']
+  assert calibration[features.TOPIC_HEAD]['eval']['examples'] == (
+      counts['eval_topic'])
+  assert tf.config.optimizer.get_experimental_options().get(
+      'arithmetic_optimization', True)
+  texts = [text for text, _ in HEADLINES]
+  served = predict_in_fresh_process(str(tmp_path / 'serving'), texts)
+  assert served['modules'] == []
+  assert all(topic in features.TOPICS for topic in served['topics'])
+  assert np.array(served['topic_probabilities']).shape == (
+      len(texts), len(features.TOPICS))
+  # What BulkInferrer reads of a teacher: the same probabilities, floats
+  # only.
+  assert sorted(served['bulk_inference']) == [
+      features.PROBABILITIES_OUTPUT, features.TOPIC_PROBABILITIES_OUTPUT]
+  np.testing.assert_allclose(
+      served['bulk_inference'][features.TOPIC_PROBABILITIES_OUTPUT],
+      served['topic_probabilities'], rtol=1e-5)
 
 
 def test_a_student_reads_the_teachers_pieces_from_its_embeddings(

@@ -277,13 +277,9 @@ _COMPILE, _TFJOB = 'compile-kubeflow', 'render-tfjob'
     (_COMPILE, ['--image', IMAGE, '--unlabelled', 'gs://acme-ml/headlines'],
      '--unlabelled gs://acme-ml/headlines: unlabelled texts in object storage '
      'must be one file'),
-    (_COMPILE, ['--image', IMAGE, '--skip_distillation', '--topic_data',
-                '/data/topics'],
+    (_COMPILE, ['--image', IMAGE, '--topic_data', '/data/topics'],
      "--topic_data /data/topics: a path of this machine, which the "
      "cluster's pods cannot read"),
-    (_COMPILE, ['--image', IMAGE, '--topic_data', 'gs://acme-ml/topic.csv'],
-     '--topic_data gs://acme-ml/topic.csv: the students of the fine-tuned '
-     'encoder do not learn topics yet'),
     (_COMPILE, ['--strategy', 'multi_worker_mirrored'],
      '--strategy multi_worker_mirrored: each Trainer of the compiled '
      'pipeline is one pod'),

@@ -133,7 +133,8 @@ def test_export_serves_raw_text_in_a_fresh_process(exported_model):
   assert answer['modules'] == []
   assert answer['signatures'] == sorted([
       export.SERVING_SIGNATURE, export.EXAMPLES_SIGNATURE,
-      export.CLASSIFICATION_SIGNATURE, export.TRANSFORM_SIGNATURE])
+      export.CLASSIFICATION_SIGNATURE, export.TRANSFORM_SIGNATURE,
+      export.BULK_INFERENCE_SIGNATURE])
   assert len(answer['probabilities']) == len(texts)
   for row in answer['probabilities']:
     assert len(row) == 3 and sum(row) == pytest.approx(1.0, abs=1e-5)

@@ -30,9 +30,12 @@ from finsent.monitoring.outputs import ALERTS_FILE
 from finsent.monitoring.outputs import CHANGELOGS
 from finsent.monitoring.outputs import DEAD_LETTERS_FILE
 from finsent.monitoring.outputs import FILES_READ_FILE
+from finsent.monitoring.outputs import is_topic_key
+from finsent.monitoring.outputs import MARKET
 from finsent.monitoring.outputs import read_changelog
 from finsent.monitoring.outputs import SCORED_FILE
 from finsent.monitoring.outputs import SUMMARY_FILE
+from finsent.monitoring.outputs import topic_key
 from finsent.monitoring.outputs import WINDOW_SCHEMA
 from finsent.monitoring.outputs import WINDOWS_FILE
 from finsent.monitoring.outputs import WINDOWS_PARQUET_FILE
@@ -42,6 +45,7 @@ from finsent import configs
 from finsent.serving.server.process import free_port
 from finsent.serving.server.process import ModelServerProcess
 from tests.conftest import HEADLINES
+from tests.conftest import TOPIC_SENTIMENT_HEADLINES
 
 # 1,200 headlines over 6 hours, half with ACME's or BOLT's cashtag, a third
 # of them negative; then 60 negative ones for ACME in 10 minutes at 4:30: a
@@ -223,28 +227,34 @@ def _time(text):
   return datetime.datetime.fromisoformat(text.replace('Z', '+00:00'))
 
 
-@pytest.fixture(scope='module')
-def issue_replays(exported_model, tmp_path_factory):
-  """{'shock' | 'no_shock': (the stream's rows, output dir, alerts)}."""
-  export_dir, _, _ = exported_model
-  root = tmp_path_factory.mktemp('issue_replay')
+def _replays(root, export_dir, header, rows, shock_flags, *replay_flags):
+  """`finsent replay` of `rows` (a CSV with `header`) with `shock_flags`
+  and with `--no_shock`, each through `finsent monitor`: {'shock' |
+  'no_shock': (the stream's rows, output dir, alerts)}."""
   data = root / 'headlines.csv'
   with open(data, 'w', newline='', encoding='utf-8') as f:
     writer = csv.writer(f)
-    writer.writerow(['text', 'label'])
-    writer.writerows(HEADLINES * 200)
+    writer.writerow(header)
+    writer.writerows(rows)
   runs = {}
-  for name, shock_flags in (('shock', ['--shock', 'ZZZQ']),
-                            ('no_shock', ['--no_shock'])):
+  for name, flags in (('shock', shock_flags), ('no_shock', ['--no_shock'])):
     stream, output_dir = root / f'{name}.jsonl', root / name
     assert replay_command.main([
-        '--data', str(data), '--output', str(stream), '--tickers',
-        ISSUE_TICKERS, *shock_flags]) == 0
+        '--data', str(data), '--output', str(stream), *replay_flags,
+        *flags]) == 0
     assert monitor.main(['--input', str(stream), '--output', str(output_dir),
                          '--saved_model', export_dir]) == 0
     runs[name] = (_records(stream), output_dir,
                   _records(output_dir / ALERTS_FILE))
   return runs
+
+
+@pytest.fixture(scope='module')
+def issue_replays(exported_model, tmp_path_factory):
+  """{'shock' | 'no_shock': (the stream's rows, output dir, alerts)}."""
+  return _replays(tmp_path_factory.mktemp('issue_replay'), exported_model[0],
+                  ['text', 'label'], HEADLINES * 200, ['--shock', 'ZZZQ'],
+                  '--tickers', ISSUE_TICKERS)
 
 
 def test_a_burst_of_negatives_for_one_ticker_alerts_on_its_count(
@@ -295,6 +305,63 @@ def test_the_same_stream_without_the_shock_raises_no_alert(issue_replays):
   shocked_rows, _, _ = issue_replays['shock']
   rows, _, alerts = issue_replays['no_shock']
   # The same flat stream: the replay draws the shock after it.
+  assert sorted((r['published_at'], r['text']) for r in rows) == sorted(
+      (r['published_at'], r['text']) for r in shocked_rows
+      if not r['injected'])
+  assert alerts == []
+
+
+# --- Issue 24's replay: a negative burst in one topic ---
+
+# `finsent replay --shock_topic 'Fed | Central Banks'` (or `--no_shock`)
+# with ReplayConfig's defaults over TOPIC_SENTIMENT_HEADLINES, each with a
+# sentiment label and a topic (100 an hour, 8 of them negative Fed news);
+# the shock adds 30 negative Fed headlines in 15 minutes, no cashtag. Then
+# `finsent monitor` with its default windows, scoring with a model that
+# knows both labels of those headlines.
+SHOCKED_TOPIC = 'Fed | Central Banks'
+
+
+@pytest.fixture(scope='module')
+def topic_replays(exported_joint_model, tmp_path_factory):
+  """{'shock' | 'no_shock': (the stream's rows, output dir, alerts)}."""
+  return _replays(tmp_path_factory.mktemp('topic_replay'),
+                  exported_joint_model[0], ['text', 'label', 'topic'],
+                  TOPIC_SENTIMENT_HEADLINES * 100,
+                  ['--shock_topic', SHOCKED_TOPIC])
+
+
+def test_a_negative_burst_in_one_topic_alerts_for_that_topic(topic_replays):
+  rows, output_dir, alerts = topic_replays['shock']
+  injected = [r for r in rows if r['injected']]
+  assert len(injected) == configs.ReplayConfig().shock_size
+  assert {(r['label'], r['topic']) for r in injected} == {
+      ('negative', SHOCKED_TOPIC)}
+  topic_alerts = [a for a in alerts if is_topic_key(a['key'])]
+  assert topic_alerts and {a['key'] for a in topic_alerts} == {
+      topic_key(SHOCKED_TOPIC)}
+  shock_times = sorted(r['published_at'] for r in injected)
+  for alert in topic_alerts:
+    assert alert['window_start'] <= shock_times[-1]
+    assert alert['window_end'] > shock_times[0]
+    # It quotes the topic's negative headline (the injected copies, and the
+    # stream's own, some with a ticker's cashtag), as the model read it.
+    negative, = {r['text'] for r in injected}
+    assert {(h['text'].endswith(negative), h['predicted'])
+            for h in alert['top_headlines']} == {(True, 'negative')}
+  # No ticker is named by the burst: no ticker alerts.
+  assert not [a for a in alerts
+              if not is_topic_key(a['key']) and a['key'] != MARKET]
+  # Every topic of the stream has its windows, as the model reads them.
+  windows = _records(output_dir / WINDOWS_FILE)
+  assert {w['key'] for w in windows if is_topic_key(w['key'])} == {
+      topic_key(topic) for _, _, topic in TOPIC_SENTIMENT_HEADLINES}
+
+
+def test_the_same_topic_stream_without_the_burst_raises_no_alert(
+    topic_replays):
+  shocked_rows, _, _ = topic_replays['shock']
+  rows, _, alerts = topic_replays['no_shock']
   assert sorted((r['published_at'], r['text']) for r in rows) == sorted(
       (r['published_at'], r['text']) for r in shocked_rows
       if not r['injected'])

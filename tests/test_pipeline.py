@@ -211,12 +211,14 @@ def test_the_default_run_distils_the_encoder_into_two_students(tmp_path):
       ('TextExampleGen', 'examples')]
   assert json.loads(_parameter(inferrer, 'data_spec')) == {
       'example_splits': ['train', 'eval']}
-  # classification: tfx_bsl's Predict handler fails on a string output.
+  # A float-only signature: tfx_bsl's Predict handler fails on a string
+  # output.
   assert json.loads(_parameter(inferrer, 'model_spec')) == {
-      'model_signature_name': ['classification']}
+      'model_signature_name': ['bulk_inference']}
   assert json.loads(_parameter(inferrer, 'output_example_spec')) == {
-      'output_columns_spec': [{'classify_output': {
-          'score_column': configs.TEACHER_PROBABILITIES_KEY}}]}
+      'output_columns_spec': [{'predict_output': {'output_columns': [{
+          'output_key': 'probabilities',
+          'output_column': configs.TEACHER_PROBABILITIES_KEY}]}}]}
   for student in STUDENTS:
     trainer = nodes[f'Trainer.{student}']
     assert _input_producers(trainer, 'examples') == [
@@ -343,6 +345,35 @@ def test_topic_data_joins_the_labelled_data_and_every_gate_reads_both_heads(
     assert json_format.Parse(
         _parameter(nodes[f'Evaluator.{name}'], 'eval_config'),
         tfma.EvalConfig()) == expected, name
+
+
+def test_with_topic_data_the_students_learn_the_teachers_topics(tmp_path):
+  topics = tmp_path / 'topics'
+  topics.mkdir()
+  (topics / 'topic.csv').write_text('text,label\n"Fed holds rates",1\n')
+  nodes = _compiled(tmp_path, topic_data=str(topics / 'topic.csv'))
+  inferrer = nodes[pipeline_lib.BULK_INFERRER]
+  assert _input_producers(inferrer, 'examples') == [
+      (pipeline_lib.TOPIC_MERGE, 'merged_examples')]
+  assert json.loads(_parameter(inferrer, 'output_example_spec')) == {
+      'output_columns_spec': [{'predict_output': {'output_columns': [
+          {'output_key': 'probabilities',
+           'output_column': configs.TEACHER_PROBABILITIES_KEY},
+          {'output_key': 'topic_probabilities',
+           'output_column': configs.TEACHER_TOPIC_PROBABILITIES_KEY}]}}]}
+  for candidate in CANDIDATES:
+    custom_config = json.loads(_parameter(nodes[f'Trainer.{candidate}'],
+                                          'custom_config'))
+    assert custom_config['num_topics'] == len(configs.TOPICS), candidate
+  for student in STUDENTS:
+    custom_config = json.loads(_parameter(nodes[f'Trainer.{student}'],
+                                          'custom_config'))
+    assert custom_config['distillation'][
+        'teacher_topic_probabilities_key'] == (
+            configs.TEACHER_TOPIC_PROBABILITIES_KEY)
+    # Gated on both outputs, on the joined labelled examples.
+    assert _input_producers(nodes[f'Evaluator.{student}'], 'examples') == [
+        (pipeline_lib.TOPIC_MERGE, 'merged_examples')]
 
 
 def test_without_topic_data_every_record_needs_a_label(tmp_path):

@@ -14,12 +14,18 @@ cache on, so the second reuses the first's trainings):
    model answers with a topic in a fresh process.
 
 Beam in memory and models from scratch, as tests/test_pipeline_e2e.py.
+Then a run with the default models (`students`): the packaged encoder,
+fine-tuned one epoch with both heads, teaches the two students both,
+through TFX's BulkInferrer, on the sample and a twentieth of the topic
+set; every minimum 0, as only the wiring is tested there.
 """
 
 import csv
+import glob
 import os
 
 import pytest
+import tensorflow as tf
 import tensorflow_model_analysis as tfma
 
 from finsent import configs
@@ -40,9 +46,9 @@ SENTIMENT_EVAL_EXAMPLES = 225  # the sample's hash-split eval records
 TOPIC_EVAL_EXAMPLES = 589
 
 
-def _write_topic_subset(folder):
+def _write_topic_subset(folder, rows=TOPIC_ROWS):
   folder.mkdir()
-  for name, step in TOPIC_ROWS.items():
+  for name, step in rows.items():
     with open(os.path.join(TWITTER_FN_TOPIC_DIR, name),
               encoding='utf-8', newline='') as f:
       rows = list(csv.reader(f))
@@ -132,3 +138,66 @@ def test_with_the_topic_minimums_met_the_model_is_pushed_and_serves_topics(
       'Acme beats earnings estimates and raises its dividend'])
   assert all(topic in features.TOPICS for topic in answer['topics'])
   assert [len(p) for p in answer['topic_probabilities']] == [20, 20]
+
+
+# --- The encoder teaches the students both heads ---
+
+STUDENTS = ('rnn_student', 'transformer_student')
+STUDENT_TOPIC_ROWS = {'topic_train.csv': 20, 'topic_valid.csv': 20}
+
+
+@pytest.fixture(scope='module')
+def students(tmp_path_factory):
+  root = tmp_path_factory.mktemp('topic_students')
+  _write_topic_subset(root / 'topics', STUDENT_TOPIC_ROWS)
+  minimums = root / 'minimums.yaml'
+  minimums.write_text('thresholds:\n' + ''.join(
+      f'  {name}: 0.0\n' for name in (
+          'min_accuracy', 'min_macro_f1', 'min_topic_accuracy',
+          'min_topic_macro_f1')))
+  return e2e.run_pipeline(
+      root / 'out', '--direct_running_mode=in_memory', '--topic_data',
+      str(root / 'topics'), '--fine_tuning_epochs', '1', '--max_epochs', '3',
+      '--config', str(minimums))
+
+
+def test_bulk_inferrer_writes_the_teachers_sentiment_and_topics(students):
+  config, _, _ = students
+  for split in ('train', 'eval'):
+    files = glob.glob(os.path.join(
+        config.pipeline_root, pipeline_lib.BULK_INFERRER, 'output_examples',
+        '*', f'Split-{split}', '*.gz'))
+    records = [tf.train.Example.FromString(r.numpy()) for r in
+               tf.data.TFRecordDataset(files, compression_type='GZIP')]
+    assert records, split
+    for example in records:
+      feature = example.features.feature
+      for key, classes in (
+          (configs.TEACHER_PROBABILITIES_KEY, features.LABELS),
+          (configs.TEACHER_TOPIC_PROBABILITIES_KEY, features.TOPICS)):
+        values = feature[key].float_list.value
+        assert len(values) == len(classes), key
+        assert sum(values) == pytest.approx(1.0, abs=1e-4), key
+    # Both kinds of record: the sample's and the topic set's.
+    assert {('label' in e.features.feature, 'topic' in e.features.feature)
+            for e in records} == {(True, False), (False, True)}, split
+
+
+def test_the_students_learn_both_heads_and_are_measured_on_both(students):
+  _, summary, terminal = students
+  e2e.check_quiet_terminal(terminal, ('transformer', *STUDENTS))
+  models = {m['candidate']: m for m in summary['models']}
+  assert set(models) == {'transformer', *STUDENTS}
+  teacher = models['transformer']['metrics']
+  for student in STUDENTS:
+    model = models[student]
+    assert 0.0 <= model['distillation']['eval_topic_teacher_agreement'] <= 1
+    metrics = model['metrics']
+    for name in ('example_count', 'topic_example_count'):
+      assert metrics[name] == teacher[name], (student, name)
+    assert 0 < metrics['topic_accuracy'] <= 1, student
+    answer = predict_in_fresh_process(model['pushed_to'], [
+        'Fed signals two more rate hikes this year'])
+    assert answer['modules'] == []
+    assert answer['topics'][0] in features.TOPICS
+    assert len(answer['topic_probabilities'][0]) == len(features.TOPICS)
