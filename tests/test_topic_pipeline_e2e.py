@@ -23,6 +23,7 @@ set; every minimum 0, as only the wiring is tested there.
 import csv
 import glob
 import os
+import re
 
 import pytest
 import tensorflow as tf
@@ -192,6 +193,9 @@ def test_the_students_learn_both_heads_and_are_measured_on_both(students):
   for student in STUDENTS:
     model = models[student]
     assert 0.0 <= model['distillation']['eval_topic_teacher_agreement'] <= 1
+    assert re.search(rf"^  {student}: learned from transformer .*its top class "
+                     r"is the teacher's on \d+\.\d% \(its topic on \d+\.\d%\) "
+                     'of the eval split$', terminal, re.M), student
     metrics = model['metrics']
     for name in ('example_count', 'topic_example_count'):
       assert metrics[name] == teacher[name], (student, name)
