@@ -569,7 +569,7 @@ def test_student_run_fn_trains_exports_and_summarises(inferred, tmp_path):
 
 
 def test_distillation_examples_pack_each_heads_label_and_teacher(
-    inferred_topics):
+    inferred_topics, inferred):
   import tensorflow_transform as tft  # pylint: disable=g-import-not-at-top
   tft_output = tft.TFTransformOutput(inferred_topics.transform_graph)
   files = [os.path.join(inferred_topics.output_examples, f'Split-{s}', '*')
@@ -608,6 +608,13 @@ def test_distillation_examples_pack_each_heads_label_and_teacher(
     distillation.distillation_examples(
         files, tft_output, num_topics=len(features.TOPICS),
         teacher_topic_probabilities_key='teacher_topics')
+  # Nor can the Transform graph of data without topics give topic ids.
+  with pytest.raises(ValueError, match='a student with a topic head learns '
+                     "from Transform's topic_id, which this Transform graph "
+                     'lacks: its data has no topics'):
+    distillation.distillation_examples(
+        files, tft.TFTransformOutput(inferred.transform_graph),
+        num_topics=len(features.TOPICS))
 
 
 def test_a_student_learns_both_heads_from_the_teacher(inferred_topics,
