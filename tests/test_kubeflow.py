@@ -471,7 +471,7 @@ def test_tfjob_runs_train_worker_on_every_pod(tmp_path):
 
 
 def test_topic_data_in_a_bucket_joins_the_data_before_the_gate(tmp_path):
-  spec = _compile(tmp_path, '--skip_distillation', '--topic_data',
+  spec = _compile(tmp_path, '--topic_data',
                   'gs://acme-ml/data/topic_train.csv')
   tasks = _tasks(spec)
   assert _parameter(spec, pipeline_lib.TOPIC_EXAMPLE_GEN,
@@ -483,6 +483,11 @@ def test_topic_data_in_a_bucket_joins_the_data_before_the_gate(tmp_path):
       'TextExampleGen', pipeline_lib.TOPIC_EXAMPLE_GEN}
   assert pipeline_lib.TOPIC_MERGE in tasks['StatisticsGen']['dependentTasks']
   assert pipeline_lib.TOPIC_MERGE in tasks['Transform']['dependentTasks']
+  # The teacher's students learn both heads from its BulkInferrer.
+  assert pipeline_lib.TOPIC_MERGE in tasks[pipeline_lib.BULK_INFERRER][
+      'dependentTasks']
+  assert 'teacher_topic_probabilities' in _parameter(
+      spec, pipeline_lib.BULK_INFERRER, 'output_example_spec')
 
 
 def test_unlabelled_texts_in_a_bucket_reach_bulk_inferrer(tmp_path):
