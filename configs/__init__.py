@@ -33,6 +33,7 @@ from finsent.configs.paths import SAMPLE_DATA
 from finsent.configs.paths import SCHEMA_FILE
 from finsent.configs.pipeline import DataflowConfig
 from finsent.configs.pipeline import DIRECT_RUNNER_ARGS
+from finsent.configs.pipeline import EXPORT_SIGNATURES_VERSION
 from finsent.configs.pipeline import PIPELINE_NAME
 from finsent.configs.pipeline import PipelineConfig
 from finsent.configs.pipeline import PREPROCESSING_FN

@@ -37,6 +37,11 @@ PIPELINE_NAME = 'finsent'
 # inside the image on Kubeflow), so Beam workers and Trainers import it.
 PREPROCESSING_FN = 'finsent.models.preprocessing.preprocessing_fn'
 RUN_FN = 'finsent.models.trainer.run_fn'
+# The version of the exported SavedModel's signatures (models/export.py),
+# in every Trainer's custom_config: TFX's cache keys a Trainer on its exec
+# properties, so `--enable_cache` never hands BulkInferrer or the gates a
+# model exported with other signatures. 2: `bulk_inference` added.
+EXPORT_SIGNATURES_VERSION = 2
 TUNER_FN = 'finsent.models.tuner.tuner_fn'
 
 # Beam (data.beam_options assembles the options per runner). Locally:
@@ -216,6 +221,7 @@ class PipelineConfig:
         'training': training,
         'tuning': dataclasses.asdict(self.tuning),
         'oov_buckets': self.preprocessing.oov_buckets,
+        'export_signatures_version': EXPORT_SIGNATURES_VERSION,
         'distillation': distillation,
         'num_topics': self.num_topics,
     }

@@ -365,6 +365,9 @@ def test_with_topic_data_the_students_learn_the_teachers_topics(tmp_path):
     custom_config = json.loads(_parameter(nodes[f'Trainer.{candidate}'],
                                           'custom_config'))
     assert custom_config['num_topics'] == len(configs.TOPICS), candidate
+    # In the Trainer's cache key: no model cached with other signatures.
+    assert custom_config['export_signatures_version'] == (
+        configs.EXPORT_SIGNATURES_VERSION)
   for student in STUDENTS:
     custom_config = json.loads(_parameter(nodes[f'Trainer.{student}'],
                                           'custom_config'))
