@@ -1,6 +1,6 @@
 """Cross-entropy of integer labels, with label smoothing and focal weighting."""
 
-from typing import Optional
+from typing import Optional, Sequence
 
 import keras
 # Keras's own sparse cross-entropy marks ignored rows this way; the loss's
@@ -44,11 +44,15 @@ class SparseFocalCrossentropy(keras.losses.Loss):
     focal_gamma: the focusing exponent, at least 0; 0 is the cross-entropy.
     ignore_class: a label value that is no class (e.g. -1: the record has
       no label for this head), or None.
+    class_weights: a positive weight per class multiplying the loss of the
+      rows labelled with it (as Keras's `class_weight` does for a model with
+      one output, which it cannot do per head), or None.
   """
 
   def __init__(self, num_classes: int, label_smoothing: float = 0.0,
                focal_gamma: float = 0.0,
                ignore_class: Optional[int] = None,
+               class_weights: Optional[Sequence[float]] = None,
                name: str = 'sparse_focal_crossentropy', **kwargs):
     super().__init__(name=name, **kwargs)
     if num_classes < 2:
@@ -65,6 +69,13 @@ class SparseFocalCrossentropy(keras.losses.Loss):
                        f'{num_classes} classes (0..{num_classes - 1})')
     self.focal_gamma = focal_gamma
     self.ignore_class = ignore_class
+    if class_weights is not None:
+      class_weights = [float(w) for w in class_weights]
+      if len(class_weights) != num_classes or not all(
+          w > 0 for w in class_weights):
+        raise ValueError(f'class_weights must be {num_classes} positive '
+                         f'weights, got {class_weights}')
+    self.class_weights = class_weights
 
   def call(self, y_true, y_pred):
     labels = keras.ops.reshape(keras.ops.cast(y_true, 'int32'), [-1])
@@ -79,6 +90,9 @@ class SparseFocalCrossentropy(keras.losses.Loss):
       loss = keras.losses.categorical_focal_crossentropy(
           one_hot, y_pred, alpha=1.0, gamma=self.focal_gamma,
           label_smoothing=self.label_smoothing)
+    if self.class_weights is not None:
+      loss = loss * keras.ops.take(
+          keras.ops.convert_to_tensor(self.class_weights, loss.dtype), labels)
     if self.ignore_class is not None:
       loss = keras.ops.where(valid, loss, keras.ops.zeros_like(loss))
       set_keras_mask(loss, valid)
@@ -88,4 +102,5 @@ class SparseFocalCrossentropy(keras.losses.Loss):
     return {**super().get_config(), 'num_classes': self.num_classes,
             'label_smoothing': self.label_smoothing,
             'focal_gamma': self.focal_gamma,
-            'ignore_class': self.ignore_class}
+            'ignore_class': self.ignore_class,
+            'class_weights': self.class_weights}

@@ -160,9 +160,16 @@ def split_for_early_stopping(examples: tf.data.Dataset,
           examples.filter(held_out))
 
 
-def class_weights(examples: tf.data.Dataset,
-                  weighting: str) -> Optional[Dict[int, float]]:
-  """Class weights from the sentiment labels of `examples`.
+# The class names of each head, in the order of its outputs.
+HEAD_CLASSES = {features.SENTIMENT_HEAD: features.LABELS,
+                features.TOPIC_HEAD: features.TOPICS}
+
+
+def class_weights(examples: tf.data.Dataset, weighting: str,
+                  head: str = features.SENTIMENT_HEAD
+                  ) -> Optional[Dict[int, float]]:
+  """Class weights from the labels of `head` (the sentiment's by default)
+  in `examples`.
 
   `balanced`: n / (k * n_c), each class weighs the same in total; `sqrt`:
   the square root of that, a milder correction; `none`: no weights. Raises
@@ -171,18 +178,20 @@ def class_weights(examples: tf.data.Dataset,
   if weighting not in CLASS_WEIGHTINGS:
     raise ValueError(f'class weighting must be one of {CLASS_WEIGHTINGS}, '
                      f'got {weighting!r}')
-  counts = np.zeros(len(features.LABELS), dtype=np.int64)
-  sentiment = examples.map(
-      lambda _, y: y[features.SENTIMENT_HEAD] if isinstance(y, dict) else y)
-  for labels in sentiment.batch(4096).as_numpy_iterator():
-    # -1: an example with a topic and no sentiment label.
-    counts += np.bincount(labels[labels >= 0], minlength=len(features.LABELS))
-  missing = [features.LABELS[i] for i, n in enumerate(counts) if n == 0]
+  names = HEAD_CLASSES[head]
+  counts = np.zeros(len(names), dtype=np.int64)
+  labelled = examples.map(
+      lambda _, y: y[head] if isinstance(y, dict) else y)
+  for labels in labelled.batch(4096).as_numpy_iterator():
+    # -1: an example without this head's label.
+    counts += np.bincount(labels[labels >= 0], minlength=len(names))
+  missing = [names[i] for i, n in enumerate(counts) if n == 0]
   if missing:
     raise ValueError(f'the training split has no examples labelled '
-                     f'{", ".join(missing)}: cannot train a 3-class model')
-  logging.info('Training label counts: %s',
-               dict(zip(features.LABELS, counts.tolist())))
+                     f'{", ".join(missing)}: cannot train a '
+                     f'{len(names)}-class {head} head')
+  logging.info('Training label counts (%s): %s', head,
+               dict(zip(names, counts.tolist())))
   if weighting == 'none':
     return None
   power = 1.0 if weighting == 'balanced' else 0.5
@@ -383,6 +392,9 @@ class TrainingInputs:
   teacher_embeddings: Optional[np.ndarray] = None
   # Classes of the topic head beside the sentiment head; 0: none.
   num_topics: int = 0
+  # With a topic head, each head's class weights ({class id: weight}, or
+  # None), applied in its loss (class_weight is then None).
+  head_class_weights: Optional[Dict[str, Optional[Dict[int, float]]]] = None
 
 
 def count_examples(examples: tf.data.Dataset) -> int:
@@ -477,13 +489,8 @@ def prepare_training(fn_args: tfx.components.FnArgs,
   if pretrained_encoder:
     pretrained_encoder_lib.check_transform_tokenization(
         tft_output, pretrained_encoder, sequence_length)
-  student_rows, teacher_embeddings = None, None
+  student_rows, teacher_embeddings, head_weights = None, None, None
   num_topics = config.get('num_topics', 0)
-  if num_topics and training['class_weighting'] != 'none':
-    # Keras weighs classes of one output only.
-    raise ValueError(
-        f'class weighting {training["class_weighting"]!r} does not apply to '
-        'a model with a topic head: use class weighting none')
   vocabulary_size = (
       tft_output.vocabulary_size_by_name(features.TOKEN_VOCABULARY_NAME)
       + config['oov_buckets'] + 1)
@@ -521,7 +528,19 @@ def prepare_training(fn_args: tfx.components.FnArgs,
             transformed_examples(fn_args.train_files, feature_spec,
                                  input_keys, num_topics),
             training['validation_fraction']))
-    weights = class_weights(fit_examples, training['class_weighting'])
+    if num_topics:
+      # Keras's class_weight weighs the classes of one output: each head's
+      # loss weighs its own (compile_model).
+      # The sentiment head's counts are checked whatever the weighting, as
+      # for a model without a topic head; the topic head's when weighed.
+      head_weights = {head: class_weights(fit_examples,
+                                          training['class_weighting'], head)
+                      for head in head_labels(num_topics)
+                      if head == features.SENTIMENT_HEAD or
+                      training['class_weighting'] != 'none'}
+      weights = None
+    else:
+      weights = class_weights(fit_examples, training['class_weighting'])
   tpu = isinstance(strategy, tf.distribute.TPUStrategy)
   # Grouping pays only where the model trims padding, which it cannot on
   # a TPU (run_fn).
@@ -574,6 +593,7 @@ def prepare_training(fn_args: tfx.components.FnArgs,
       held_out_data=held_out_data.prefetch(tf.data.AUTOTUNE),
       validation_steps=validation_steps,
       class_weight=weights,
+      head_class_weights=head_weights,
       epochs=epochs,
       steps_per_epoch=steps_per_epoch,
       batches_per_epoch=batches_per_epoch,
@@ -666,9 +686,13 @@ def compile_model(architecture: str, inputs: TrainingInputs,
   elif inputs.num_topics:
     # Each head learns from, and is measured on, the examples carrying its
     # label (-1 where one has none).
+    head_weights = inputs.head_class_weights or {}
     loss = {head: sparse_focal_crossentropy.SparseFocalCrossentropy(
         n, training['label_smoothing'], training['focal_gamma'],
-        ignore_class=-1) for head, n in classes.items()}
+        ignore_class=-1, class_weights=(
+            [head_weights[head][i] for i in range(n)]
+            if head_weights.get(head) else None))
+            for head, n in classes.items()}
     metrics = {head: [macro_f1.SparseAccuracy(ignore_class=-1),
                       macro_f1.SparseMacroF1Score(n, ignore_class=-1)]
                for head, n in classes.items()}

@@ -6,6 +6,7 @@ learning each head from the records that carry its label."""
 import dataclasses
 import os
 
+import numpy as np
 import pytest
 from sklearn import metrics as sklearn_metrics
 import tensorflow as tf
@@ -32,9 +33,10 @@ def transformed(tmp_path_factory):
   sentiment = list(loaders.read_records(configs.SAMPLE_DATA))
   topics = list(loaders.read_records(
       os.path.join(TWITTER_FN_TOPIC_DIR, 'topic_train.csv')))
+  # Every 10th record of the file, which is sorted by topic: all 20.
   return transform_records(
       str(tmp_path_factory.mktemp('topic_head')),
-      {'train': sentiment[:800] + topics[:1600], 'eval': _eval_records()},
+      {'train': sentiment[:800] + topics[::10], 'eval': _eval_records()},
       dataclasses.replace(FROM_SCRATCH.preprocessing,
                           max_tokens=SEQUENCE_LENGTH))
 
@@ -128,7 +130,7 @@ def test_tfma_measures_and_gates_each_output_on_its_labelled_records(
 def _eval_records():
   sentiment = list(loaders.read_records(configs.SAMPLE_DATA))[800:]
   topics = list(loaders.read_records(
-      os.path.join(TWITTER_FN_TOPIC_DIR, 'topic_train.csv')))[1600:2000]
+      os.path.join(TWITTER_FN_TOPIC_DIR, 'topic_valid.csv')))[:400]
   return sentiment + topics
 
 
@@ -160,15 +162,32 @@ def test_the_head_metrics_skip_records_without_that_label(transformed,
         float((probabilities.argmax(axis=1) == labels).mean()), abs=1e-6)
 
 
-@pytest.mark.parametrize('change,message', [
-    (dict(class_weighting='balanced'),
-     "class weighting 'balanced' does not apply to a model with a topic"),
-])
-def test_settings_a_topic_head_cannot_take_are_refused(transformed, tmp_path,
-                                                       change, message):
-  with pytest.raises(ValueError, match=message):
-    trainer.prepare_training(_fn_args(transformed, tmp_path, **change),
-                             tf.distribute.get_strategy())
+def test_class_weighting_weighs_each_heads_classes_in_its_loss(transformed,
+                                                               tmp_path):
+  inputs = trainer.prepare_training(
+      _fn_args(transformed, tmp_path, class_weighting='balanced'),
+      tf.distribute.get_strategy())
+  # Not Keras's class_weight, which weighs one output's classes.
+  assert inputs.class_weight is None
+  fit = inputs.fit_data.unbatch()
+  for head, classes in trainer.HEAD_CLASSES.items():
+    weights = inputs.head_class_weights[head]
+    counts = np.zeros(len(classes))
+    for _, y in fit.as_numpy_iterator():
+      if y[head] >= 0:
+        counts[y[head]] += 1
+    # n / (k * n_c) over the fit share's records labelled for the head.
+    np.testing.assert_allclose([weights[i] for i in range(len(classes))],
+                               counts.sum() / (len(classes) * counts),
+                               rtol=1e-6)
+  model = trainer.compile_model('rnn', inputs, dict(
+      trainer.configured_hyperparameters(_fn_args(
+          transformed, tmp_path).custom_config)), 1e-3,
+      _fn_args(transformed, tmp_path).custom_config['training'])
+  topic_loss = model.loss[features.TOPIC_HEAD]
+  assert topic_loss.class_weights == [
+      inputs.head_class_weights[features.TOPIC_HEAD][i]
+      for i in range(len(features.TOPICS))]
 
 
 def test_a_topic_head_needs_data_with_topics(transformed_sample, tmp_path):

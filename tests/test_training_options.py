@@ -49,6 +49,34 @@ def test_focal_weighting_of_smoothed_targets_by_hand():
       expected, rel=1e-5)
 
 
+def test_class_weights_by_hand_and_as_keras_weighs_one_output():
+  weights = [2.0, 0.5, 1.0]
+  loss = sparse_focal_crossentropy.SparseFocalCrossentropy(
+      3, class_weights=weights, reduction=None)
+  # Each row's cross-entropy times its label's weight.
+  expected = [-2.0 * math.log(0.7), -0.5 * math.log(0.3)]
+  np.testing.assert_allclose(
+      keras.ops.convert_to_numpy(loss(LABELS, PROBABILITIES)), expected,
+      rtol=1e-5)
+  # Averaged over the batch, what Keras's class_weight (sample weights)
+  # gives the plain loss of a model with one output.
+  plain = keras.losses.SparseCategoricalCrossentropy()
+  assert float(sparse_focal_crossentropy.SparseFocalCrossentropy(
+      3, class_weights=weights)(LABELS, PROBABILITIES)) == pytest.approx(
+          float(plain(LABELS, PROBABILITIES,
+                      sample_weight=np.take(weights, LABELS))), rel=1e-6)
+  # A row without this head's label still adds nothing.
+  masked = sparse_focal_crossentropy.SparseFocalCrossentropy(
+      3, class_weights=weights, ignore_class=-1)
+  assert float(masked(np.array([0, -1]), PROBABILITIES)) == pytest.approx(
+      -2.0 * math.log(0.7), rel=1e-5)
+  assert keras.losses.deserialize(keras.losses.serialize(loss)).get_config(
+  ) == loss.get_config()
+  for bad in ([1.0, 1.0], [1.0, 0.0, 1.0]):
+    with pytest.raises(ValueError, match='class_weights must be 3 positive'):
+      sparse_focal_crossentropy.SparseFocalCrossentropy(3, class_weights=bad)
+
+
 def test_no_smoothing_is_the_sparse_cross_entropy():
   loss = sparse_focal_crossentropy.SparseFocalCrossentropy(3)
   plain = keras.losses.SparseCategoricalCrossentropy()
