@@ -264,6 +264,16 @@ class TrainingConfig:
       None, 'stop each Trainer after this many batches (TFX '
       'TrainArgs.num_steps); default: epochs until early stopping',
       parse=flag_types.positive_int)
+  # The examples reach the Trainer in the order of the files it reads, not
+  # at random: the topic set's rows sorted by topic, and in each Transform
+  # shard the sentiment rows apart from the topic rows. A buffer smaller than
+  # the fit share gives batches of a few classes of one kind at a time
+  # (docs/results/topics.md); the whole of it, a full shuffle.
+  shuffle_buffer_size: Optional[int] = knob(
+      None, 'examples in the shuffle buffer of the training batches; '
+      'default: every example of the fit share (a full shuffle each epoch, '
+      "as Keras's fit shuffles arrays); set it lower for a split larger "
+      'than memory', parse=flag_types.positive_int)
   # Chosen by measurement (docs/models.md).
   class_weighting: str = knob('none', 'loss weights against class imbalance',
                               choices=CLASS_WEIGHTINGS)

@@ -206,10 +206,11 @@ LENGTH_BUCKET_BOUNDARIES = (16, 24, 32, 40, 48, 64, 96)
 
 
 def shuffled_batches(examples: tf.data.Dataset, batch_size: int, seed: int,
-                     static_shapes: bool,
+                     static_shapes: bool, buffer_size: int,
                      length_mask_key: Optional[str] = None
                      ) -> tf.data.Dataset:
-  """Training batches, reshuffled each epoch.
+  """Training batches, reshuffled each epoch through a buffer of
+  `buffer_size` examples (as many as `examples` holds: a full shuffle).
 
   With `length_mask_key` (a 0/1 padding mask feature) the shuffled
   examples are batched by length bucket (LENGTH_BUCKET_BOUNDARIES): each
@@ -220,7 +221,7 @@ def shuffled_batches(examples: tf.data.Dataset, batch_size: int, seed: int,
   With `static_shapes` (a TPU) the last partial batch is dropped and every
   shape is checked to be fixed, so XLA compiles the training step once.
   """
-  shuffled = examples.shuffle(10_000, seed=seed,
+  shuffled = examples.shuffle(buffer_size, seed=seed,
                               reshuffle_each_iteration=True)
   if length_mask_key:
     batches = shuffled.bucket_by_sequence_length(
@@ -491,6 +492,10 @@ def prepare_training(fn_args: tfx.components.FnArgs,
         tft_output, pretrained_encoder, sequence_length)
   student_rows, teacher_embeddings, head_weights = None, None, None
   num_topics = config.get('num_topics', 0)
+  if num_topics not in (0, len(features.TOPICS)):
+    raise ValueError(f"custom_config['num_topics'] is {num_topics}: a topic "
+                     f'head answers the {len(features.TOPICS)} topics of '
+                     'features.TOPICS, or 0 for none')
   vocabulary_size = (
       tft_output.vocabulary_size_by_name(features.TOKEN_VOCABULARY_NAME)
       + config['oov_buckets'] + 1)
@@ -547,8 +552,11 @@ def prepare_training(fn_args: tfx.components.FnArgs,
   length_mask_key = (pretrained_encoder_lib.PADDING_MASK_KEY
                      if pretrained_encoder and not tpu and
                      training.get('group_by_length') else None)
+  fit_rows = (student_rows['fit_labelled'] + student_rows['fit_unlabelled']
+              if student_rows else count_examples(fit_examples))
   fit_data = shuffled_batches(
       fit_examples, batch_size, training['seed'], static_shapes=tpu,
+      buffer_size=training['shuffle_buffer_size'] or fit_rows,
       length_mask_key=length_mask_key)
   # TFX's TrainArgs.num_steps, when set, caps training at that many batches
   # in all (one long epoch); else epochs until early stopping.
@@ -558,10 +566,7 @@ def prepare_training(fn_args: tfx.components.FnArgs,
     batches_per_epoch = steps_per_epoch
   else:
     epochs, steps_per_epoch = training['max_epochs'], None
-    count = (student_rows['fit_labelled'] + student_rows['fit_unlabelled']
-             if student_rows else
-             count_examples(fit_examples))
-    batches_per_epoch = math.ceil(count / batch_size)
+    batches_per_epoch = math.ceil(fit_rows / batch_size)
   held_out_data, validation_steps = held_out.batch(batch_size), None
   word_vector_rows = None
   if training['word_vectors']:
@@ -664,8 +669,7 @@ def compile_model(architecture: str, inputs: TrainingInputs,
         embedding, dict(enumerate(projection)))
     logging.info("Token embedding: the teacher's, projected to %d wide, "
                  'scaled by %.3g', embedding.output_dim, scale)
-  classes = {features.SENTIMENT_HEAD: len(features.LABELS),
-             features.TOPIC_HEAD: inputs.num_topics}
+  classes = {head: len(names) for head, names in HEAD_CLASSES.items()}
   if settings:
     def student_loss():
       return distillation_lib.DistillationLoss(

@@ -247,7 +247,7 @@ def test_batches_grouped_by_length_hold_every_example_once():
         'index': np.arange(500)}, np.zeros(500, np.int64)))
   seen, spans = [], []
   for x, _ in trainer.shuffled_batches(
-      examples, 32, seed=1, static_shapes=False,
+      examples, 32, seed=1, static_shapes=False, buffer_size=500,
       length_mask_key=pretrained_encoder.PADDING_MASK_KEY):
     assert len(x['index']) <= 32
     seen += x['index'].numpy().tolist()

@@ -123,7 +123,7 @@ def test_tpu_batches_have_static_shapes(transformed_sample):
       [f'{transformed_sample.transformed_examples}/Split-train/*'],
       feature_spec, [features.TOKEN_IDS_KEY])
   batches = trainer.shuffled_batches(examples, 96, seed=1,
-                                     static_shapes=True)
+                                     static_shapes=True, buffer_size=800)
   assert batches.element_spec[0][features.TOKEN_IDS_KEY].shape.as_list() == [
       96, SAMPLE_SEQUENCE_LENGTH]
   sizes = [len(y) for _, y in batches.as_numpy_iterator()]

@@ -190,9 +190,46 @@ def test_class_weighting_weighs_each_heads_classes_in_its_loss(transformed,
       for i in range(len(features.TOPICS))]
 
 
+def test_training_batches_mix_both_kinds_and_every_topic(transformed,
+                                                         tmp_path):
+  # The records arrive grouped, as in the pipeline: the sentiment records,
+  # then the topic set's, sorted by topic.
+  def first_batches(**training):
+    inputs = trainer.prepare_training(
+        _fn_args(transformed, tmp_path, **training),
+        tf.distribute.get_strategy())
+    return [y for _, y in inputs.fit_data.take(10).as_numpy_iterator()]
+
+  def kinds_and_topics(batches):
+    kinds = [{head for head in trainer.HEAD_CLASSES if (y[head] >= 0).any()}
+             for y in batches]
+    topics = {t for y in batches for t in y[features.TOPIC_HEAD] if t >= 0}
+    return kinds, topics
+
+  # By default the buffer holds the whole fit share: from the first batch
+  # on, each holds both kinds, and ten of them most of the topics.
+  kinds, topics = kinds_and_topics(first_batches())
+  assert all(k == set(trainer.HEAD_CLASSES) for k in kinds), kinds
+  assert len(topics) >= 15, sorted(topics)
+  # A buffer shorter than the grouping (as the fixed 10,000 was for the
+  # pipeline's 26,533 records) gives batches of one kind, then of a few
+  # topics at a time.
+  kinds, topics = kinds_and_topics(first_batches(shuffle_buffer_size=100))
+  assert kinds[0] == {features.SENTIMENT_HEAD}
+  assert len(topics) <= 2, sorted(topics)
+
+
 def test_a_topic_head_needs_data_with_topics(transformed_sample, tmp_path):
   fn_args = _fn_args(transformed_sample, tmp_path)
   with pytest.raises(ValueError, match='lacks: its data has no topics'):
+    trainer.prepare_training(fn_args, tf.distribute.get_strategy())
+
+
+def test_a_topic_head_answers_every_topic(transformed, tmp_path):
+  fn_args = _fn_args(transformed, tmp_path)
+  fn_args.custom_config['num_topics'] = 5
+  with pytest.raises(ValueError, match=r"num_topics'\] is 5: a topic head "
+                     'answers the 20 topics'):
     trainer.prepare_training(fn_args, tf.distribute.get_strategy())
 
 
