@@ -460,7 +460,8 @@ def student_examples(fn_args: tfx.components.FnArgs,
   fit = fit_labelled
   if rows['fit_unlabelled']:
     # Concatenated, the unlabelled texts would come after every labelled
-    # one, past what the shuffle buffer mixes.
+    # one, past what a shuffle buffer shorter than the fit share
+    # (shuffle_buffer_size) mixes.
     fit = tf.data.Dataset.sample_from_datasets(
         [fit_labelled, unlabelled],
         weights=[float(rows['fit_labelled']), float(rows['fit_unlabelled'])],
