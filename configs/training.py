@@ -183,8 +183,11 @@ class DistillationConfig:
       2.0, "softens the teacher's (calibrated) probabilities and the "
       "student's alike before they are compared (T)",
       flag='distillation_temperature', parse=flag_types.positive_float)
+  # 1.0, the teacher alone: its probabilities carry what the pretrained
+  # encoder reads beyond Twitter-FNS, the labels only Twitter-FNS. Measured:
+  # docs/results/model_quality.md, "The students' mix of teacher and labels".
   alpha: float = knob(
-      0.5, "weight of the teacher's probabilities in a student's loss; the "
+      1.0, "weight of the teacher's probabilities in a student's loss; the "
       'labels have the rest', flag='distillation_alpha',
       parse=flag_types.float_in(0.0, 1.0, high_included=True))
   hard_term_mean: str = knob(
