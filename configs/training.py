@@ -167,8 +167,9 @@ class DistillationConfig:
   pretrained encoder as the Transformer, TFX's BulkInferrer writes the
   blessed Transformer's probabilities into the training examples (and into
   PipelineConfig.unlabelled's texts), and an RNN and a small Transformer,
-  trained from scratch with `training`'s settings, learn from them and from
-  the labels. Each student is a candidate of its own
+  trained from scratch with `training`'s settings, learn from them (and
+  from the labels, as far as `alpha` < 1; the labels always choose the
+  early stop and the calibration). Each student is a candidate of its own
   (`<architecture>_student`); the RNN is then trained only as a student.
 
   Per example, with p the teacher's and q the student's probabilities:
