@@ -38,7 +38,9 @@ FINE_TUNING_TRAINING = {'learning_rate': 'learning_rate',
                         'group_by_length': 'group_by_length',
                         'epochs': 'max_epochs',
                         'learning_rate_schedule': 'learning_rate_schedule',
-                        'warmup_epochs': 'warmup_epochs'}
+                        'warmup_epochs': 'warmup_epochs',
+                        'head_epochs': 'head_epochs',
+                        'head_learning_rate': 'head_learning_rate'}
 # A fitted temperature, or the model's own probabilities (models.calibration).
 CALIBRATIONS = ('temperature', 'none')
 # How a student's cross-entropy on the labels is averaged
@@ -147,6 +149,18 @@ class FineTuningConfig:
       choices=LEARNING_RATE_SCHEDULES)
   warmup_epochs: float = knob(0.3, 'epochs of warm-up in warmup_cosine',
                               parse=flag_types.float_in(0.0))
+  # LP-FT (Kumar et al. 2022): a new head's first, large gradients move the
+  # pretrained features while it is still random; training it first on
+  # the frozen encoder keeps more of what they knew about other text.
+  head_epochs: int = knob(
+      0, 'epochs training only the classifier, the encoder frozen, before '
+      'fine-tuning the whole (LP-FT); 0: none', parse=flag_types.non_negative_int)
+  # A probe of all-MiniLM-L6-v2's frozen mean-pooled features on
+  # Twitter-FNS plateaus at 0.76-0.77 valid accuracy: within 2 epochs at
+  # 1e-2, after 10 at 1e-3 (docs/results/model_quality.md, LP-FT).
+  head_learning_rate: float = knob(
+      1e-2, "Adam's constant learning rate of the head_epochs",
+      parse=flag_types.positive_float)
   # With trim_padding, a batch of 32 random headlines costs its longest
   # (about the 97th percentile of lengths); grouped, about their mean.
   group_by_length: bool = knob(

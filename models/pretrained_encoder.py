@@ -262,6 +262,19 @@ def build_pretrained_encoder_classifier(
                      name='pretrained_encoder_classifier')
 
 
+def set_encoder_trainable(model: keras.Model, trainable: bool) -> None:
+  """Freezes (or unfreezes) the pretrained backbone of a model that
+  build_pretrained_encoder_classifier made; its head stays trainable.
+  Recompile the model after."""
+  backbones = [layer for layer in model._flatten_layers()
+               if isinstance(layer, keras_hub.models.Backbone)]
+  if not backbones:
+    raise ValueError(f'model {model.name} holds no pretrained encoder to '
+                     f'{"unfreeze" if trainable else "freeze"}')
+  for backbone in backbones:
+    backbone.trainable = trainable
+
+
 def token_embeddings(preset: str) -> np.ndarray:
   """The preset encoder's token embedding table, float32 [vocabulary,
   width]: what a student reading its pieces starts from

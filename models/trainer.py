@@ -670,6 +670,17 @@ def compile_model(architecture: str, inputs: TrainingInputs,
         embedding, dict(enumerate(projection)))
     logging.info("Token embedding: the teacher's, projected to %d wide, "
                  'scaled by %.3g', embedding.output_dim, scale)
+  compile_for_training(model, inputs, learning_rate, training)
+  return model
+
+
+def compile_for_training(model: keras.Model, inputs: TrainingInputs,
+                         learning_rate: float, training: Dict[str, Any]
+                         ) -> None:
+  """Compiles `model` (compile_model's) with its loss and metrics and Adam
+  at the peak `learning_rate` under `training`'s schedule; again after a
+  change of what is trainable (fit_head_first)."""
+  settings = inputs.distillation
   classes = {head: len(names) for head, names in HEAD_CLASSES.items()}
   if settings:
     def student_loss():
@@ -711,7 +722,33 @@ def compile_model(architecture: str, inputs: TrainingInputs,
       optimizer=keras.optimizers.Adam(
           learning_rate_schedule(training, learning_rate, inputs)),
       loss=loss, metrics=metrics)
-  return model
+
+
+def fit_head_first(model: keras.Model, inputs: TrainingInputs,
+                   learning_rate: float, training: Dict[str, Any],
+                   strategy: tf.distribute.Strategy,
+                   callbacks: List[keras.callbacks.Callback],
+                   verbose: int) -> float:
+  """LP-FT (Kumar et al. 2022): `training['head_epochs']` epochs of the
+  head alone on the frozen pretrained encoder at the constant
+  `head_learning_rate`, then the model recompiled whole for fine-tuning at
+  `learning_rate` under the schedule. Returns the head's seconds."""
+  with strategy.scope():
+    pretrained_encoder_lib.set_encoder_trainable(model, False)
+    compile_for_training(model, inputs, training['head_learning_rate'],
+                         {**training, 'learning_rate_schedule': 'constant'})
+  started = time.monotonic()
+  model.fit(inputs.fit_data, validation_data=inputs.held_out_data,
+            validation_steps=inputs.validation_steps,
+            epochs=training['head_epochs'],
+            steps_per_epoch=inputs.steps_per_epoch,
+            class_weight=inputs.class_weight, shuffle=False,
+            verbose=verbose, callbacks=callbacks)
+  seconds = time.monotonic() - started
+  with strategy.scope():
+    pretrained_encoder_lib.set_encoder_trainable(model, True)
+    compile_for_training(model, inputs, learning_rate, training)
+  return seconds
 
 
 def early_stopping_monitor(training: Dict[str, Any],
@@ -892,13 +929,22 @@ def run_fn(fn_args: tfx.components.FnArgs) -> Dict[str, Any]:
     # At the local pipeline's default verbosity one bar per Trainer (the
     # progress bar replaces Keras's lines); else Keras's line per epoch.
     progress = epoch_progress.enabled()
+    name = config.get('candidate') or config['architecture']
+    monitor = early_stopping_monitor(training, inputs.num_topics)
     if progress and strategy_lib.is_chief(strategy):
-      callbacks.append(epoch_progress.EpochProgress(
-          config.get('candidate') or config['architecture'], inputs.epochs,
-          early_stopping_monitor(training, inputs.num_topics)))
-    started = time.monotonic()
+      callbacks.append(epoch_progress.EpochProgress(name, inputs.epochs,
+                                                    monitor))
+    head_seconds = None
     with (_without_arithmetic_optimization() if inputs.num_topics
           else contextlib.nullcontext()):
+      if inputs.pretrained_encoder and training.get('head_epochs'):
+        head_seconds = fit_head_first(
+            model, inputs, learning_rate, training, strategy,
+            [epoch_progress.EpochProgress(f'{name} head',
+                                          training['head_epochs'], monitor)]
+            if progress and strategy_lib.is_chief(strategy) else [],
+            verbose=0 if progress else 2)
+      started = time.monotonic()
       history = model.fit(
           inputs.fit_data,
           validation_data=inputs.held_out_data,
@@ -940,6 +986,10 @@ def run_fn(fn_args: tfx.components.FnArgs) -> Dict[str, Any]:
         'num_topics': inputs.num_topics,
         'epochs': len(history.epoch),
         'train_seconds': round(train_seconds, 1),
+        # LP-FT's epochs of the head alone before them (fit_head_first).
+        'head_epochs': training.get('head_epochs') if head_seconds else None,
+        'head_train_seconds': (round(head_seconds, 1) if head_seconds
+                               else None),
         'strategy': strategy_name,
         'replicas': replicas,
         'task': f'{task_type}:{task_id}' if task_type else None,

@@ -71,8 +71,10 @@ class ModelSummary:
   hyperparameters: Optional[Dict[str, Any]] = None
   learning_rate: Optional[float] = None
   tuned: bool = False
-  # The keras-hub preset the model was fine-tuned from, if any.
+  # The keras-hub preset the model was fine-tuned from, if any, and the
+  # epochs its head trained alone on the frozen encoder first (LP-FT).
   pretrained_encoder: Optional[str] = None
+  head_epochs: Optional[int] = None
   # The word vectors its token embedding started from, if any, and how
   # many of the vocabulary's tokens they covered.
   word_vectors: Optional[str] = None
@@ -250,6 +252,7 @@ def _model_summary(candidate: str, components: Dict[str, ComponentRun],
       learning_rate=training.get('base_learning_rate'),
       tuned=training.get('tuned', False),
       pretrained_encoder=training.get('pretrained_encoder'),
+      head_epochs=training.get('head_epochs'),
       word_vectors=training.get('word_vectors'),
       word_vectors_covered=training.get('word_vectors_covered'),
       profile=profile,
@@ -453,6 +456,8 @@ def format_summary(summary: RunSummary) -> str:
   lines.extend(
       f'  {m.candidate}: the pretrained encoder {m.pretrained_encoder}, '
       f'fine-tuned at learning rate {_fmt(m.learning_rate, ".2g")}'
+      + (f' after {m.head_epochs} epochs of its head alone (LP-FT)'
+         if m.head_epochs else '')
       for m in summary.models if m.pretrained_encoder)
   # A student's Trainer waits for its teacher's blessing.
   lines.extend(f'  {m.candidate}: not trained in this run'

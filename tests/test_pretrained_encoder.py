@@ -162,6 +162,70 @@ def test_run_fn_fine_tunes_and_the_export_serves_without_keras_hub(
   assert served['labels'] == served['examples_labels']
 
 
+def _weights(layer):
+  return [keras.ops.convert_to_numpy(w).copy() for w in layer.weights]
+
+
+def _changed(before, layer):
+  return any(not np.array_equal(b, a) for b, a in zip(before, _weights(layer)))
+
+
+def test_a_frozen_encoder_keeps_its_weights_while_its_head_learns(preset):
+  """LP-FT's mechanism: set_encoder_trainable and a recompile freeze the
+  backbone alone; unfrozen and recompiled, it learns again."""
+  model = pretrained_encoder.build_pretrained_encoder_classifier(
+      preset, SEQUENCE_LENGTH)
+  backbone, = [layer for layer in model.layers
+               if isinstance(layer, keras_hub.models.Backbone)]
+  head = model.get_layer('classifier')
+  rng = np.random.default_rng(0)
+  batch = {k: rng.integers(1, 50, (8, SEQUENCE_LENGTH)).astype(np.int64)
+           for k in model.input}
+  batch['encoder_padding_mask'] = np.ones((8, SEQUENCE_LENGTH), np.int64)
+  batch['encoder_segment_ids'] = np.zeros((8, SEQUENCE_LENGTH), np.int64)
+  labels = rng.integers(0, len(features.LABELS), 8)
+
+  def fit_once():
+    model.compile(optimizer=keras.optimizers.Adam(1e-2),
+                  loss='sparse_categorical_crossentropy')
+    encoder, classifier = _weights(backbone), _weights(head)
+    model.fit(batch, labels, epochs=1, verbose=0)
+    return _changed(encoder, backbone), _changed(classifier, head)
+
+  pretrained_encoder.set_encoder_trainable(model, False)
+  assert fit_once() == (False, True)
+  pretrained_encoder.set_encoder_trainable(model, True)
+  assert fit_once() == (True, True)
+  with pytest.raises(ValueError, match='holds no pretrained encoder to '
+                     'freeze'):
+    pretrained_encoder.set_encoder_trainable(
+        keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)]), False)
+
+
+def test_run_fn_trains_the_head_first_when_asked(preset, transformed,
+                                                 tmp_path):
+  config = dataclasses.replace(
+      configs.PipelineConfig(),
+      preprocessing=dataclasses.replace(configs.PreprocessingConfig(),
+                                        pretrained_encoder=preset),
+      fine_tuning=dataclasses.replace(configs.FineTuningConfig(),
+                                      head_epochs=1))
+  custom_config = config.trainer_custom_config('transformer')
+  assert (custom_config['training']['head_epochs'],
+          custom_config['training']['head_learning_rate']) == (
+              1, configs.FineTuningConfig().head_learning_rate)
+  summary = trainer.run_fn(trainer_fn_args(transformed, tmp_path,
+                                           custom_config, train_steps=6))
+  assert summary['head_epochs'] == 1
+  assert summary['head_train_seconds'] > 0
+  assert summary['epochs'] >= 1
+  served = predict_in_fresh_process(str(tmp_path / 'serving'),
+                                    [text for text, _ in HEADLINES])
+  assert served['labels'] == served['examples_labels']
+  # Without head_epochs (the default) there is no head phase.
+  assert configs.FineTuningConfig().head_epochs == 0
+
+
 def test_transform_of_no_or_another_preset_is_refused(transformed_sample,
                                                       transformed, tmp_path,
                                                       preset):

@@ -266,6 +266,18 @@ def test_without_a_second_source_the_summary_is_as_before(scored_run):
   assert summary.to_json()['second_source'] is None
 
 
+def test_the_summary_says_how_an_encoder_was_fine_tuned(scored_run):
+  summary = copy.deepcopy(scored_run[2])
+  model = summary.models[0]
+  model.pretrained_encoder, model.learning_rate = 'all-minilm-l6-v2', 5e-5
+  line = f'  {model.candidate}: the pretrained encoder all-minilm-l6-v2, '
+  assert (line + 'fine-tuned at learning rate 5e-05\n'
+          in summary_lib.format_summary(summary))
+  model.head_epochs = 2
+  assert (line + 'fine-tuned at learning rate 5e-05 after 2 epochs of its '
+          'head alone (LP-FT)\n' in summary_lib.format_summary(summary))
+
+
 # --- On Kubeflow ---
 
 IMAGE = 'europe-docker.pkg.dev/acme/ml/finsent-pipeline:1.0'
