@@ -724,6 +724,24 @@ def compile_for_training(model: keras.Model, inputs: TrainingInputs,
       loss=loss, metrics=metrics)
 
 
+def fit(model: keras.Model, inputs: TrainingInputs, epochs: int,
+        callbacks: List[keras.callbacks.Callback],
+        verbose: int) -> keras.callbacks.History:
+  """model.fit on the fit share for `epochs`, watching the held-out one."""
+  return model.fit(
+      inputs.fit_data,
+      validation_data=inputs.held_out_data,
+      validation_steps=inputs.validation_steps,
+      epochs=epochs,
+      steps_per_epoch=inputs.steps_per_epoch,
+      class_weight=inputs.class_weight,
+      # shuffled_batches reshuffles each epoch; Keras cannot shuffle a
+      # tf.data.Dataset (it warns that shuffle=True is ignored).
+      shuffle=False,
+      verbose=verbose,
+      callbacks=callbacks)
+
+
 def fit_head_first(model: keras.Model, inputs: TrainingInputs,
                    learning_rate: float, training: Dict[str, Any],
                    strategy: tf.distribute.Strategy,
@@ -738,12 +756,7 @@ def fit_head_first(model: keras.Model, inputs: TrainingInputs,
     compile_for_training(model, inputs, training['head_learning_rate'],
                          {**training, 'learning_rate_schedule': 'constant'})
   started = time.monotonic()
-  model.fit(inputs.fit_data, validation_data=inputs.held_out_data,
-            validation_steps=inputs.validation_steps,
-            epochs=training['head_epochs'],
-            steps_per_epoch=inputs.steps_per_epoch,
-            class_weight=inputs.class_weight, shuffle=False,
-            verbose=verbose, callbacks=callbacks)
+  fit(model, inputs, training['head_epochs'], callbacks, verbose)
   seconds = time.monotonic() - started
   with strategy.scope():
     pretrained_encoder_lib.set_encoder_trainable(model, True)
@@ -929,9 +942,11 @@ def run_fn(fn_args: tfx.components.FnArgs) -> Dict[str, Any]:
     # At the local pipeline's default verbosity one bar per Trainer (the
     # progress bar replaces Keras's lines); else Keras's line per epoch.
     progress = epoch_progress.enabled()
+    verbose = 0 if progress else 2
+    bars = progress and strategy_lib.is_chief(strategy)
     name = config.get('candidate') or config['architecture']
     monitor = early_stopping_monitor(training, inputs.num_topics)
-    if progress and strategy_lib.is_chief(strategy):
+    if bars:
       callbacks.append(epoch_progress.EpochProgress(name, inputs.epochs,
                                                     monitor))
     head_seconds = None
@@ -942,21 +957,9 @@ def run_fn(fn_args: tfx.components.FnArgs) -> Dict[str, Any]:
             model, inputs, learning_rate, training, strategy,
             [epoch_progress.EpochProgress(f'{name} head',
                                           training['head_epochs'], monitor)]
-            if progress and strategy_lib.is_chief(strategy) else [],
-            verbose=0 if progress else 2)
+            if bars else [], verbose)
       started = time.monotonic()
-      history = model.fit(
-          inputs.fit_data,
-          validation_data=inputs.held_out_data,
-          validation_steps=inputs.validation_steps,
-          epochs=inputs.epochs,
-          steps_per_epoch=inputs.steps_per_epoch,
-          class_weight=inputs.class_weight,
-          # shuffled_batches reshuffles each epoch; Keras cannot shuffle a
-          # tf.data.Dataset (it warns that shuffle=True is ignored).
-          shuffle=False,
-          verbose=0 if progress else 2,
-          callbacks=callbacks)
+      history = fit(model, inputs, inputs.epochs, callbacks, verbose)
     train_seconds = time.monotonic() - started
     settings = inputs.distillation
     if settings:
