@@ -60,7 +60,7 @@ def build_parser(prog: str,
   parser.pipeline_flags = pipeline_flags.PipelineFlags(
       parser, defaults,
       top=('pipeline_name', 'serving_model_dir', 'enable_cache',
-           'topic_data', 'second_source', 'unlabelled'),
+           'topic_data', 'topic_model', 'second_source', 'unlabelled'),
       top_help={'serving_model_dir': 'push destination root, which TF '
                 'Serving reads (default: <output_dir>/serving_model)',
                 'enable_cache': 'let Kubeflow reuse the outputs of tasks '

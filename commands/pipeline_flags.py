@@ -15,9 +15,9 @@ from finsent import configs
 from finsent.configs import knobs
 
 # PipelineConfig's own knobs that are `finsent run`'s flags.
-RUN_FLAGS = ('data', 'topic_data', 'second_source', 'unlabelled', 'output_dir',
-             'pipeline_name', 'serving_model_dir', 'enable_cache',
-             'check_drift')
+RUN_FLAGS = ('data', 'topic_data', 'topic_model', 'second_source',
+             'unlabelled', 'output_dir', 'pipeline_name', 'serving_model_dir',
+             'enable_cache', 'check_drift')
 
 
 def _word_vectors(value: str) -> str:

@@ -26,6 +26,7 @@ from finsent.configs.training import DistillationConfig
 from finsent.configs.training import FINE_TUNING_TRAINING
 from finsent.configs.training import FineTuningConfig
 from finsent.configs.training import PreprocessingConfig
+from finsent.configs.training import TOPIC_MODELS
 from finsent.configs.training import RnnConfig
 from finsent.configs.training import TrainingConfig
 from finsent.configs.training import TransformerConfig
@@ -82,6 +83,12 @@ class PipelineConfig:
       "laid out as --data's: their train and eval records join --data's, "
       'and the models learn a topic head beside the sentiment one from '
       'them; for compile-kubeflow a gs:// path', metavar='PATH')
+  # Measured both ways: docs/results/topics.md.
+  topic_model: str = knob(
+      'separate', 'with --topic_data, what each candidate trained on the '
+      'labels is: `separate`, a model per head, each trained on the records '
+      'labelled for it and served as one SavedModel; `joint`, one model with '
+      'both heads (the students always have both)', choices=TOPIC_MODELS)
   # Scored, never trained on: pipeline.create_second_source.
   second_source: Optional[str] = knob(
       None, 'a labelled file from another source, in any format --data '
@@ -224,4 +231,5 @@ class PipelineConfig:
         'export_signatures_version': EXPORT_SIGNATURES_VERSION,
         'distillation': distillation,
         'num_topics': self.num_topics,
+        'topic_model': self.topic_model,
     }

@@ -50,6 +50,10 @@ CALIBRATIONS = ('temperature', 'none')
 HARD_TERM_MEANS = ('labelled', 'batch')
 # What a student reads (models.trainer.prepare_training).
 STUDENT_TOKENS = ('teacher_pieces', 'words')
+# With topic data, what a candidate trained on the labels is
+# (models.trainer.run_fn): one model per head, each on the records labelled
+# for it and served as one, or one model with both heads.
+TOPIC_MODELS = ('separate', 'joint')
 
 
 @dataclasses.dataclass(frozen=True)

@@ -7,11 +7,14 @@ function. So do the students: with `custom_config['distillation']` the
 architecture learns from a teacher's probabilities (models.distillation)
 in BulkInferrer's raw examples, through the teacher's Transform graph.
 
-With `custom_config['num_topics']` the model has a topic head beside the
-sentiment head (models.heads): each head learns from the examples that
-carry its label (Transform's label_id / topic_id, -1 where there is none;
-the losses and metrics skip those), is calibrated on its own, and the
-export serves both.
+With `custom_config['num_topics']` the export serves a topic beside the
+sentiment. With `topic_model` 'separate' (not for students) run_fn trains
+one model per head, each on the examples labelled for it, and exports the
+two as one (combined_model); with 'joint', one model with a topic head
+beside the sentiment head (models.heads): each head learns from the
+examples that carry its label (Transform's label_id / topic_id, -1 where
+there is none; the losses and metrics skip those). Either way each head is
+calibrated on its own.
 """
 
 import contextlib
@@ -39,6 +42,7 @@ from finsent.configs.training import CLASS_WEIGHTINGS
 from finsent.configs.training import EARLY_STOPPING_MONITORS
 from finsent.configs.training import LEARNING_RATE_SCHEDULES
 from finsent.configs.training import STUDENT_TOKENS
+from finsent.configs.training import TOPIC_MODELS
 from finsent.models import macro_f1
 from finsent.models import model_run as model_run_lib
 from finsent.models import pretrained_encoder as pretrained_encoder_lib
@@ -135,6 +139,13 @@ def model_inputs(examples: tf.data.Dataset,
                  input_keys: List[str]) -> tf.data.Dataset:
   """(features, label) pairs with only the features the model reads."""
   return examples.map(lambda x, y: ({k: x[k] for k in input_keys}, y))
+
+
+def head_examples(examples: tf.data.Dataset, head: str) -> tf.data.Dataset:
+  """The examples of transformed_examples (targets by head) labelled for
+  `head`, with that head's label id as their one target."""
+  return examples.filter(lambda _, y: y[head] >= 0).map(
+      lambda x, y: (x, y[head]))
 
 
 def split_for_early_stopping(examples: tf.data.Dataset,
@@ -247,12 +258,18 @@ def build_model(architecture: str, vocabulary_size: int, sequence_length: int,
                 hyperparameters: Dict[str, Any],
                 pretrained_encoder: Optional[str] = None,
                 input_key: str = features.TOKEN_IDS_KEY,
-                num_topics: int = 0) -> keras.Model:
+                num_topics: int = 0,
+                head: str = features.SENTIMENT_HEAD) -> keras.Model:
   """The architecture's model; with `pretrained_encoder` (a keras-hub
   preset) the Transformer is that encoder under a classification head.
   A model trained from scratch reads `input_key`: Transform's `token_ids`,
-  or a student's the teacher's pieces. With `num_topics`, a topic head
-  beside the sentiment head (models.heads)."""
+  or a student's the teacher's pieces. Its one output answers `head`'s
+  classes (HEAD_CLASSES); with `num_topics`, a topic head beside the
+  sentiment head (models.heads)."""
+  num_classes = len(HEAD_CLASSES[head])
+  if num_topics and head != features.SENTIMENT_HEAD:
+    raise ValueError(f'a topic head goes beside the sentiment head, not '
+                     f'beside a {head} head')
   if architecture not in MODEL_BUILDERS:
     raise ValueError(f'architecture must be one of {sorted(MODEL_BUILDERS)}, '
                      f'got {architecture!r}')
@@ -261,11 +278,35 @@ def build_model(architecture: str, vocabulary_size: int, sequence_length: int,
       raise ValueError(f'a pretrained encoder replaces the transformer, not '
                        f'the {architecture}')
     return pretrained_encoder_lib.build_pretrained_encoder_classifier(
-        pretrained_encoder, sequence_length, num_topics=num_topics,
-        **hyperparameters)
+        pretrained_encoder, sequence_length, num_classes=num_classes,
+        num_topics=num_topics, **hyperparameters)
   return MODEL_BUILDERS[architecture](
       vocabulary_size=vocabulary_size, sequence_length=sequence_length,
-      input_key=input_key, num_topics=num_topics, **hyperparameters)
+      input_key=input_key, num_classes=num_classes, num_topics=num_topics,
+      **hyperparameters)
+
+
+def combined_model(models: Dict[str, keras.Model]) -> keras.Model:
+  """One model answering each head of `models` (head -> a model whose one
+  output answers it, all reading the same named inputs): its outputs a
+  dict by head, as a model with a topic head beside the sentiment head
+  has, so calibration, the export and every reader of it see one model.
+  """
+  first = next(iter(models.values()))
+  for head, model in models.items():
+    if isinstance(model.output, dict):
+      raise ValueError(f'the {head} model has several outputs '
+                       f'{sorted(model.output)}: each must answer one head')
+    if sorted(model.input) != sorted(first.input):
+      raise ValueError(f'the {head} model reads {sorted(model.input)}, not '
+                       f'{sorted(first.input)}: the models must read the '
+                       'same inputs')
+  # Each under its head's name: the builders name their models alike.
+  inputs = {key: keras.Input(shape=tensor.shape[1:], dtype=tensor.dtype,
+                             name=key) for key, tensor in first.input.items()}
+  return keras.Model(inputs, {
+      head: keras.Model(model.input, model.output, name=f'{head}_model')(
+          inputs) for head, model in models.items()})
 
 
 def predict_probabilities(model: keras.Model, examples: tf.data.Dataset,
@@ -287,7 +328,7 @@ def predict_probabilities(model: keras.Model, examples: tf.data.Dataset,
     probabilities.append(keras.ops.convert_to_numpy(predicted))
     labels.append(y.numpy())
   if not labels:
-    width = model.output[head].shape[-1] if head else len(features.LABELS)
+    width = (model.output[head] if head else model.output).shape[-1]
     return np.zeros((0, width), np.float32), np.zeros(0, np.int64)
   probabilities, labels = np.concatenate(probabilities), np.concatenate(labels)
   if head:
@@ -396,6 +437,9 @@ class TrainingInputs:
   # With a topic head, each head's class weights ({class id: weight}, or
   # None), applied in its loss (class_weight is then None).
   head_class_weights: Optional[Dict[str, Optional[Dict[int, float]]]] = None
+  # The head the model's one output answers: the sentiment's, or another's
+  # for one model of several (topic_model 'separate').
+  head: str = features.SENTIMENT_HEAD
 
 
 def count_examples(examples: tf.data.Dataset) -> int:
@@ -470,13 +514,16 @@ def student_examples(fn_args: tfx.components.FnArgs,
 
 
 def prepare_training(fn_args: tfx.components.FnArgs,
-                     strategy: tf.distribute.Strategy) -> TrainingInputs:
+                     strategy: tf.distribute.Strategy,
+                     head: Optional[str] = None) -> TrainingInputs:
   """Reads Transform's output and batches the train split for `strategy`:
   the fit share and the held-out share that early stopping watches.
 
   For a student (custom_config['distillation']) the train split is
   BulkInferrer's raw examples (with an unlabelled split, maybe), read
-  through the teacher's Transform graph (student_examples).
+  through the teacher's Transform graph (student_examples). With `head`
+  (of data with topics), the examples labelled for that head, for a model
+  that answers it alone (head_examples).
   """
   config = fn_args.custom_config
   training = config['training']
@@ -497,6 +544,11 @@ def prepare_training(fn_args: tfx.components.FnArgs,
     raise ValueError(f"custom_config['num_topics'] is {num_topics}: a topic "
                      f'head answers the {len(features.TOPICS)} topics of '
                      'features.TOPICS, or 0 for none')
+  if head is not None and (head not in HEAD_CLASSES or not num_topics or
+                           settings):
+    raise ValueError(
+        f'a model of one head ({head!r}) is one of the separate models of a '
+        f'Trainer with topics ({sorted(HEAD_CLASSES)}), not a student')
   vocabulary_size = (
       tft_output.vocabulary_size_by_name(features.TOKEN_VOCABULARY_NAME)
       + config['oov_buckets'] + 1)
@@ -528,12 +580,13 @@ def prepare_training(fn_args: tfx.components.FnArgs,
         fn_args, tft_output, training, settings, input_keys[0], num_topics)
     weights = None
   else:
+    examples = transformed_examples(fn_args.train_files, feature_spec,
+                                    input_keys, num_topics)
+    if head:
+      examples, num_topics = head_examples(examples, head), 0
     fit_examples, held_out = (
         model_inputs(examples, input_keys) for examples in
-        split_for_early_stopping(
-            transformed_examples(fn_args.train_files, feature_spec,
-                                 input_keys, num_topics),
-            training['validation_fraction']))
+        split_for_early_stopping(examples, training['validation_fraction']))
     if num_topics:
       # Keras's class_weight weighs the classes of one output: each head's
       # loss weighs its own (compile_model).
@@ -546,7 +599,8 @@ def prepare_training(fn_args: tfx.components.FnArgs,
                       training['class_weighting'] != 'none'}
       weights = None
     else:
-      weights = class_weights(fit_examples, training['class_weighting'])
+      weights = class_weights(fit_examples, training['class_weighting'],
+                              head or features.SENTIMENT_HEAD)
   tpu = isinstance(strategy, tf.distribute.TPUStrategy)
   # Grouping pays only where the model trims padding, which it cannot on
   # a TPU (run_fn).
@@ -606,7 +660,8 @@ def prepare_training(fn_args: tfx.components.FnArgs,
       distillation=settings,
       student_rows=student_rows,
       teacher_embeddings=teacher_embeddings,
-      num_topics=num_topics)
+      num_topics=num_topics,
+      head=head or features.SENTIMENT_HEAD)
 
 
 def learning_rate_schedule(training: Dict[str, Any], learning_rate: float,
@@ -647,7 +702,7 @@ def compile_model(architecture: str, inputs: TrainingInputs,
   model = build_model(architecture, inputs.vocabulary_size,
                       inputs.sequence_length, hyperparameters,
                       inputs.pretrained_encoder, inputs.input_keys[0],
-                      inputs.num_topics)
+                      inputs.num_topics, inputs.head)
   settings = inputs.distillation
   if settings:
     parameters, limit = (model.count_params(),
@@ -714,10 +769,10 @@ def compile_for_training(model: keras.Model, inputs: TrainingInputs,
                for head, n in classes.items()}
   else:
     loss = sparse_focal_crossentropy.SparseFocalCrossentropy(
-        len(features.LABELS), training['label_smoothing'],
+        classes[inputs.head], training['label_smoothing'],
         training['focal_gamma'])
     metrics = ['sparse_categorical_accuracy',
-               macro_f1.SparseMacroF1Score(len(features.LABELS))]
+               macro_f1.SparseMacroF1Score(classes[inputs.head])]
   model.compile(
       optimizer=keras.optimizers.Adam(
           learning_rate_schedule(training, learning_rate, inputs)),
@@ -890,26 +945,48 @@ def _without_arithmetic_optimization():
     tf.config.optimizer.set_experimental_options({key: before})
 
 
-def run_fn(fn_args: tfx.components.FnArgs) -> Dict[str, Any]:
-  """Trains the architecture named in `custom_config` and exports it.
+def trained_heads(config: Dict[str, Any]) -> List[Optional[str]]:
+  """The models run_fn trains, by the head each answers alone: with topics
+  and `topic_model` 'separate', one per head (a student has both heads
+  always); else [None], one model answering every head the data has."""
+  topic_model = config.get('topic_model', 'joint')
+  if topic_model not in TOPIC_MODELS:
+    raise ValueError(f'topic_model must be one of {TOPIC_MODELS}, got '
+                     f'{topic_model!r}')
+  if (config.get('num_topics') and topic_model == 'separate' and
+      not config.get('distillation')):
+    return list(HEAD_CLASSES)
+  return [None]
 
-  With a Tuner upstream, its best hyperparameters replace the configured
-  ones. A student (custom_config['distillation']) is trained so from
-  BulkInferrer's examples (prepare_training) and summarised with its
-  agreement with the teacher (student_summary). Under a multi-worker
-  strategy every worker runs this; only the chief's model and logs land in
-  the Trainer's output dirs. Returns the training summary, which is also
-  written to the model_run dir.
-  """
+
+@dataclasses.dataclass
+class FittedModel:
+  """A model fit_model trained, and what it was trained on."""
+  model: keras.Model
+  inputs: TrainingInputs
+  hyperparameters: Dict[str, Any]
+  epochs: int
+  train_seconds: float
+  # LP-FT's seconds of the head alone (fit_head_first), or None.
+  head_seconds: Optional[float]
+
+
+def fit_model(fn_args: tfx.components.FnArgs,
+              strategy: tf.distribute.Strategy, head: Optional[str],
+              hyperparameters: Dict[str, Any], learning_rate: float,
+              log_dir: str, name: str, verbose: int,
+              bars: bool) -> FittedModel:
+  """Reads the examples (of `head` alone, if given: prepare_training),
+  builds and compiles the model in the strategy's scope and fits it, its
+  head first when `head_epochs` asks (LP-FT), until early stopping, with
+  TensorBoard logs in `log_dir` and, with `bars`, progress bars named
+  `name`."""
   config = fn_args.custom_config
   training = config['training']
-  # First: a multi-worker strategy and logical CPU devices must be set up
-  # before TensorFlow's runtime starts.
-  strategy_name, strategy = strategy_lib.get_distribution_strategy(training)
+  # Each model from the same seed, whichever was trained before it.
   keras.utils.set_random_seed(training['seed'])
-  inputs = prepare_training(fn_args, strategy)
-  hyperparameters, base_learning_rate = tuned_settings(
-      config, fn_args.hyperparameters)
+  inputs = prepare_training(fn_args, strategy, head)
+  hyperparameters = dict(hyperparameters)
   if inputs.teacher_embeddings is not None:
     # A student of the teacher's pieces: 128 of them padded, a headline's
     # median 26; cut as the encoder's are.
@@ -920,61 +997,111 @@ def run_fn(fn_args: tfx.components.FnArgs) -> Dict[str, Any]:
     logging.info('On a TPU the model reads its whole padded length '
                  '(trim_padding off)')
     hyperparameters['trim_padding'] = False
-  replicas = strategy.num_replicas_in_sync
-  learning_rate = strategy_lib.scaled_learning_rate(
-      base_learning_rate, replicas, training['learning_rate_scaling'])
   with strategy.scope():
     model = compile_model(config['architecture'], inputs, hyperparameters,
                           learning_rate, training)
   model.summary(print_fn=logging.info)
+  callbacks = [
+      early_stopping(training, inputs.num_topics),
+      keras.callbacks.TensorBoard(log_dir=log_dir, profile_batch=0),
+  ]
+  if strategy_lib.is_chief(strategy):
+    callbacks.append(profiling.StepProfiler(
+        os.path.join(log_dir, model_run_lib.TRAIN_LOG_SUBDIR),
+        *training['profile_steps']))
+  monitor = early_stopping_monitor(training, inputs.num_topics)
+  if bars:
+    callbacks.append(epoch_progress.EpochProgress(name, inputs.epochs,
+                                                  monitor))
+  head_seconds = None
+  with (_without_arithmetic_optimization() if inputs.num_topics
+        else contextlib.nullcontext()):
+    if inputs.pretrained_encoder and training.get('head_epochs'):
+      head_seconds = fit_head_first(
+          model, inputs, learning_rate, training, strategy,
+          [epoch_progress.EpochProgress(f'{name} head',
+                                        training['head_epochs'], monitor)]
+          if bars else [], verbose)
+    started = time.monotonic()
+    history = fit(model, inputs, inputs.epochs, callbacks, verbose)
+  return FittedModel(model, inputs, hyperparameters, len(history.epoch),
+                     time.monotonic() - started, head_seconds)
+
+
+def run_fn(fn_args: tfx.components.FnArgs) -> Dict[str, Any]:
+  """Trains the architecture named in `custom_config` and exports it.
+
+  With a Tuner upstream, its best hyperparameters replace the configured
+  ones. A student (custom_config['distillation']) is trained so from
+  BulkInferrer's examples (prepare_training) and summarised with its
+  agreement with the teacher (student_summary). With topics and
+  `topic_model` 'separate', a model per head (trained_heads), each
+  calibrated on its own head's examples and exported together
+  (combined_model). Under a multi-worker strategy every worker runs this;
+  only the chief's model and logs land in the Trainer's output dirs.
+  Returns the training summary, which is also written to the model_run
+  dir.
+  """
+  config = fn_args.custom_config
+  training = config['training']
+  # First: a multi-worker strategy and logical CPU devices must be set up
+  # before TensorFlow's runtime starts.
+  strategy_name, strategy = strategy_lib.get_distribution_strategy(training)
+  heads = trained_heads(config)
+  num_topics = config.get('num_topics', 0)
+  hyperparameters, base_learning_rate = tuned_settings(
+      config, fn_args.hyperparameters)
+  replicas = strategy.num_replicas_in_sync
+  learning_rate = strategy_lib.scaled_learning_rate(
+      base_learning_rate, replicas, training['learning_rate_scaling'])
+  settings = config.get('distillation')
 
   with strategy_lib.worker_output_dirs(
       strategy, fn_args.serving_model_dir,
       fn_args.model_run_dir) as (serving_model_dir, model_run_dir):
-    callbacks = [
-        early_stopping(training, inputs.num_topics),
-        keras.callbacks.TensorBoard(log_dir=model_run_dir, profile_batch=0),
-    ]
-    if strategy_lib.is_chief(strategy):
-      callbacks.append(profiling.StepProfiler(
-          os.path.join(model_run_dir, model_run_lib.TRAIN_LOG_SUBDIR),
-          *training['profile_steps']))
-    # At the local pipeline's default verbosity one bar per Trainer (the
+    # At the local pipeline's default verbosity one bar per model (the
     # progress bar replaces Keras's lines); else Keras's line per epoch.
     progress = epoch_progress.enabled()
-    verbose = 0 if progress else 2
-    bars = progress and strategy_lib.is_chief(strategy)
     name = config.get('candidate') or config['architecture']
-    monitor = early_stopping_monitor(training, inputs.num_topics)
-    if bars:
-      callbacks.append(epoch_progress.EpochProgress(name, inputs.epochs,
-                                                    monitor))
-    head_seconds = None
-    with (_without_arithmetic_optimization() if inputs.num_topics
-          else contextlib.nullcontext()):
-      if inputs.pretrained_encoder and training.get('head_epochs'):
-        head_seconds = fit_head_first(
-            model, inputs, learning_rate, training, strategy,
-            [epoch_progress.EpochProgress(f'{name} head',
-                                          training['head_epochs'], monitor)]
-            if bars else [], verbose)
-      started = time.monotonic()
-      history = fit(model, inputs, inputs.epochs, callbacks, verbose)
-    train_seconds = time.monotonic() - started
-    settings = inputs.distillation
-    if settings:
-      student_eval = model_inputs(teacher_examples(
-          fn_args.eval_files, inputs.tft_output, settings,
-          inputs.input_keys[0], inputs.num_topics), inputs.input_keys)
-      eval_examples = distillation_lib.labelled_only(student_eval)
+    fitted = {
+        head: fit_model(
+            fn_args, strategy, head, hyperparameters, learning_rate,
+            # Separate models: a TensorBoard run each (`sentiment/train`).
+            os.path.join(model_run_dir, head) if head else model_run_dir,
+            f'{name}.{head}' if head else name, verbose=0 if progress else 2,
+            bars=progress and strategy_lib.is_chief(strategy))
+        for head in heads}
+    calibrations = {}
+    student_eval = None
+    for head, fitted_model in fitted.items():
+      inputs = fitted_model.inputs
+      if settings:
+        student_eval = model_inputs(teacher_examples(
+            fn_args.eval_files, inputs.tft_output, settings,
+            inputs.input_keys[0], inputs.num_topics), inputs.input_keys)
+        eval_examples = distillation_lib.labelled_only(student_eval)
+      else:
+        eval_examples = transformed_examples(
+            fn_args.eval_files, inputs.feature_spec, inputs.input_keys,
+            num_topics)
+        if head:
+          eval_examples = head_examples(eval_examples, head)
+        eval_examples = model_inputs(eval_examples, inputs.input_keys)
+      calibrations[head] = calibrate(fitted_model.model, inputs.held_out,
+                                     eval_examples, training['calibration'])
+    # What the models share: Transform's output, the inputs they read, the
+    # settings (prepare_training).
+    first = next(iter(fitted.values()))
+    inputs = first.inputs
+    if None in fitted:
+      model, calibration_summary = fitted[None].model, calibrations[None]
     else:
-      student_eval = None
-      eval_examples = model_inputs(
-          transformed_examples(fn_args.eval_files, inputs.feature_spec,
-                               inputs.input_keys, inputs.num_topics),
-          inputs.input_keys)
-    calibration_summary = calibrate(model, inputs.held_out, eval_examples,
-                                    training['calibration'])
+      # As a two-head model's: the sentiment's report, the topic's under
+      # its name.
+      model = combined_model({head: f.model for head, f in fitted.items()})
+      calibration_summary = {
+          **calibrations[features.SENTIMENT_HEAD],
+          features.TOPIC_HEAD: calibrations[features.TOPIC_HEAD]}
     logging.info('Calibration: %s', calibration_summary)
     export.export_serving_model(
         model, inputs.tft_output, serving_model_dir,
@@ -982,16 +1109,30 @@ def run_fn(fn_args: tfx.components.FnArgs) -> Dict[str, Any]:
         topic_temperature=calibration_summary.get(
             features.TOPIC_HEAD, {}).get('temperature', 1.0))
     task_type, task_id = strategy_lib.task_of(strategy)
+    head_seconds = [f.head_seconds for f in fitted.values()
+                    if f.head_seconds]
     training_summary = {
         'architecture': config['architecture'],
         'candidate': config.get('candidate', config['architecture']),
         'parameters': model.count_params(),
-        'num_topics': inputs.num_topics,
-        'epochs': len(history.epoch),
-        'train_seconds': round(train_seconds, 1),
+        'num_topics': num_topics,
+        # With topics: `separate` models per head, or one `joint` model.
+        'topic_model': (None if not num_topics else
+                        'joint' if None in fitted else 'separate'),
+        # Of every model (separate_models: of each).
+        'epochs': sum(f.epochs for f in fitted.values()),
+        'train_seconds': round(sum(f.train_seconds
+                                   for f in fitted.values()), 1),
+        'separate_models': None if None in fitted else {
+            head: {'parameters': f.model.count_params(),
+                   'epochs': f.epochs,
+                   'train_seconds': round(f.train_seconds, 1),
+                   'head_train_seconds': (round(f.head_seconds, 1)
+                                          if f.head_seconds else None)}
+            for head, f in fitted.items()},
         # LP-FT's epochs of the head alone before them (fit_head_first).
         'head_epochs': training.get('head_epochs') if head_seconds else None,
-        'head_train_seconds': (round(head_seconds, 1) if head_seconds
+        'head_train_seconds': (round(sum(head_seconds), 1) if head_seconds
                                else None),
         'strategy': strategy_name,
         'replicas': replicas,
@@ -1003,7 +1144,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> Dict[str, Any]:
         # A student's loss has neither (student_examples).
         'label_smoothing': None if settings else training['label_smoothing'],
         'focal_gamma': None if settings else training['focal_gamma'],
-        'hyperparameters': hyperparameters,
+        'hyperparameters': first.hyperparameters,
         'pretrained_encoder': inputs.pretrained_encoder,
         'word_vectors': training['word_vectors'],
         # Tokens of the vocabulary whose embedding started from a vector.

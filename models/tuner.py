@@ -111,13 +111,17 @@ def search_space(config: Dict[str, Any],
 
 def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
   """A RandomSearch of `tuning.max_trials` trials, each at most
-  `tuning.epochs_per_trial` epochs with the Trainer's early stopping."""
+  `tuning.epochs_per_trial` epochs with the Trainer's early stopping (of
+  the first of the Trainer's models: trainer.trained_heads)."""
   config = fn_args.custom_config
   training, tuning = config['training'], config['tuning']
   architecture = config['architecture']
   _, strategy = strategy_lib.get_distribution_strategy(training)
   keras.utils.set_random_seed(training['seed'])
-  inputs = trainer.prepare_training(fn_args, strategy)
+  # Separate models per head (trainer.trained_heads): the search runs on
+  # the sentiment model's, and its best hyperparameters serve both.
+  inputs = trainer.prepare_training(fn_args, strategy,
+                                    trainer.trained_heads(config)[0])
   replicas = strategy.num_replicas_in_sync
 
   def build(hp: keras_tuner.HyperParameters) -> keras.Model:

@@ -133,7 +133,7 @@ def check_topic_data(config: configs.PipelineConfig,
       [path for paths in layout.files.values() for path in paths], data,
       'topic data must be records')
   counts = layout.counts()
-  print(f'Topic data (the models learn a topic head from it): '
+  print(f'Topic data (the models learn topics from it): '
         f'{config.topic_data}')
   for split, split_counts in counts.items():
     print(f'  {_split_name(config, split)}: {_describe(split_counts)}')

@@ -75,6 +75,9 @@ class ModelSummary:
   # epochs its head trained alone on the frozen encoder first (LP-FT).
   pretrained_encoder: Optional[str] = None
   head_epochs: Optional[int] = None
+  # With topics and --topic_model separate: per head, the model's
+  # parameters, epochs and seconds (models.trainer.run_fn); else None.
+  separate_models: Optional[Dict[str, Dict[str, Any]]] = None
   # The word vectors its token embedding started from, if any, and how
   # many of the vocabulary's tokens they covered.
   word_vectors: Optional[str] = None
@@ -253,6 +256,7 @@ def _model_summary(candidate: str, components: Dict[str, ComponentRun],
       tuned=training.get('tuned', False),
       pretrained_encoder=training.get('pretrained_encoder'),
       head_epochs=training.get('head_epochs'),
+      separate_models=training.get('separate_models'),
       word_vectors=training.get('word_vectors'),
       word_vectors_covered=training.get('word_vectors_covered'),
       profile=profile,
@@ -459,6 +463,13 @@ def format_summary(summary: RunSummary) -> str:
       + (f' after {m.head_epochs} epochs of its head alone (LP-FT)'
          if m.head_epochs else '')
       for m in summary.models if m.pretrained_encoder)
+  lines.extend(
+      f'  {m.candidate}: a model per head (--topic_model separate), served '
+      'as one: ' + ', '.join(
+          f'{head} {_fmt(each["parameters"], ",d")} parameters, '
+          f'{each["epochs"]} epochs in {_fmt(each["train_seconds"], ".0f")} s'
+          for head, each in m.separate_models.items())
+      for m in summary.models if m.separate_models)
   # A student's Trainer waits for its teacher's blessing.
   lines.extend(f'  {m.candidate}: not trained in this run'
                + (f' ({pipeline_lib.TEACHER} was not blessed)'

@@ -39,12 +39,13 @@ def run_pipeline(output_dir, *flags, expect_code=0, timeout=1500):
   return config, summary, result.stdout
 
 
-# A Trainer's bar: off a terminal, a line per epoch.
+# A Trainer's bar: off a terminal, a line per epoch; a bar per model
+# (`transformer.topic`) where a Trainer trains a model per head.
 PROGRESS_BARS = [
     # `val accuracy 0.734`; with a topic head `val sentiment accuracy ...`.
-    re.compile(r'^[a-z_]+ +\[[#.]+\] +\d+/\d+ epochs  '
+    re.compile(r'^[a-z_]+(\.[a-z]+)? +\[[#.]+\] +\d+/\d+ epochs  '
                r'val [a-zA-Z -]+ \d\.\d{3} \(best \d\.\d{3}\)  \d+ s$'),
-    re.compile(r'^[a-z_]+ +stopped early after \d+/\d+ epochs$'),
+    re.compile(r'^[a-z_]+(\.[a-z]+)? +stopped early after \d+/\d+ epochs$'),
 ]
 # What `finsent run` shows at its default verbosity, before the summary.
 SUMMARY_START = re.compile(r'^Pipeline finsent, run \S+, \d+ s$', re.M)
@@ -54,7 +55,7 @@ PROGRESS_LINES = [
                r' \d+ records, \d+ negative, \d+ neutral, \d+ positive$'),
     re.compile(r'^  not read \(in neither split\): .+$'),
     # With --topic_data.
-    re.compile(r'^Topic data \(the models learn a topic head from it\): '
+    re.compile(r'^Topic data \(the models learn topics from it\): '
                r'\S+$'),
     re.compile(r'^  (all \(hash-split \d+:\d+ into train/eval\)|train|eval):'
                r' \d+ records, \d+ with a topic \(\d+ topics\)$'),
@@ -112,8 +113,8 @@ def check_quiet_terminal(terminal: str, candidates=configs.ARCHITECTURES
     assert re.search(rf'^{re.escape(node)} finished in \d+\.\d s$', terminal,
                      re.M), node
   for candidate in candidates:
-    assert re.search(rf'^{candidate} +\[[#.]+\] +1/\d+ epochs', terminal,
-                     re.M), candidate
+    assert re.search(rf'^{candidate}(\.[a-z]+)? +\[[#.]+\] +1/\d+ epochs',
+                     terminal, re.M), candidate
   assert 'resolver' not in '\n'.join(before)
   for noise in ('Traceback', 'Exception ignored', 'WARNING', 'Warning:',
                 'cuda', 'oneDNN', 'snappy'):

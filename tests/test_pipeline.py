@@ -336,6 +336,12 @@ def test_topic_data_joins_the_labelled_data_and_every_gate_reads_both_heads(
     custom_config = json.loads(_parameter(nodes[f'Trainer.{architecture}'],
                                           'custom_config'))
     assert custom_config['num_topics'] == len(configs.TOPICS)
+    # A model per head by default (models.trainer.trained_heads).
+    assert custom_config['topic_model'] == 'separate'
+  joint = _compiled(tmp_path, topic_model='joint', **overrides)
+  for architecture in configs.ARCHITECTURES:
+    assert json.loads(_parameter(joint[f'Trainer.{architecture}'],
+                                 'custom_config'))['topic_model'] == 'joint'
   # Each gate measures, and blesses on, both outputs.
   expected = pipeline_lib.create_gate_eval_config(
       configs.PipelineConfig(output_dir=str(tmp_path), **overrides))

@@ -1,11 +1,13 @@
-"""The Trainer's run_fn with a topic head beside the sentiment head
-(issue 24): sentiment records of the bundled sample and topic records of
-the Twitter Financial News Topic set, through Transform on Beam, one model
-learning each head from the records that carry its label."""
+"""The Trainer's run_fn with topics (issue 24): sentiment records of the
+bundled sample and topic records of the Twitter Financial News Topic set,
+through Transform on Beam; one model with a topic head beside the
+sentiment head learning each from the records that carry its label
+(`joint`), or a model per head exported as one (`separate`)."""
 
 import dataclasses
 import os
 
+import keras
 import numpy as np
 import pytest
 from sklearn import metrics as sklearn_metrics
@@ -19,6 +21,7 @@ from finsent.data import loaders
 from finsent.models import evaluation
 from finsent.models import export
 from finsent.models import trainer
+from finsent.models import tuner
 from tests.conftest import FROM_SCRATCH
 from tests.conftest import TWITTER_FN_TOPIC_DIR
 from tests.conftest import predict_in_fresh_process
@@ -41,9 +44,12 @@ def transformed(tmp_path_factory):
                           max_tokens=SEQUENCE_LENGTH))
 
 
-def _fn_args(transformed, tmp_path, architecture='rnn', **training):
-  config = dataclasses.replace(FROM_SCRATCH, training=dataclasses.replace(
-      FROM_SCRATCH.training, max_epochs=3, **training))
+def _fn_args(transformed, tmp_path, architecture='rnn', topic_model='joint',
+             **training):
+  config = dataclasses.replace(
+      FROM_SCRATCH, topic_model=topic_model,
+      training=dataclasses.replace(FROM_SCRATCH.training, max_epochs=3,
+                                   **training))
   custom_config = config.trainer_custom_config(architecture)
   custom_config['num_topics'] = len(features.TOPICS)
   return trainer_fn_args(transformed, tmp_path, custom_config)
@@ -56,10 +62,19 @@ def trained(transformed, tmp_path_factory):
   return trainer.run_fn(_fn_args(transformed, out)), str(out / 'serving')
 
 
+@pytest.fixture(scope='module')
+def trained_separately(transformed, tmp_path_factory):
+  """run_fn's summary and output dir, an RNN per head."""
+  out = tmp_path_factory.mktemp('trained_separately')
+  return trainer.run_fn(_fn_args(transformed, out, topic_model='separate')), out
+
+
 def test_each_head_learns_from_its_records_and_the_export_serves_both(
     trained):
   summary, export_dir = trained
   assert summary['num_topics'] == len(features.TOPICS)
+  assert summary['topic_model'] == 'joint'
+  assert summary['separate_models'] is None
   # Grappler's arithmetic optimizer, off while a two-head model fits
   # (trainer._without_arithmetic_optimization), is back on after.
   assert tf.config.optimizer.get_experimental_options().get(
@@ -238,3 +253,127 @@ def test_the_arithmetic_optimizer_is_off_only_inside_the_fit():
   with trainer._without_arithmetic_optimization():  # pylint: disable=protected-access
     assert options()['arithmetic_optimization'] is False
   assert options().get('arithmetic_optimization', True) is True
+
+
+def test_a_model_of_one_head_reads_only_the_records_labelled_for_it(
+    transformed, tmp_path):
+  """prepare_training for one head of separate models: the fit and
+  held-out shares are the joint model's records labelled for that head,
+  with that head's label as their one target."""
+  fn_args = _fn_args(transformed, tmp_path, topic_model='separate')
+  strategy = tf.distribute.get_strategy()
+  joint = trainer.prepare_training(fn_args, strategy)
+  joint_fit = [y for _, y in joint.fit_data.unbatch().as_numpy_iterator()]
+  joint_held_out = [y for _, y in joint.held_out.as_numpy_iterator()]
+  for head, classes in trainer.HEAD_CLASSES.items():
+    inputs = trainer.prepare_training(fn_args, strategy, head)
+    assert (inputs.head, inputs.num_topics) == (head, 0)
+    fit = [int(y) for _, y in inputs.fit_data.unbatch().as_numpy_iterator()]
+    held_out = [int(y) for _, y in inputs.held_out.as_numpy_iterator()]
+    assert sorted(fit) == sorted(int(y[head]) for y in joint_fit
+                                 if y[head] >= 0)
+    assert sorted(held_out) == sorted(int(y[head]) for y in joint_held_out
+                                      if y[head] >= 0)
+    assert min(fit) >= 0 and max(fit) == len(classes) - 1
+    model = trainer.compile_model(
+        'rnn', inputs, trainer.configured_hyperparameters(
+            fn_args.custom_config), 1e-3, fn_args.custom_config['training'])
+    assert model.output.shape[-1] == len(classes)
+
+
+def test_a_model_of_one_head_is_refused_where_it_has_no_meaning(
+    transformed, transformed_sample, tmp_path):
+  strategy = tf.distribute.get_strategy()
+  fn_args = _fn_args(transformed, tmp_path, topic_model='separate')
+  with pytest.raises(ValueError, match="one head \\('mood'\\)"):
+    trainer.prepare_training(fn_args, strategy, 'mood')
+  fn_args.custom_config['distillation'] = {'tokens': 'words'}
+  with pytest.raises(ValueError, match='not a student'):
+    trainer.prepare_training(fn_args, strategy, features.TOPIC_HEAD)
+  # Data without topics has nothing for a topic model to learn.
+  with pytest.raises(ValueError, match='lacks: its data has no topics'):
+    trainer.prepare_training(_fn_args(transformed_sample, tmp_path),
+                             strategy, features.TOPIC_HEAD)
+
+
+def test_trained_heads_are_a_model_per_head_only_for_separate_topics():
+  heads = list(trainer.HEAD_CLASSES)
+  for config, expected in (
+      ({'num_topics': 20, 'topic_model': 'separate'}, heads),
+      ({'num_topics': 20, 'topic_model': 'joint'}, [None]),
+      # A student has both heads, whatever the teacher's models are.
+      ({'num_topics': 20, 'topic_model': 'separate',
+        'distillation': {'alpha': 1.0}}, [None]),
+      ({'num_topics': 0, 'topic_model': 'separate'}, [None]),
+      # A custom_config from before the knob: one model.
+      ({'num_topics': 20}, [None])):
+    assert trainer.trained_heads(config) == expected, config
+  with pytest.raises(ValueError, match="topic_model must be one of .*'both'"):
+    trainer.trained_heads({'num_topics': 20, 'topic_model': 'both'})
+
+
+def test_the_combined_model_answers_each_head_with_its_own_model():
+  def rnn(head, num_topics=0):
+    return trainer.build_model(
+        'rnn', vocabulary_size=50, sequence_length=6,
+        hyperparameters={'embedding_dim': 8, 'rnn_units': 4}, head=head,
+        num_topics=num_topics)
+  keras.utils.set_random_seed(1)
+  models = {head: rnn(head) for head in trainer.HEAD_CLASSES}
+  combined = trainer.combined_model(models)
+  x = {features.TOKEN_IDS_KEY: np.array([[3, 4, 5, 0, 0, 0],
+                                         [7, 1, 0, 0, 0, 0]])}
+  answer = combined(x, training=False)
+  assert set(answer) == set(trainer.HEAD_CLASSES)
+  for head, model in models.items():
+    np.testing.assert_allclose(answer[head], model(x, training=False),
+                               rtol=1e-6)
+  assert combined.count_params() == sum(m.count_params()
+                                        for m in models.values())
+  with pytest.raises(ValueError, match='several outputs'):
+    trainer.combined_model({features.SENTIMENT_HEAD: rnn(
+        features.SENTIMENT_HEAD, num_topics=len(features.TOPICS))})
+  with pytest.raises(ValueError, match='a topic head goes beside the '
+                     'sentiment head'):
+    rnn(features.TOPIC_HEAD, num_topics=len(features.TOPICS))
+
+
+def test_separate_models_learn_their_heads_and_are_served_as_one(
+    trained_separately):
+  summary, out = trained_separately
+  assert summary['topic_model'] == 'separate'
+  models = summary['separate_models']
+  assert set(models) == set(trainer.HEAD_CLASSES)
+  assert summary['parameters'] == sum(m['parameters']
+                                      for m in models.values())
+  assert summary['epochs'] == sum(m['epochs'] for m in models.values())
+  assert all(1 <= m['epochs'] <= 3 for m in models.values())
+  # Each calibrated on, and reported over, its own head's records.
+  calibration = summary['calibration']
+  assert calibration['eval']['examples'] == 400
+  assert calibration[features.TOPIC_HEAD]['eval']['examples'] == 400
+  # A TensorBoard run per model.
+  for head in trainer.HEAD_CLASSES:
+    assert tf.io.gfile.glob(str(out / 'model_run' / head / 'train' /
+                                '*.tfevents.*')), head
+  texts = ['Fed holds rates steady as inflation cools',
+           'Acme shares plunge after profit warning']
+  answer = predict_in_fresh_process(str(out / 'serving'), texts)
+  assert answer['modules'] == []
+  assert all(topic in features.TOPICS for topic in answer['topics'])
+  assert all(label in features.LABELS for label in answer['labels'])
+  assert [len(row) for row in answer['topic_probabilities']] == [20, 20]
+
+
+def test_a_tuner_searches_on_the_sentiment_model_of_separate_models(
+    transformed, tmp_path):
+  fn_args = _fn_args(transformed, tmp_path, topic_model='separate')
+  fn_args.working_dir = str(tmp_path / 'tuner')
+  result = tuner.tuner_fn(fn_args)
+  _, labels = next(iter(result.fit_kwargs['x']))
+  # One target, the sentiment's, from sentiment records only.
+  assert labels.shape.rank == 1
+  assert 0 <= int(tf.reduce_min(labels)) and int(tf.reduce_max(labels)) < 3
+  # Watched as a model with one output is.
+  assert result.fit_kwargs['callbacks'][0].monitor == (
+      trainer.early_stopping_monitor(fn_args.custom_config['training']))

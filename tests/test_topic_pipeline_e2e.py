@@ -3,8 +3,8 @@
 The bundled sample (sentiment) and a sixth of the Twitter Financial News
 Topic set (every 6th training row, every 7th validation row: all 20
 topics) go through one pipeline: both ExampleGens, their join, the data
-gate, Transform, two models with a sentiment and a topic head, TFMA on
-both outputs, the gates and the pushes. Two runs of one pipeline (TFX's
+gate, Transform, two candidates answering a sentiment and a topic (a
+model per head each, by default), TFMA on both outputs, the gates and the pushes. Two runs of one pipeline (TFX's
 cache on, so the second reuses the first's trainings):
 
 1. `strict`: a topic minimum no model trained on 2,832 topic records
@@ -15,7 +15,7 @@ cache on, so the second reuses the first's trainings):
 
 Beam in memory and models from scratch, as tests/test_pipeline_e2e.py.
 Then a run with the default models (`students`): the packaged encoder,
-fine-tuned one epoch with both heads, teaches the two students both,
+fine-tuned one epoch for each head, teaches the two students both,
 through TFX's BulkInferrer, on the sample and a twentieth of the topic
 set; every minimum 0, as only the wiring is tested there.
 """
@@ -91,6 +91,13 @@ def test_both_sources_reach_every_model_and_each_output_is_measured(runs):
       assert 0 < metrics[name] <= 1, (model['candidate'], name)
     # Better than chance (1/20) and than always the commonest topic.
     assert metrics['topic_accuracy'] > 0.25, model['candidate']
+    # By default a model per head, served as one (--topic_model separate).
+    assert set(model['separate_models']) == {'sentiment', 'topic'}
+    assert re.search(
+        rf"^  {model['candidate']}: a model per head \(--topic_model "
+        r'separate\), served as one: sentiment [\d,]+ parameters, \d+ epochs '
+        r'in \d+ s, topic [\d,]+ parameters, \d+ epochs in \d+ s$',
+        terminal, re.M), model['candidate']
   header = next(line for line in terminal.splitlines()
                 if line.lstrip().startswith('model '))
   assert 'topic acc' in header and 'topic F1' in header
@@ -189,6 +196,10 @@ def test_the_students_learn_both_heads_and_are_measured_on_both(students):
   e2e.check_quiet_terminal(terminal, ('transformer', *STUDENTS))
   models = {m['candidate']: m for m in summary['models']}
   assert set(models) == {'transformer', *STUDENTS}
+  # The teacher is two encoders, one per head; a student has both heads.
+  assert set(models['transformer']['separate_models']) == {'sentiment',
+                                                          'topic'}
+  assert all(models[s]['separate_models'] is None for s in STUDENTS)
   teacher = models['transformer']['metrics']
   for student in STUDENTS:
     model = models[student]
