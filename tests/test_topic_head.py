@@ -85,9 +85,15 @@ def test_each_head_learns_from_its_records_and_the_export_serves_both(
   assert calibration[features.TOPIC_HEAD]['temperature'] > 0
   assert calibration['eval']['examples'] == 400
   assert calibration[features.TOPIC_HEAD]['eval']['examples'] == 400
-  texts = ['Fed holds rates steady as inflation cools',
-           'Acme shares plunge after profit warning']
-  answer = predict_in_fresh_process(export_dir, texts)
+  _check_serves_both(export_dir)
+
+
+def _check_serves_both(export_dir):
+  """The export answers a sentiment and a topic in a fresh process that
+  loads no training code (tests/load_saved_model.py)."""
+  answer = predict_in_fresh_process(export_dir, [
+      'Fed holds rates steady as inflation cools',
+      'Acme shares plunge after profit warning'])
   assert answer['modules'] == []
   assert all(topic in features.TOPICS for topic in answer['topics'])
   assert all(label in features.LABELS for label in answer['labels'])
@@ -356,13 +362,7 @@ def test_separate_models_learn_their_heads_and_are_served_as_one(
   for head in trainer.HEAD_CLASSES:
     assert tf.io.gfile.glob(str(out / 'model_run' / head / 'train' /
                                 '*.tfevents.*')), head
-  texts = ['Fed holds rates steady as inflation cools',
-           'Acme shares plunge after profit warning']
-  answer = predict_in_fresh_process(str(out / 'serving'), texts)
-  assert answer['modules'] == []
-  assert all(topic in features.TOPICS for topic in answer['topics'])
-  assert all(label in features.LABELS for label in answer['labels'])
-  assert [len(row) for row in answer['topic_probabilities']] == [20, 20]
+  _check_serves_both(str(out / 'serving'))
 
 
 def test_a_tuner_searches_on_the_sentiment_model_of_separate_models(
